@@ -1,0 +1,7 @@
+"""tinybin: a small NumPy + Numba deep-learning engine for 1-bit-per-weight, batch-norm-free
+wide ResNets (McDonnell, Mostafa, Wang & van Schaik, 2019)."""
+from .gradcheck import GradcheckError, gradcheck
+from .tensor import Function, Tensor, is_grad_enabled, no_grad
+
+__version__ = "0.1.0"
+__all__ = ["Tensor", "Function", "no_grad", "is_grad_enabled", "gradcheck", "GradcheckError"]

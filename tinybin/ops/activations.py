@@ -1,0 +1,57 @@
+"""ReLU, sReLU and ELU: the nonlinearities of the paper's variants (METHOD.md §4).
+
+Each derivative's value *at the kink* is a convention; it is stated here and pinned by tests.
+"""
+import numpy as np
+
+from ..tensor import Function
+
+
+def relu_forward(x):
+    """out = max(0, x).
+
+    d out/dx = 1 if x > 0 else 0 (0 at x = 0).
+    Shapes: any; out has x's shape.
+    """
+    mask = x > 0                       # same shape as x
+    return np.where(mask, x, 0).astype(x.dtype, copy=False), mask
+
+
+def relu_backward(dout, mask):
+    return dout * mask
+
+
+def srelu_forward(x):
+    """Shifted ReLU: out = max(-1, x)  [P2 §III.B, variants final-bn, srelu, mean-bn].
+
+    Keeps the unit's output mean near zero without BN (ReLU's output is all >= 0).
+    d out/dx = 1 if x > -1 else 0 (0 at x = -1).
+    """
+    mask = x > -1
+    return np.where(mask, x, -1).astype(x.dtype, copy=False), mask
+
+
+def srelu_backward(dout, mask):
+    return dout * mask
+
+
+def elu_forward(x, alpha=1.0):
+    """ELU: out = x if x > 0 else alpha·(exp(x) − 1)  [Clevert et al. 2016; P2 variant 5].
+
+    d out/dx = 1 if x > 0 else alpha·exp(x) = out + alpha (at x = 0: alpha, which is 1 for the
+    default alpha = 1, so the derivative is continuous there).
+    """
+    pos = x > 0
+    neg = alpha * np.expm1(np.minimum(x, 0))   # minimum(): no overflow warnings for large x
+    out = np.where(pos, x, neg).astype(x.dtype, copy=False)
+    return out, (pos, neg, alpha)
+
+
+def elu_backward(dout, cache):
+    pos, neg, alpha = cache
+    return dout * np.where(pos, 1, neg + alpha).astype(dout.dtype, copy=False)
+
+
+ReLU = Function.from_pair("ReLU", relu_forward, relu_backward)
+SReLU = Function.from_pair("SReLU", srelu_forward, srelu_backward)
+ELU = Function.from_pair("ELU", elu_forward, elu_backward)
