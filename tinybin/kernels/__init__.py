@@ -1,0 +1,105 @@
+"""Convolution kernels: im2col / col2im in a fast Numba version and a readable NumPy reference.
+
+`im2col_numba.py` is used by default; `im2col_ref.py` computes the same thing with a few NumPy
+slices and is the one to read first. Both have the same signatures and are tested equal.
+
+Choosing the implementation:
+
+    TINYBIN_REFERENCE=1 python ...          # the NumPy reference everywhere (read at import)
+
+    from tinybin import kernels
+    kernels.use_reference(True)             # switch from now on
+    with kernels.use_reference(True):       # ... or only inside a block
+        ...
+
+To step through the Numba loops in a debugger, run with NUMBA_DISABLE_JIT=1: they then execute
+as ordinary (slow) Python.
+
+Workspace. The column matrix is large (N*OH*OW rows of KH*KW*C values: 295 MB for a 3×3,
+64-channel conv on 125 images of 32×32 in float32), and allocating it afresh on every call
+costs more than filling it, because every new page faults. So `im2col` writes into one
+buffer per dtype that is kept and grown to the largest size asked for; every conv layer
+shares it. The rule that makes sharing safe: the columns are valid only until the next
+kernel call. Nothing may keep them: a layer's backward recomputes im2col from its saved input
+instead of storing columns (storing them for every layer would take ~3 GB for WRN-20-4 at
+batch 125; recomputing costs a few percent).
+
+Threads. Numba's parallel loops and OpenBLAS's matrix products use separate thread pools.
+On a machine with few cores, a pool that busy-waits after its work is done steals the cores
+the other pool needs next; see `tinybin/kernels/bench.py` for the settings measured.
+"""
+import os
+
+import numpy as np
+
+from . import im2col_ref
+
+_use_reference = os.environ.get("TINYBIN_REFERENCE", "0").strip() not in ("", "0")
+_workspaces: dict = {}  # dtype -> one flat buffer, grown on demand
+
+
+class use_reference:
+    """use_reference(True) selects the NumPy reference kernels, use_reference(False) the Numba
+    ones. Takes effect at once; used as a context manager it restores the previous choice."""
+
+    def __init__(self, flag: bool = True):
+        global _use_reference
+        self.previous = _use_reference
+        _use_reference = bool(flag)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        global _use_reference
+        _use_reference = self.previous
+        return False
+
+
+def using_reference() -> bool:
+    """True when the NumPy reference kernels are selected."""
+    return _use_reference
+
+
+def implementation():
+    """The kernel module in use: im2col_ref or im2col_numba (imported, not compiled, on first use)."""
+    if _use_reference:
+        return im2col_ref
+    from . import im2col_numba
+    return im2col_numba
+
+
+def workspace(shape, dtype) -> np.ndarray:
+    """An uninitialised array of `shape` in the shared buffer for `dtype`. Valid until the next
+    call: the next caller gets the same memory."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape))
+    buf = _workspaces.get(dtype)
+    if buf is None or buf.size < size:
+        _workspaces.pop(dtype, None)  # release the old buffer before taking a larger one
+        buf = _workspaces[dtype] = np.empty(size, dtype)
+    return buf[:size].reshape(shape)
+
+
+def clear_workspaces():
+    """Release the shared buffers (they are re-created on the next call)."""
+    _workspaces.clear()
+
+
+def im2col(x, KH, KW, stride, padding) -> np.ndarray:
+    """Columns (N*OH*OW, KH*KW*C) of x (N, H, W, C), written into the shared workspace.
+
+    stride = (SH, SW), padding = (PT, PB, PL, PR). The result is valid until the next kernel call.
+    """
+    (SH, SW), (PT, PB, PL, PR) = stride, padding
+    N, H, W, C = x.shape
+    OH, OW = im2col_ref.output_size(H, W, KH, KW, SH, SW, PT, PB, PL, PR)
+    cols = workspace((N * OH * OW, KH * KW * C), x.dtype)
+    return implementation().im2col(np.ascontiguousarray(x), cols, KH, KW, SH, SW, PT, PB, PL, PR)
+
+
+def col2im(cols, x_shape, KH, KW, stride, padding) -> np.ndarray:
+    """A new dx of x_shape (N, H, W, C): each cell the sum of the column entries copied from it."""
+    (SH, SW), (PT, PB, PL, PR) = stride, padding
+    dx = np.empty(x_shape, cols.dtype)
+    return implementation().col2im(np.ascontiguousarray(cols), dx, KH, KW, SH, SW, PT, PB, PL, PR)
