@@ -1,0 +1,148 @@
+"""Benchmark of the convolution: `python -m tinybin bench conv` (or `python -m tinybin.kernels.bench`).
+
+For the three 3×3 convs of WRN-20-4 (stage maps 32×32×64, 16×16×128, 8×8×256; stride 1,
+pad 1, C_in = C_out) at batch 125 in float32 it prints, per layer, medians of several repeats:
+
+  fwd ms, fwd+bwd ms     conv2d_forward, and conv2d_forward + conv2d_backward (dx and dw)
+  GFLOP/s                useful multiply-adds of fwd+bwd (3 × 2·N·OH·OW·KH·KW·C·OC) per second
+  GEMM f / dx / dw ms    the three matrix products alone, on arrays made beforehand, into
+                         preallocated outputs: the floor the im2col approach can reach
+  ratio                  (fwd+bwd) / (sum of the three GEMMs); im2col, col2im and copies are
+                         the difference (target <= 1.3)
+  ref ms, speed-up       fwd+bwd with the NumPy reference kernels, and ref / Numba
+  kern ms, ref, speed-up the kernels alone, as one fwd+bwd uses them (im2col twice, col2im
+                         once): Numba, NumPy reference, and their ratio (target >= 5). The
+                         whole conv cannot gain 5x: the GEMMs, the same in both, dominate it.
+
+and, measured in fresh processes, how long `import` plus a first small conv take: once with an
+empty Numba cache (compilation) and once with the cache the first process wrote (what every
+later start costs; target < 2 s).
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+STAGES = [(32, 64), (16, 128), (8, 256)]  # (H = W, C) of WRN-20-4's three stages
+
+FIRST_CONV = """
+import time; t0 = time.perf_counter()
+import numpy as np
+from tinybin.ops.conv import conv2d_forward, conv2d_backward
+t1 = time.perf_counter()
+x = np.ones((2, 8, 8, 16), np.float32); w = np.ones((3, 3, 16, 16), np.float32)
+out, cache = conv2d_forward(x, w, 1, 1); conv2d_backward(out, cache)
+t2 = time.perf_counter()
+print(f"{t1 - t0:.3f} {t2 - t1:.3f}")
+"""
+
+
+def add_arguments(parser):
+    parser.add_argument("--batch", type=int, default=125, help="images per batch (default 125)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per figure; the median is shown")
+    parser.add_argument("--ref-repeats", type=int, default=2, help="repeats of the (slow) NumPy reference")
+    parser.add_argument("--quick", action="store_true", help="batch 25, 3 repeats, 1 reference repeat")
+    parser.add_argument("--no-startup", action="store_true", help="skip the fresh-process start-up timing")
+    return parser
+
+
+def median_ms(fn, repeats):
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return 1e3 * float(np.median(times))
+
+
+def startup_seconds():
+    """(import s, first conv s) of a fresh process with an empty cache, then of a second one."""
+    with tempfile.TemporaryDirectory() as cache_dir:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)  # a private, empty cache: forces compiling
+        runs = []
+        for _ in range(2):
+            t = time.perf_counter()
+            result = subprocess.run([sys.executable, "-c", FIRST_CONV], env=env, capture_output=True, text=True)
+            wall = time.perf_counter() - t
+            if result.returncode != 0:
+                raise RuntimeError(result.stderr)
+            imp, first = map(float, result.stdout.split())
+            runs.append((imp, first, wall))
+    return runs
+
+
+def run_bench(args):
+    from tinybin import kernels
+    from tinybin.ops.conv import conv2d_backward, conv2d_forward
+
+    if args.quick:
+        args.batch, args.repeats, args.ref_repeats = 25, 3, 1
+    N, R = args.batch, args.repeats
+    rng = np.random.default_rng(0)
+
+    import numba
+    from tinybin.kernels import im2col_numba
+    layer = f"numba {numba.__version__} (kernels {'parallel' if im2col_numba.PARALLEL else 'serial'})"
+    print(f"conv2d benchmark: batch {N}, float32, 3x3 stride 1 pad 1, median of {R}; numpy {np.__version__}, {layer}")
+    print(f"environment: " + ", ".join(f"{k}={os.environ.get(k, '-')}" for k in
+          ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY",
+           "OPENBLAS_THREAD_TIMEOUT")) + f"; load average {os.getloadavg()[0]:.2f}")
+    header = (f"{'layer':>12} {'fwd ms':>8} {'fwd+bwd':>8} {'GFLOP/s':>8} {'GEMM f':>7} {'dx':>7} {'dw':>7}"
+              f" {'3 GEMMs':>8} {'ratio':>6} {'ref ms':>8} {'speed-up':>8} {'kern ms':>8} {'ref':>6} {'speed-up':>8}")
+    print(header)
+    for H, C in STAGES:
+        x = rng.standard_normal((N, H, H, C), dtype=np.float32)
+        w = rng.standard_normal((3, 3, C, C), dtype=np.float32)
+        out, cache = conv2d_forward(x, w, 1, 1)                        # compiles / warms up
+        dout = rng.standard_normal(out.shape, dtype=np.float32)
+        conv2d_backward(dout, cache)
+
+        fwd = median_ms(lambda: conv2d_forward(x, w, 1, 1), R)
+        fwd_bwd = median_ms(lambda: conv2d_backward(dout, conv2d_forward(x, w, 1, 1)[1]), R)
+
+        M, K = N * H * H, 9 * C                                        # GEMM sizes
+        cols = np.array(kernels.im2col(x, 3, 3, (1, 1), (1, 1, 1, 1)))  # M, K (own copy)
+        w2d, G = w.reshape(K, C), dout.reshape(M, C)
+        out_f, out_dx, out_dw = np.empty((M, C), np.float32), np.empty((M, K), np.float32), np.empty((K, C), np.float32)
+        gemm_f = median_ms(lambda: np.matmul(cols, w2d, out=out_f), R)
+        gemm_dx = median_ms(lambda: np.matmul(G, w2d.T, out=out_dx), R)
+        gemm_dw = median_ms(lambda: np.matmul(cols.T, G, out=out_dw), R)
+        del cols, out_dx
+        gemms = gemm_f + gemm_dx + gemm_dw
+
+        def kernels_once():                                            # what one fwd+bwd runs
+            kernels.im2col(x, 3, 3, (1, 1), (1, 1, 1, 1))
+            dcols = kernels.im2col(x, 3, 3, (1, 1), (1, 1, 1, 1))
+            kernels.col2im(dcols, x.shape, 3, 3, (1, 1), (1, 1, 1, 1))
+
+        kern = median_ms(kernels_once, R)
+        with kernels.use_reference(True):
+            ref = median_ms(lambda: conv2d_backward(dout, conv2d_forward(x, w, 1, 1)[1]), args.ref_repeats)
+            kern_ref = median_ms(kernels_once, args.ref_repeats)
+        gflops = 3 * 2 * M * K * C / (fwd_bwd * 1e-3) / 1e9
+        print(f"{f'{H}x{H}x{C}':>12} {fwd:8.1f} {fwd_bwd:8.1f} {gflops:8.1f} {gemm_f:7.1f} {gemm_dx:7.1f} {gemm_dw:7.1f}"
+              f" {gemms:8.1f} {fwd_bwd / gemms:6.2f} {ref:8.1f} {ref / fwd_bwd:7.1f}x"
+              f" {kern:8.1f} {kern_ref:6.1f} {kern_ref / kern:7.1f}x")
+    kernels.clear_workspaces()
+    print(f"load average now {os.getloadavg()[0]:.2f} (other processes on the machine slow every figure)")
+
+    if not args.no_startup:
+        (imp1, conv1, wall1), (imp2, conv2, wall2) = startup_seconds()
+        print(f"start-up, empty Numba cache:  import {imp1:.2f} s + first conv fwd+bwd {conv1:.2f} s "
+              f"(compiling) = {imp1 + conv1:.2f} s; process wall {wall1:.2f} s")
+        print(f"start-up, second process:     import {imp2:.2f} s + first conv fwd+bwd {conv2:.2f} s "
+              f"(cache) = {imp2 + conv2:.2f} s; process wall {wall2:.2f} s")
+
+
+def main(argv=None):
+    parser = add_arguments(argparse.ArgumentParser(prog="python -m tinybin.kernels.bench", description=__doc__,
+                                                   formatter_class=argparse.RawDescriptionHelpFormatter))
+    run_bench(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
