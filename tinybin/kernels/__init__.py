@@ -24,9 +24,11 @@ kernel call. Nothing may keep them: a layer's backward recomputes im2col from it
 instead of storing columns (storing them for every layer would take ~3 GB for WRN-20-4 at
 batch 125; recomputing costs a few percent).
 
-Threads. Numba's parallel loops and OpenBLAS's matrix products use separate thread pools.
-On a machine with few cores, a pool that busy-waits after its work is done steals the cores
-the other pool needs next; see `tinybin/kernels/bench.py` for the settings measured.
+Threads. The matrix products run on OpenBLAS's threads; the Numba kernels run serial
+(im2col_numba.PARALLEL). They are memory-bound, and a second thread pool next to OpenBLAS's
+on a machine with few cores loses more to threads waiting for each other than it gains, so
+no Numba thread pool is started and no environment variable needs setting. To limit
+OpenBLAS itself, set OPENBLAS_NUM_THREADS before Python starts.
 """
 import os
 
