@@ -1,0 +1,131 @@
+"""The authors' released 1-bit WRN-20-10 models, loaded into tinybin's own `wrn`.
+
+    from tinybin.zoo import load_mcdonnell
+    model = load_mcdonnell("../shared/data/mcdonnell/CIFAR10_allparams.mat")   # eval mode
+    logits = model(images_uint8_nhwc)
+
+McDonnell-Lab/1-bit-per-weight ships its Keras models as MATLAB v5 files (read with scipy, an
+optional extra: `pip install "tinybin[mat]"`). Their layout (shared/data/README.md):
+
+    conv2d, conv2d_1, ... conv2d_19      uint8 bits (1, KH, KW, C_in, C_out), weight = c·(2b − 1),
+                                         c = sqrt(2 / (KH·KW·C_in)): stem, 18 block convs, head 1×1
+    batch_normalization_v1_N             input BN: (4, 3) = gamma, beta, moving mean, moving var;
+                                         the 20 others: (2, C) = moving mean, moving var (no g, o)
+
+The keys carry Keras's global layer counters (the CIFAR-100 file starts at `conv2d_40`), so only
+their order matters: sorted by the number after the last `_` (none = 0), they are in network
+order. That network is exactly `wrn(20, 10, variant="baseline2", bits=1, padding="tf-same")`:
+input BN (g, o, no ReLU) → stem → 9 pre-activation blocks → BN → ReLU → 1×1 conv → BN → GAP,
+with TensorFlow "same" padding (0 before, 1 after) on the stride-2 convs and average pools.
+
+Only the bits are stored, so they are loaded as latent weights ±c: the model binarizes with
+sign(0) = +1 and the same c, giving back c·(2b − 1) exactly. Every check that can fail — keys,
+shapes, layer counts, non-binary bits — fails with a message naming the key.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .models import wrn
+
+DEPTH, WIDTH = 20, 10
+
+
+class ModelFileError(ValueError):
+    """A released-model file is missing, truncated, or not laid out as the authors' files are."""
+
+
+def read_mat(path) -> dict:
+    """All arrays of a MATLAB v5 file (scipy.io.loadmat), without MATLAB's `__header__` entries."""
+    try:
+        import scipy.io
+    except ImportError:
+        raise ImportError('reading .mat files needs scipy: pip install "tinybin[mat]" (or pip install scipy)') from None
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    try:
+        data = scipy.io.loadmat(str(path))
+    except Exception as e:  # scipy raises ValueError, TypeError, OSError... on broken files
+        raise ModelFileError(f"{path} is not a readable MATLAB v5 file ({type(e).__name__}: {e})") from None
+    return {k: v for k, v in data.items() if not k.startswith("__")}
+
+
+def _layer_number(key: str) -> int:
+    """Keras's counter: `conv2d_17` → 17, `conv2d` → 0."""
+    m = re.search(r"_(\d+)$", key)
+    return int(m.group(1)) if m else 0
+
+
+def _sorted_keys(arrays: dict, prefix: str) -> list:
+    """Keys `prefix` or `prefix_N`, in network order."""
+    keys = [k for k in arrays if re.fullmatch(re.escape(prefix) + r"(_\d+)?", k)]
+    return sorted(keys, key=_layer_number)
+
+
+def conv_bits_to_weight(bits: np.ndarray, key: str = "conv") -> np.ndarray:
+    """uint8 bits (1, KH, KW, C_in, C_out) → float32 weights c·(2b − 1), shape (KH, KW, C_in, C_out).
+
+    Raises ModelFileError unless the array has that shape and holds only 0 and 1."""
+    bits = np.asarray(bits)
+    if bits.ndim == 5 and bits.shape[0] == 1:
+        bits = bits[0]
+    if bits.ndim != 4:
+        raise ModelFileError(f"{key}: expected bits of shape (1, KH, KW, C_in, C_out), got {bits.shape}")
+    values = np.unique(bits)
+    if not np.all(np.isin(values, (0, 1))):
+        raise ModelFileError(f"{key}: weights are not one bit each: values {values[:6].tolist()}"
+                             f"{' ...' if len(values) > 6 else ''} (expected only 0 and 1)")
+    kh, kw, c_in, _ = bits.shape
+    c = np.float32(math.sqrt(2.0 / (kh * kw * c_in)))
+    return np.where(bits == 1, c, -c).astype(np.float32)
+
+
+def load_mcdonnell(path):
+    """The released Keras 1-bit WRN-20-10 in `path` as a tinybin model in eval mode.
+
+    Classes (10 or 100) come from the head conv. BN layers use the file's moving averages
+    (eps 1e-5); the input BN gets its gamma and beta too. Raises ModelFileError (a ValueError)
+    naming what is wrong with a file that is not one of the authors', ImportError without scipy.
+    """
+    path = Path(path)
+    arrays = read_mat(path)
+    conv_keys, bn_keys = _sorted_keys(arrays, "conv2d"), _sorted_keys(arrays, "batch_normalization_v1")
+    if not conv_keys or not bn_keys:
+        raise ModelFileError(f"{path} holds no conv2d* / batch_normalization_v1* arrays (keys: "
+                             f"{', '.join(sorted(arrays)[:6]) or 'none'}): not a released 1-bit model")
+    head = np.asarray(arrays[conv_keys[-1]])
+    num_classes = int(head.shape[-1]) if head.ndim == 5 else 0
+    if num_classes not in (10, 100):
+        raise ModelFileError(f"{conv_keys[-1]} (the head conv) has shape {head.shape}: expected "
+                             f"(1, 1, 1, {64 * WIDTH}, 10 or 100)")
+    model = wrn(DEPTH, WIDTH, num_classes=num_classes, variant="baseline2", bits=1, padding="tf-same", rng=0)
+
+    convs, bns = model.convs(), model.batch_norms()
+    for kind, keys, layers in (("conv", conv_keys, convs), ("batch-norm", bn_keys, bns)):
+        if len(keys) != len(layers):
+            raise ModelFileError(f"{path}: {len(keys)} {kind} layers ({keys[0]} ... {keys[-1]}), "
+                                 f"WRN-{DEPTH}-{WIDTH} has {len(layers)}: truncated or another network")
+
+    for key, (name, conv) in zip(conv_keys, convs):
+        w = conv_bits_to_weight(arrays[key], key)
+        if w.shape != conv.weight.shape:
+            raise ModelFileError(f"{key} ({name}): bits of shape {w.shape}, the model expects {conv.weight.shape}")
+        conv.weight.data = w
+
+    for i, (key, (name, bn)) in enumerate(zip(bn_keys, bns)):
+        stats = np.asarray(arrays[key], dtype=np.float32)
+        rows = 4 if i == 0 else 2  # the input BN also stores gamma and beta
+        if stats.shape != (rows, bn.num_channels):
+            raise ModelFileError(f"{key} ({name}): shape {stats.shape}, expected ({rows}, {bn.num_channels})")
+        if not np.all(np.isfinite(stats)) or np.any(stats[-1] < 0):
+            raise ModelFileError(f"{key} ({name}): non-finite values or a negative variance")
+        if i == 0:
+            bn.weight.data, bn.bias.data = stats[0].copy(), stats[1].copy()
+        bn.running_mean, bn.running_var = stats[-2].copy(), stats[-1].copy()
+        bn.inference_stats = "moving"
+    return model.eval()
