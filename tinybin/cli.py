@@ -48,7 +48,7 @@ def add_train_arguments(p):
 
     d = TrainConfig()
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=["cifar10", "cifar100", "folder"], default=d.dataset)
+    g.add_argument("--dataset", choices=["cifar10", "cifar100", "folder"], default=d.dataset, help="what to train on")
     g.add_argument("--data-dir", default=d.data_dir,
                    help="archive cache folder (default $TINYBIN_DATA or ./datasets); for 'folder': a root "
                         "holding train/<class>/ and test/<class>/")
@@ -66,20 +66,20 @@ def add_train_arguments(p):
                    help="T of srelu/elu; default the authors' (40 1-bit, 80 32-bit, 25 CIFAR-100)")
     g.add_argument("--padding", choices=PADDINGS, default=d.padding, help="padding of stride-2 layers")
     g = p.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=d.epochs)
+    g.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training set")
     g.add_argument("--lr", type=float, default=d.lr, help="initial learning rate")
     g.add_argument("--lr-min", type=float, default=d.lr_min, help="final learning rate")
     g.add_argument("--schedule", choices=["cosine", "restarts", "constant"], default=d.schedule,
                    help="cosine per batch (P2) or warm restarts of 2, 4, 8, ... epochs (P1)")
-    g.add_argument("--momentum", type=float, default=d.momentum)
-    g.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    g.add_argument("--batch-size", type=int, default=d.batch_size)
+    g.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (not Nesterov)")
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="on conv latent weights only")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help="images per SGD step")
     g.add_argument("--cutout", type=int, default=d.cutout, help="cutout patch side; 0 = off")
     g.add_argument("--crop-pad", type=int, default=d.crop_pad, help="random pad + crop pixels; 0 = off")
-    g.add_argument("--no-flip", dest="flip", action="store_false", help="no horizontal flips")
+    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=d.flip, help="horizontal flips, p=0.5")
     g.add_argument("--bn-stats", choices=["recalibrated", "moving"], default=d.bn_stats,
                    help="BN inference statistics: recalibrated after training (papers) or moving averages (Keras)")
-    g.add_argument("--seed", type=int, default=d.seed)
+    g.add_argument("--seed", type=int, default=d.seed, help="initial weights, subset, order and augmentation")
     g = p.add_argument_group("run")
     g.add_argument("--out", default=d.out, help="run folder: checkpoint, metrics.jsonl, curves.png")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")

@@ -249,7 +249,7 @@ def read_checkpoint(path):
 def load_checkpoint(path):
     """(model in eval mode, meta) from a checkpoint written by `train`."""
     model_state, _, meta = read_checkpoint(path)
-    model = wrn(num_classes=meta["num_classes"], **meta["arch"])
+    model = wrn(**meta["arch"])
     model.load_state_dict(model_state)
     set_bn_stats(model, meta.get("bn_stats", "auto"))
     return model.eval(), meta

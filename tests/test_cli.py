@@ -1,0 +1,127 @@
+"""`python -m tinybin`: help with defaults, one-line errors, a tiny train → evaluate round trip."""
+import io
+import pickle
+import re
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+
+
+def run(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "tinybin", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def one_line_error(proc):
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_archive(tmp_path_factory):
+    """A CIFAR-10 archive in the official layout (Python-2 style pickles) with 250 + 50 random images."""
+    path = tmp_path_factory.mktemp("data") / "tiny-cifar-10.tar.gz"
+    rng = np.random.default_rng(0)
+
+    def batch(n):
+        x = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        return pickle.dumps({b"data": x, b"labels": [int(v) for v in rng.integers(0, 10, n)]}, protocol=2)
+
+    members = {"data_batch_1": batch(250), "test_batch": batch(50),
+               "batches.meta": pickle.dumps({b"label_names": [f"c{i}".encode() for i in range(10)]}, protocol=2)}
+    with tarfile.open(path, "w:gz") as tar:
+        for name, blob in members.items():
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return path
+
+
+def test_help_lists_commands_and_shows_defaults():
+    top = run("--help")
+    assert top.returncode == 0
+    for command in ("train", "evaluate", "bench", "export"):
+        assert command in top.stdout
+    train = run("train", "--help")
+    assert train.returncode == 0
+    text = " ".join(train.stdout.split())
+    for flag, default in [("--lr", "0.1"), ("--batch-size", "125"), ("--cutout", "18"), ("--depth", "20"),
+                          ("--variant", "baseline2"), ("--bits", "1")]:
+        assert flag in text and f"(default: {default})" in text
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--variant", "no-bn"], "valid: baseline1, baseline2, final-bn, srelu, elu, mean-bn"),
+    (["--depth", "21"], "6n+2"),
+    (["--bits", "8"], "bits"),
+    (["--variant", "baseline2", "--temperature", "40"], "temperature"),
+    (["--archive", "/nonexistent/cifar.tar.gz"], "/nonexistent/cifar.tar.gz"),
+    (["--dataset", "folder", "--data-dir", "/nonexistent"], "/nonexistent"),
+])
+def test_bad_flags_give_one_line_and_nonzero_exit(args, message, tmp_path):
+    line = one_line_error(run("train", *args, "--out", tmp_path / "r"))
+    assert message in line
+
+
+def test_missing_data_without_network_is_one_line(tmp_path, monkeypatch):
+    proc = subprocess.run([sys.executable, "-c", "import sys, urllib.request\n"
+                           "def fail(*a, **k): raise OSError('no network in this test')\n"
+                           "urllib.request.urlopen = fail\n"
+                           "from tinybin.cli import main; sys.exit(main(sys.argv[1:]))",
+                           "train", "--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, timeout=120)
+    line = one_line_error(proc)
+    assert "cifar-10-python.tar.gz" in line
+
+
+def test_resume_without_checkpoint(tmp_path):
+    assert "nothing to resume" in one_line_error(run("train", "--resume", "--out", tmp_path / "none"))
+
+
+def test_evaluate_missing_checkpoint(tmp_path):
+    assert "no checkpoint" in one_line_error(run("evaluate", tmp_path / "nothing.npz"))
+
+
+def test_train_then_evaluate(tiny_archive, tmp_path):
+    out = tmp_path / "run"
+    proc = run("train", "--archive", tiny_archive, "--subset", 0, "--depth", 8, "--width", 1, "--epochs", 1,
+               "--variant", "srelu", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "T=40" in proc.stdout  # the default temperature is announced
+    acc = re.search(r"test accuracy: ([\d.]+) % on 50 images", proc.stdout)
+    assert acc, proc.stdout
+    assert (out / "checkpoint.npz").is_file() and (out / "metrics.jsonl").is_file()
+    ev = run("evaluate", out / "checkpoint.npz")
+    assert ev.returncode == 0, ev.stderr
+    assert f"test accuracy {acc.group(1)} % on 50 images" in ev.stdout
+
+
+def test_divergence_exits_nonzero_with_message(tiny_archive, tmp_path):
+    out = tmp_path / "div"
+    proc = run("train", "--archive", tiny_archive, "--subset", 0, "--depth", 8, "--width", 1, "--epochs", 2,
+               "--variant", "srelu", "--temperature", 40, "--lr", 100, "--out", out)
+    assert proc.returncode == 3
+    assert re.search(r"diverged at step \d+ \(loss=", proc.stderr)
+    assert "Traceback" not in proc.stderr
+    assert (out / "checkpoint.npz").is_file() and (out / "metrics.jsonl").is_file()
+
+
+def test_bench_train_quick():
+    proc = run("bench", "train", "--quick", "--depth", 8, "--configs", "1:baseline2,1:srelu", "--batch-size", 16)
+    assert proc.returncode == 0, proc.stderr
+    assert "WRN-8-1 srelu" in proc.stdout and "step/conv" in proc.stdout and "peak memory" in proc.stdout
+
+
+def test_train_on_the_shared_subset(shared_data, tmp_path):
+    """The shared 4000 + 1000 exact CIFAR-10 images; a class-balanced subset of 250 for speed."""
+    proc = run("train", "--archive", shared_data / "cifar-10-subset-python.tar.gz", "--subset", 250, "--depth", 8,
+               "--epochs", 1, "--test-subset", 200, "--out", tmp_path / "r")
+    assert proc.returncode == 0, proc.stderr
+    assert "250 training / 200 test images" in proc.stdout
+    assert re.search(r"test accuracy: [\d.]+ % on 200 images", proc.stdout)

@@ -1,0 +1,173 @@
+"""tinybin.train: steps, evaluation, BN recalibration, checkpoints, resume, divergence."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tinybin import nn
+from tinybin.models import wrn
+from tinybin.optim import SGD
+from tinybin.train import (DivergenceDetector, Diverged, TrainConfig, evaluate, load_checkpoint, read_checkpoint,
+                           recalibrate_bn, train, train_step)
+
+
+def tiny_data(n_train=250, n_test=50, seed=0, size=16):
+    """Random uint8 16×16 images with random labels: tests of mechanics, not of learning."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, (n_train + n_test, size, size, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, n_train + n_test).astype(np.int64)
+    return (x[:n_train], y[:n_train]), (x[n_train:], y[n_train:])
+
+
+def tiny_config(tmp_path, name="run", **kw):
+    kw = dict(dict(depth=8, width=1, variant="baseline2", epochs=2, subset=None, epoch_eval_size=None,
+                   out=str(tmp_path / name), seed=1), **kw)
+    return TrainConfig(**kw)
+
+
+def quiet(*args, **kwargs):
+    pass
+
+
+def test_train_step_changes_weights_and_returns_loss():
+    model = wrn(8, 1, variant="baseline2", rng=0)
+    opt = SGD(model.parameters(), lr=0.1)
+    (x, y), _ = tiny_data(125, 1)
+    before = [p.data.copy() for p in model.parameters()]
+    loss, correct = train_step(model, opt, x.astype(np.float32), y, lr=0.1)
+    assert math.isfinite(loss) and 0 <= correct <= 125
+    assert loss == pytest.approx(math.log(10), abs=1.0)
+    assert all(not np.array_equal(b, p.data) for b, p in zip(before, model.parameters()))
+
+
+def test_evaluate_matches_manual_argmax_and_restores_mode():
+    model = wrn(8, 1, variant="srelu", temperature=40, rng=0)
+    _, (x, y) = tiny_data(1, 60)
+    model.train()
+    loss, acc = evaluate(model, x, y, batch_size=25)
+    assert model.training
+    model.eval()
+    pred = model(x.astype(np.float32)).data.argmax(1)
+    assert acc == pytest.approx((pred == y).mean())
+    assert loss > 0
+
+
+def test_recalibrated_statistics_are_the_average_of_per_batch_statistics():
+    """The input BN sees the raw pixels, so its statistics can be computed independently; a deep
+    BN is checked by recording its input with a hook."""
+    model = wrn(8, 1, variant="baseline2", rng=0)
+    (x, y), _ = tiny_data(300, 1)
+    batches = [(x[i:i + 100].astype(np.float32), y[i:i + 100]) for i in range(0, 300, 100)]
+    deep = model.stage2.block0.unit_b.bn
+    seen = []
+    deep.register_forward_hook(lambda m, inp, out: seen.append(inp.data.copy()))
+    before = model.input_bn.running_mean.copy()
+    assert recalibrate_bn(model, batches) == 3
+    means = [b.reshape(-1, 3).mean(0) for b, _ in batches]
+    variances = [b.reshape(-1, 3).var(0) for b, _ in batches]
+    np.testing.assert_allclose(model.input_bn.calib_mean, np.mean(means, 0), rtol=1e-5)
+    np.testing.assert_allclose(model.input_bn.calib_var, np.mean(variances, 0), rtol=1e-4)
+    C = deep.num_channels
+    np.testing.assert_allclose(deep.calib_mean, np.mean([s.reshape(-1, C).mean(0) for s in seen], 0),
+                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(deep.calib_var, np.mean([s.reshape(-1, C).var(0) for s in seen], 0),
+                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(model.input_bn.running_mean, before)  # moving averages kept
+    assert all(bn.calib_batches == 3 for _, bn in model.batch_norms())
+
+
+def test_recalibration_without_bn_layers_is_a_no_op():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1))
+    assert recalibrate_bn(model, [np.zeros((2, 4, 4, 3), np.float32)]) == 0
+
+
+def test_a_run_writes_metrics_curves_and_a_loadable_checkpoint(tmp_path):
+    cfg = tiny_config(tmp_path)
+    data = tiny_data()
+    lines = []
+    result = train(cfg, data=data, log=lines.append)
+    out = tmp_path / "run"
+    records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in records] == ["epoch", "epoch", "final"]
+    assert records[-1]["test_acc"] == result["test_acc"]
+    steps = [json.loads(l) for l in (out / "steps.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in steps] == [0, 1, 2, 3]  # 250 images, batch 125, 2 epochs
+    assert steps[0]["lr"] == pytest.approx(0.1)
+    assert (out / "curves.png").stat().st_size > 1000
+    assert any(l.startswith("test accuracy:") for l in lines)
+    model, meta = load_checkpoint(out / "checkpoint.npz")
+    assert meta["epoch"] == 2 and meta["arch"]["variant"] == "baseline2"
+    assert all(int(bn.calib_batches) == 2 for _, bn in model.batch_norms())
+    loss, acc = evaluate(model, *data[1])
+    assert acc == pytest.approx(result["test_acc"])
+
+
+def test_same_seed_same_run(tmp_path):
+    data = tiny_data()
+    a = train(tiny_config(tmp_path, "a", epochs=1, variant="srelu", temperature=40), data=data, log=quiet)
+    b = train(tiny_config(tmp_path, "b", epochs=1, variant="srelu", temperature=40), data=data, log=quiet)
+    assert a["test_acc"] == b["test_acc"]
+    sa, _, _ = read_checkpoint(tmp_path / "a")
+    sb, _, _ = read_checkpoint(tmp_path / "b")
+    for k in sa:
+        np.testing.assert_array_equal(sa[k], sb[k], err_msg=k)
+
+
+def test_resume_is_bit_identical(tmp_path):
+    """2 epochs straight == 1 epoch, stop, resume for the second: same weights, velocities,
+    BN statistics and metrics."""
+    data = tiny_data()
+    straight = train(tiny_config(tmp_path, "straight"), data=data, log=quiet)
+    part = train(tiny_config(tmp_path, "split", stop_after=1), data=data, log=quiet)
+    assert part["epochs_done"] == 1 and "test_acc" not in part
+    resumed = train(tiny_config(tmp_path, "split"), data=data, resume=True, log=quiet)
+    assert resumed["test_acc"] == straight["test_acc"]
+    ms, os_, meta_s = read_checkpoint(tmp_path / "straight")
+    mr, or_, meta_r = read_checkpoint(tmp_path / "split")
+    assert ms.keys() == mr.keys() and os_.keys() == or_.keys()
+    for k in ms:
+        np.testing.assert_array_equal(ms[k], mr[k], err_msg=k)
+    for k in os_:
+        np.testing.assert_array_equal(os_[k], or_[k], err_msg=k)
+    steps = lambda name: (tmp_path / name / "steps.jsonl").read_text()
+    assert steps("straight") == steps("split")
+
+
+def test_divergence_at_lr_100_stops_with_message_and_keeps_checkpoint(tmp_path):
+    cfg = tiny_config(tmp_path, "div", variant="srelu", temperature=40, lr=100, epochs=3)
+    with pytest.raises(Diverged, match=r"diverged at step \d+ \(loss=") as info:
+        train(cfg, data=tiny_data(), log=quiet)
+    out = tmp_path / "div"
+    records = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert records[-1]["kind"] == "diverged" and records[-1]["step"] == info.value.step
+    _, _, meta = read_checkpoint(out)
+    assert meta["epoch"] < 3  # the last good one (epoch 0 = the initial weights)
+    assert meta["epoch"] * 2 <= info.value.step
+
+
+def test_keep_going_watches_a_divergence_run_on(tmp_path):
+    cfg = tiny_config(tmp_path, "on", variant="srelu", temperature=40, lr=100, epochs=2, on_diverge="continue")
+    lines = []
+    result = train(cfg, data=tiny_data(), log=lines.append)
+    assert result["diverged"].startswith("diverged at step")
+    assert any("continuing" in l for l in lines)
+    records = [json.loads(l) for l in (tmp_path / "on" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in records].count("epoch") == 2
+
+
+def test_divergence_detector_kinds():
+    d = DivergenceDetector(10, factor=100, window=5)
+    assert d.check(2.3, 0.1) is None
+    assert d.check(float("nan"), 0.1) == "non-finite"
+    assert d.check(1e10, 0.1) == "exploded"  # no NaN needed
+    d = DivergenceDetector(10, factor=100, window=5)
+    reasons = [d.check(2.302585, 0.1) for _ in range(5)]
+    assert reasons[:4] == [None] * 4 and reasons[4].startswith("dead")
+    d = DivergenceDetector(10, factor=100, window=5)  # slowly learning: varying loss, not dead
+    assert all(d.check(2.3 - 0.01 * i, 0.12) is None for i in range(20))
+
+
+def test_resume_without_checkpoint_fails_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        train(tiny_config(tmp_path, "nothing"), data=tiny_data(), resume=True, log=quiet)
