@@ -1,0 +1,195 @@
+"""Packed export: a 1-bit model stored at one bit per weight.
+
+    python -m tinybin export runs/wrn --out wrn.packed.npz          # a checkpoint (or its run folder)
+    python -m tinybin export ../shared/data/mcdonnell/CIFAR10_allparams.mat --out c10.npz
+    python -m tinybin export --report --arch 20-10 --variant srelu    # operation counts, no file
+
+    from tinybin.export import save_packed, load_packed
+    save_packed(model, "wrn.packed.npz")
+    model = load_packed("wrn.packed.npz")                           # eval mode
+
+A 1-bit conv needs only the sign of each latent weight: its weights are c·(2b − 1) with the fixed
+constant c = sqrt(2 / (KH·KW·C_in)). So the file (an uncompressed .npz) holds, per conv layer,
+the bits packed eight to a byte (`np.packbits`), the shape and c; per BN layer the inference
+statistics it uses (moving or recalibrated, in the dtype the model used them) and its gamma and
+beta where learned; and the architecture as JSON. WRN-20-10's 26.7 M weights take 3.34 MB
+instead of the 107 MB of float32 latent weights.
+
+The 1/T layer of the srelu and elu variants is folded into the head conv (`fold_temperature`,
+on by default): the head is 1×1 conv → ×1/T → GAP, so a head multiplier c/T does the same and
+the deployed net has no scale layer. Round trip: without folding, the loaded model computes
+exactly what the original did — the same weights ±c, the same statistics — so the logits are
+identical bit for bit. With folding, (Σ ±c·h)/T and Σ ±(c/T)·h round differently in float32:
+the logits agree to about 1e-7 relative, the predictions are the same.
+"""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import nn
+from .models import conv_weight_count, wrn
+from .models.wrn import VARIANTS
+from .nn.module import save_npz
+from .ops.binarize import pack_bits, unpack_bits
+
+FORMAT = "tinybin-packed-1"
+
+
+def _is_scale_variant(variant: str) -> bool:
+    return VARIANTS[variant][1] == "scale"
+
+
+def pack(model, fold_temperature: bool = True) -> dict:
+    """The arrays of the packed file for a 1-bit WRN (see the module docstring)."""
+    config = dict(model.config)
+    if config["bits"] != 1:
+        raise ValueError(f"this model has {config['bits']}-bit weights: only a model trained with bits=1 can be "
+                         f"stored at one bit per weight")
+    fold = bool(fold_temperature and _is_scale_variant(config["variant"]))
+    arrays = {}
+    for name, conv in model.convs():
+        multiplier = float(conv.multiplier)
+        if fold and conv is model.head.conv:
+            multiplier *= model.head.final.c  # ×1/T moves into the head's multiplier
+        w = conv.weight.data
+        arrays[f"conv/{name}/bits"] = pack_bits(w)
+        arrays[f"conv/{name}/shape"] = np.array(w.shape, np.int64)
+        arrays[f"conv/{name}/multiplier"] = np.array(multiplier, np.float64)
+    for name, bn in model.batch_norms():
+        mean, var = bn.inference_mean_var()
+        arrays[f"bn/{name}/mean"] = np.asarray(mean)
+        if not bn.mean_only:
+            arrays[f"bn/{name}/var"] = np.asarray(var)
+        if bn.weight is not None:
+            arrays[f"bn/{name}/weight"] = bn.weight.data
+        if bn.bias is not None:
+            arrays[f"bn/{name}/bias"] = bn.bias.data
+    arch = {k: config[k] for k in ("depth", "width", "num_classes", "variant", "padding", "temperature")}
+    arrays["arch"] = np.array(json.dumps({**arch, "bits": 1, "temperature_folded": fold}))
+    arrays["format"] = np.array(FORMAT)
+    return arrays
+
+
+def save_packed(model, path, fold_temperature: bool = True) -> int:
+    """Write `model` (1-bit) packed to `path` (.npz); returns the file size in bytes."""
+    save_npz(path, pack(model, fold_temperature))
+    return Path(path).stat().st_size
+
+
+def load_packed(path):
+    """The model stored by `save_packed`, in eval mode (float32 weights ±c, stored BN statistics)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no packed model at {path}")
+    try:
+        with np.load(path) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (ValueError, OSError) as e:
+        raise ValueError(f"{path} is not a packed tinybin model ({e})") from None
+    if "format" not in arrays or str(arrays["format"]) != FORMAT:
+        raise ValueError(f"{path} is not a packed tinybin model (no '{FORMAT}' format marker)")
+    arch = json.loads(str(arrays["arch"]))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = wrn(arch["depth"], arch["width"], num_classes=arch["num_classes"], variant=arch["variant"], bits=1,
+                    temperature=arch["temperature"], padding=arch["padding"], rng=0)
+    try:
+        for name, conv in model.convs():
+            shape = tuple(int(s) for s in arrays[f"conv/{name}/shape"])
+            if shape != conv.weight.shape:
+                raise ValueError(f"{path}: {name} has shape {shape}, the architecture says {conv.weight.shape}")
+            multiplier = float(arrays[f"conv/{name}/multiplier"])
+            conv.multiplier = multiplier
+            # latent weights ±multiplier: the model's binarize(sign(0) = +1) gives them back exactly
+            conv.weight.data = unpack_bits(arrays[f"conv/{name}/bits"], shape, multiplier)
+        for name, bn in model.batch_norms():
+            bn.running_mean = arrays[f"bn/{name}/mean"]
+            if not bn.mean_only:
+                bn.running_var = arrays[f"bn/{name}/var"]
+            if bn.weight is not None:
+                bn.weight.data = arrays[f"bn/{name}/weight"]
+            if bn.bias is not None:
+                bn.bias.data = arrays[f"bn/{name}/bias"]
+            bn.inference_stats = "moving"
+    except KeyError as e:
+        raise ValueError(f"{path} is incomplete: no array {e}") from None
+    if arch["temperature_folded"]:
+        model.head.final = nn.Scale(1.0)  # 1/T already sits in head.conv's multiplier
+    return model.eval()
+
+
+def load_any(source):
+    """A model in eval mode from a training checkpoint (file or run folder), a packed .npz, or one
+    of the authors' released .mat files."""
+    source = Path(source)
+    if source.suffix == ".mat":
+        from .zoo import load_mcdonnell
+        return load_mcdonnell(source)
+    if source.is_file():
+        with np.load(source) as f:
+            if "format" in f.files:
+                return load_packed(source)
+    from .train import load_checkpoint
+    return load_checkpoint(source)[0]
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1e6:.2f} MB"
+
+
+# --------------------------------------------------------------------------------- CLI
+
+
+def add_arguments(p):
+    p.add_argument("source", nargs="?", default=None,
+                   help="a checkpoint.npz written by `train` (or its run folder), or the authors' .mat model")
+    p.add_argument("--out", default=None, help="write the packed model here (.npz)")
+    p.add_argument("--no-fold", dest="fold", action="store_false",
+                   help="keep the ×1/T layer of srelu/elu separate instead of folding it into the head conv")
+    p.add_argument("--report", action="store_true",
+                   help="print multiplications, additions, comparisons and bytes per layer for one image, "
+                        "and baseline2 against srelu of the same size")
+    p.add_argument("--arch", default="20-10", help="DEPTH-WIDTH of a fresh model for --report without a source")
+    p.add_argument("--variant", default="baseline2", help="variant of that fresh model")
+    p.add_argument("--classes", type=int, default=10, help="classes of that fresh model")
+
+
+def run(args) -> int:
+    from .cli import UsageError
+    from .embedded import comparison_report, op_counts, format_op_counts
+    from .zoo import ModelFileError
+
+    if args.out is None and not args.report:
+        raise UsageError("nothing to do: give --out FILE to export, and/or --report")
+    if args.source is None and args.out is not None:
+        raise UsageError("export needs a checkpoint (or an authors' .mat file) to pack")
+    try:
+        if args.source is not None:
+            model = load_any(args.source)
+        else:
+            depth, width = (int(v) for v in args.arch.split("-"))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model = wrn(depth, width, num_classes=args.classes, variant=args.variant, bits=1, rng=0)
+        if args.out is not None:
+            size = save_packed(model, args.out, fold_temperature=args.fold)
+    except (ValueError, FileNotFoundError, ModelFileError, ImportError, KeyError) as e:
+        raise UsageError(str(e)) from None
+    c = model.config
+    name = f"WRN-{c['depth']}-{c['width']} {c['variant']}, {c['num_classes']} classes"
+    if args.out is not None:
+        n = conv_weight_count(model)
+        folded = args.fold and _is_scale_variant(c["variant"])
+        print(f"{name}: wrote {args.out}, {_megabytes(size)} ({n:,} conv weights at 1 bit = "
+              f"{_megabytes(math.ceil(n / 8))}; as float32 {_megabytes(4 * n)})"
+              + (f"; 1/T = 1/{c['temperature']:g} folded into head.conv" if folded else ""))
+    if args.report:
+        print(format_op_counts(op_counts(model), title=f"{name}: operations for one 32×32 image"))
+        print()
+        print(comparison_report(c["depth"], c["width"], c["num_classes"]))
+    return 0
