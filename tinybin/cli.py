@@ -126,7 +126,12 @@ def run_train(args) -> int:
 
 
 def add_evaluate_arguments(p):
-    p.add_argument("checkpoint", help="a checkpoint.npz written by `train`, or its run folder")
+    p.add_argument("checkpoint", nargs="?", default=None,
+                   help="a checkpoint.npz written by `train`, or its run folder (or use --mcdonnell)")
+    p.add_argument("--mcdonnell", metavar="FILE", default=None,
+                   help="evaluate the authors' released 1-bit model (a .mat file) instead of a checkpoint")
+    p.add_argument("--npz", metavar="FILE", default=None,
+                   help="with --mcdonnell: test images from an .npz holding x (N,32,32,3) uint8 and y")
     p.add_argument("--dataset", choices=["cifar10", "cifar100", "folder"], default=None,
                    help="default: the dataset the checkpoint was trained on")
     p.add_argument("--data-dir", default=None)
@@ -144,6 +149,11 @@ def run_evaluate(args) -> int:
     from .data import ArchiveError, DownloadError
     from .train import TrainConfig, evaluate, load_checkpoint, load_data, set_bn_stats
 
+    if args.mcdonnell is not None:
+        from .zoo import run_evaluate as run_evaluate_mcdonnell
+        return run_evaluate_mcdonnell(args)
+    if args.checkpoint is None or args.npz is not None:
+        raise UsageError("evaluate needs a checkpoint, or --mcdonnell FILE (--npz works only with --mcdonnell)")
     try:
         model, meta = load_checkpoint(args.checkpoint)
         cfg = TrainConfig(**meta["config"])

@@ -10,9 +10,10 @@
 
 A 1-bit conv needs only the sign of each latent weight: its weights are c·(2b − 1) with the fixed
 constant c = sqrt(2 / (KH·KW·C_in)). So the file (an uncompressed .npz) holds, per conv layer,
-the bits packed eight to a byte (`np.packbits`), the shape and c; per BN layer the inference
-statistics it uses (moving or recalibrated, in the dtype the model used them) and its gamma and
-beta where learned; and the architecture as JSON. WRN-20-10's 26.7 M weights take 3.34 MB
+the bits packed eight to a byte (`np.packbits`); per BN layer one (rows, C) array of the
+inference statistics it uses (mean, var — moving or recalibrated, in the dtype the model used)
+and its gamma and beta where learned; and as JSON the architecture, each conv's shape and c,
+and each BN's row names. WRN-20-10's 26.7 M weights take 3.34 MB
 instead of the 107 MB of float32 latent weights.
 
 The 1/T layer of the srelu and elu variants is folded into the head conv (`fold_temperature`,
@@ -51,26 +52,24 @@ def pack(model, fold_temperature: bool = True) -> dict:
         raise ValueError(f"this model has {config['bits']}-bit weights: only a model trained with bits=1 can be "
                          f"stored at one bit per weight")
     fold = bool(fold_temperature and _is_scale_variant(config["variant"]))
-    arrays = {}
+    arrays, convs, bns = {}, {}, {}
     for name, conv in model.convs():
         multiplier = float(conv.multiplier)
         if fold and conv is model.head.conv:
             multiplier *= model.head.final.c  # ×1/T moves into the head's multiplier
-        w = conv.weight.data
-        arrays[f"conv/{name}/bits"] = pack_bits(w)
-        arrays[f"conv/{name}/shape"] = np.array(w.shape, np.int64)
-        arrays[f"conv/{name}/multiplier"] = np.array(multiplier, np.float64)
+        arrays[f"conv/{name}"] = pack_bits(conv.weight.data)
+        convs[name] = dict(shape=list(conv.weight.shape), multiplier=multiplier)  # JSON keeps a float exactly
     for name, bn in model.batch_norms():
         mean, var = bn.inference_mean_var()
-        arrays[f"bn/{name}/mean"] = np.asarray(mean)
-        if not bn.mean_only:
-            arrays[f"bn/{name}/var"] = np.asarray(var)
-        if bn.weight is not None:
-            arrays[f"bn/{name}/weight"] = bn.weight.data
-        if bn.bias is not None:
-            arrays[f"bn/{name}/bias"] = bn.bias.data
+        rows = {"mean": mean, "var": None if bn.mean_only else var,
+                "weight": None if bn.weight is None else bn.weight.data,
+                "bias": None if bn.bias is None else bn.bias.data}
+        rows = {k: np.asarray(v) for k, v in rows.items() if v is not None}
+        arrays[f"bn/{name}"] = np.stack(list(rows.values()))  # (rows, C), the widest dtype of them
+        bns[name] = list(rows)
     arch = {k: config[k] for k in ("depth", "width", "num_classes", "variant", "padding", "temperature")}
-    arrays["arch"] = np.array(json.dumps({**arch, "bits": 1, "temperature_folded": fold}))
+    arch.update(bits=1, temperature_folded=fold, convs=convs, bns=bns)
+    arrays["arch"] = np.frombuffer(json.dumps(arch).encode(), np.uint8)  # UTF-8 (a str array is UTF-32)
     arrays["format"] = np.array(FORMAT)
     return arrays
 
@@ -93,31 +92,30 @@ def load_packed(path):
         raise ValueError(f"{path} is not a packed tinybin model ({e})") from None
     if "format" not in arrays or str(arrays["format"]) != FORMAT:
         raise ValueError(f"{path} is not a packed tinybin model (no '{FORMAT}' format marker)")
-    arch = json.loads(str(arrays["arch"]))
+    arch = json.loads(arrays["arch"].tobytes().decode())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = wrn(arch["depth"], arch["width"], num_classes=arch["num_classes"], variant=arch["variant"], bits=1,
                     temperature=arch["temperature"], padding=arch["padding"], rng=0)
     try:
         for name, conv in model.convs():
-            shape = tuple(int(s) for s in arrays[f"conv/{name}/shape"])
+            shape, multiplier = tuple(arch["convs"][name]["shape"]), arch["convs"][name]["multiplier"]
             if shape != conv.weight.shape:
                 raise ValueError(f"{path}: {name} has shape {shape}, the architecture says {conv.weight.shape}")
-            multiplier = float(arrays[f"conv/{name}/multiplier"])
             conv.multiplier = multiplier
             # latent weights ±multiplier: the model's binarize(sign(0) = +1) gives them back exactly
-            conv.weight.data = unpack_bits(arrays[f"conv/{name}/bits"], shape, multiplier)
+            conv.weight.data = unpack_bits(arrays[f"conv/{name}"], shape, multiplier)
         for name, bn in model.batch_norms():
-            bn.running_mean = arrays[f"bn/{name}/mean"]
+            rows = dict(zip(arch["bns"][name], arrays[f"bn/{name}"]))
+            bn.running_mean = rows["mean"]
             if not bn.mean_only:
-                bn.running_var = arrays[f"bn/{name}/var"]
-            if bn.weight is not None:
-                bn.weight.data = arrays[f"bn/{name}/weight"]
-            if bn.bias is not None:
-                bn.bias.data = arrays[f"bn/{name}/bias"]
+                bn.running_var = rows["var"]
+            for key in ("weight", "bias"):
+                if getattr(bn, key) is not None:
+                    getattr(bn, key).data = rows[key].astype(np.float32)
             bn.inference_stats = "moving"
     except KeyError as e:
-        raise ValueError(f"{path} is incomplete: no array {e}") from None
+        raise ValueError(f"{path} is incomplete: no entry {e}") from None
     if arch["temperature_folded"]:
         model.head.final = nn.Scale(1.0)  # 1/T already sits in head.conv's multiplier
     return model.eval()
@@ -136,6 +134,10 @@ def load_any(source):
                 return load_packed(source)
     from .train import load_checkpoint
     return load_checkpoint(source)[0]
+
+
+def arrays_folded(arrays) -> bool:
+    return json.loads(arrays["arch"].tobytes().decode())["temperature_folded"]
 
 
 def _megabytes(n: int) -> str:
@@ -177,17 +179,22 @@ def run(args) -> int:
                 warnings.simplefilter("ignore")
                 model = wrn(depth, width, num_classes=args.classes, variant=args.variant, bits=1, rng=0)
         if args.out is not None:
-            size = save_packed(model, args.out, fold_temperature=args.fold)
+            arrays = pack(model, fold_temperature=args.fold)
+            save_npz(args.out, arrays)
     except (ValueError, FileNotFoundError, ModelFileError, ImportError, KeyError) as e:
         raise UsageError(str(e)) from None
     c = model.config
     name = f"WRN-{c['depth']}-{c['width']} {c['variant']}, {c['num_classes']} classes"
     if args.out is not None:
         n = conv_weight_count(model)
-        folded = args.fold and _is_scale_variant(c["variant"])
-        print(f"{name}: wrote {args.out}, {_megabytes(size)} ({n:,} conv weights at 1 bit = "
-              f"{_megabytes(math.ceil(n / 8))}; as float32 {_megabytes(4 * n)})"
-              + (f"; 1/T = 1/{c['temperature']:g} folded into head.conv" if folded else ""))
+        bits = sum(v.nbytes for k, v in arrays.items() if k.startswith("conv/"))
+        stats = sum(v.nbytes for k, v in arrays.items() if k.startswith("bn/"))
+        size = Path(args.out).stat().st_size
+        print(f"{name}: wrote {args.out}, {_megabytes(size)} = {_megabytes(bits)} of weight bits ({n:,} weights) + "
+              f"{_megabytes(stats)} of BN statistics + {_megabytes(size - bits - stats)} of layout; "
+              f"as float32 weights {_megabytes(4 * n)} ({4 * n / size:.0f}× larger)")
+        if arrays_folded(arrays):
+            print(f"the ×1/T layer (T = {c['temperature']:g}) is folded into head.conv's multiplier")
     if args.report:
         print(format_op_counts(op_counts(model), title=f"{name}: operations for one 32×32 image"))
         print()

@@ -129,3 +129,55 @@ def load_mcdonnell(path):
         bn.running_mean, bn.running_var = stats[-2].copy(), stats[-1].copy()
         bn.inference_stats = "moving"
     return model.eval()
+
+
+def load_npz_images(path):
+    """(x, y) from an .npz holding `x` (N, 32, 32, 3) uint8 RGB and `y` labels (e.g. cifar100-test20.npz)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no image file at {path}")
+    with np.load(path) as f:
+        if "x" not in f.files or "y" not in f.files:
+            raise ValueError(f"{path} needs arrays x (N, 32, 32, 3) and y (N,); it holds {', '.join(f.files)}")
+        x, y = f["x"], f["y"].astype(np.int64).ravel()
+    if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or len(x) != len(y):
+        raise ValueError(f"{path}: x has shape {x.shape} and y {y.shape}; expected (N, 32, 32, 3) and (N,)")
+    return x, y
+
+
+def run_evaluate(args) -> int:
+    """`python -m tinybin evaluate --mcdonnell FILE [--npz FILE | --dataset D --archive A]`:
+    accuracy and speed of a released model."""
+    import time
+    import warnings
+
+    from .cli import UsageError
+    from .data import ArchiveError, DownloadError, load_cifar10, load_cifar100
+    from .train import evaluate
+
+    try:
+        model = load_mcdonnell(args.mcdonnell)
+        classes = model.config["num_classes"]
+        if args.npz is not None:
+            x, y, source = *load_npz_images(args.npz), args.npz
+        else:
+            dataset = args.dataset or ("cifar100" if classes == 100 else "cifar10")
+            if dataset not in ("cifar10", "cifar100"):
+                raise ValueError(f"a released model is evaluated on cifar10 or cifar100, not {dataset}")
+            load = load_cifar100 if dataset == "cifar100" else load_cifar10
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                _, (x, y) = load(data_dir=args.data_dir, archive=args.archive)
+            source = args.archive or dataset
+        if args.test_subset:
+            x, y = x[:args.test_subset], y[:args.test_subset]
+        if y.max() >= classes:
+            raise ValueError(f"labels go up to {y.max()} but the model has {classes} classes: wrong dataset?")
+    except (ValueError, FileNotFoundError, ImportError, ArchiveError, DownloadError) as e:
+        raise UsageError(str(e)) from None
+    t = time.perf_counter()
+    loss, acc = evaluate(model, x, y, batch_size=args.batch_size)
+    seconds = time.perf_counter() - t
+    print(f"{Path(args.mcdonnell).name} (WRN-{DEPTH}-{WIDTH} baseline2 1-bit, {classes} classes): test accuracy "
+          f"{100 * acc:.2f} % ({round(acc * len(x))}/{len(x)}) on {source} (loss {loss:.4f}; {len(x) / seconds:.1f} images/s)")
+    return 0
