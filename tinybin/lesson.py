@@ -1,0 +1,132 @@
+"""What every lesson in `lessons/` shares: its command-line flags, real CIFAR-10, and its outputs.
+
+    from tinybin import lesson
+
+    def main():
+        parser = lesson.parser(__doc__, __file__)           # --quick --out --seed --data-dir --archive
+        parser.add_argument("--steps", type=int, default=40, help="SGD steps")
+        args = parser.parse_args()
+        (x_train, y_train), (x_test, y_test) = lesson.load_cifar10(args)
+        plt = lesson.pyplot()
+        fig, ax = plt.subplots()
+        ...
+        lesson.save_figure(fig, args, "loss.png")
+        lesson.finish(args, {"final_loss": 0.42})          # results.json + a last "RESULT {...}" line
+
+Every figure and `results.json` go into `--out` (default `runs/lessons/<lesson name>`). The last
+line a lesson prints is `RESULT ` followed by the same JSON, so a reader (or a test) can pick the
+numbers out of the log.
+
+Each lesson also states, as plain literals at module level, what it needs and what it makes
+(tests/test_lessons.py reads them without importing the lesson):
+
+    NEEDS_DATA = True                 # uses real CIFAR-10 (skipped where no data is available)
+    FIGURES = ["loss.png"]            # PNG files written into --out
+    RESULT_KEYS = ["final_loss"]      # keys the RESULT line must contain
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+SHARED_ARCHIVE_HINT = "--archive ../shared/data/cifar-10-subset-python.tar.gz"
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Show each flag's default, and the lesson's docstring exactly as written."""
+
+
+def parser(doc: str, file: str) -> argparse.ArgumentParser:
+    """An argument parser with the flags every lesson takes; add the lesson's own knobs to it.
+
+    doc: the lesson's module docstring (shown by --help); file: its __file__ (names the lesson).
+    """
+    name = Path(file).stem
+    p = argparse.ArgumentParser(prog=Path(file).name, description=doc, formatter_class=_Formatter)
+    p.add_argument("--quick", action="store_true", help="a smaller run that finishes in well under a minute")
+    p.add_argument("--out", type=Path, default=Path("runs/lessons") / name,
+                   help="folder for the figures and results.json (created)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="folder holding (or receiving) the official CIFAR archive "
+                        "(None: $TINYBIN_DATA, else ./datasets)")
+    p.add_argument("--archive", type=Path, default=None,
+                   help="a CIFAR-10 archive in the official layout, e.g. a subset (ignored by lessons without data)")
+    return p
+
+
+def load_cifar10(args):
+    """Real CIFAR-10 as ((x_train, y_train), (x_test, y_test)), uint8 NHWC images, int64 labels.
+
+    Uses --archive if given, else the official archive in --data-dir (downloaded on first use).
+    If there is no data, prints one line saying how to get it and exits with status 2.
+    """
+    from .data import ArchiveError, DownloadError, UnofficialArchiveWarning, load_cifar10 as load
+
+    try:
+        with warnings.catch_warnings():
+            # a subset in the official layout has another checksum: expected, not worth a warning here
+            warnings.simplefilter("ignore", UnofficialArchiveWarning)
+            (x_train, y_train), (x_test, y_test) = load(data_dir=args.data_dir, archive=args.archive)
+    except (DownloadError, ArchiveError, FileNotFoundError) as exc:
+        first = str(exc).split(". ")[0]
+        print(f"error: no CIFAR-10 data ({first}); offline, pass {SHARED_ARCHIVE_HINT}", file=sys.stderr)
+        sys.exit(2)
+    source = args.archive if args.archive is not None else "the official archive"
+    print(f"CIFAR-10 from {source}: {len(x_train)} training and {len(x_test)} test images")
+    return (x_train, y_train), (x_test, y_test)
+
+
+def pyplot():
+    """matplotlib.pyplot on the Agg backend: lessons write PNG files and never open a window."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _out_dir(args) -> Path:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def save_figure(fig, args, filename: str) -> Path:
+    """Save fig as --out/filename (PNG), close it, and say where it went."""
+    path = _out_dir(args) / filename
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    pyplot().close(fig)
+    print(f"wrote {path}")
+    return path
+
+
+def _plain(value):
+    """NumPy scalars and arrays -> Python numbers and lists, so json can write them."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def finish(args, results: dict) -> dict:
+    """Write the lesson's numbers to --out/results.json and print them as the last line:
+    `RESULT {...}` (one line of JSON)."""
+    results = _plain(results)
+    path = _out_dir(args) / "results.json"
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {path}")
+    print("RESULT " + json.dumps(results))
+    return results
