@@ -1,0 +1,171 @@
+"""Lesson 11 — the authors' 1-bit model: 26.7 M weights, 3.2 MB, 96 % on CIFAR-10.
+
+Question
+    McDonnell et al. released their Keras 1-bit WRN-20-10 for CIFAR-10. Does tinybin's own
+    `wrn(20, 10, variant="baseline2", bits=1, padding="tf-same")`, given nothing but the file's
+    bits and BN statistics, classify CIFAR-10 as well as the authors say (96.25 % on the full
+    test set)? Is every layer really just two values ±c? How small is the model once stored one
+    bit per weight — and does a conv then need any multiplication at all?
+
+Run
+    python lessons/11_authors_model.py --archive ../shared/data/cifar-10-subset-python.tar.gz
+    (the model file defaults to ../shared/data/mcdonnell/CIFAR10_allparams.mat; reading it needs
+    scipy: pip install "tinybin[mat]")
+
+Expected output (a full run: the 1000 exact test images of the shared subset)
+    1. import: 20 conv layers (stem, 18 block convs, 1×1 head), 21 BN layers, 26,737,120 weights
+    2. every layer holds exactly two values ±c, c = sqrt(2/(KH·KW·C_in)):
+         stem                  (3, 3, 3, 160)       c = 0.27217   52.3 % of bits are 1
+         stage1.block0.conv_a  (3, 3, 160, 160)     c = 0.03727   ...
+         ...
+         head.conv             (1, 1, 640, 10)      c = 0.05590   ...
+    3. packed: 3.41 MB (3.34 MB of bits + 0.06 MB of BN statistics) against 106.95 MB as float32
+       weights (31×); reloaded: identical logits
+    4. the stem conv by additions and subtractions only: max |difference| 1e-5 of outputs ~10²
+    5. one image: 3.66 G additions, 2.8 M multiplications (×c once per output, BN), 1.9 M
+       comparisons, 6,893 square roots
+    6. accuracy 96.30 % (963/1000) at ~5 images/s on 2 busy cores
+       (an independent implementation: 96.30 %; the authors, full test set: 96.25 %)
+
+Takeaway
+    tinybin's WRN with TF "same" padding, BN eps 1e-5 and the pad-excluding average-pool shortcut
+    is the authors' network: their bits reproduce their accuracy exactly. Every conv layer is
+    c·(±1), so 26.7 M weights fit in 3.34 MB, and a conv output is a sum and difference of
+    inputs, multiplied once by c. What is left to multiply is mostly BN — the cost the BN-free
+    variants remove (`python -m tinybin export --report --arch 20-10`).
+
+Try next
+    --quick                       200 test images instead of 1000
+    --images 1000                 how many test images to evaluate
+    --mcdonnell ../shared/data/mcdonnell/CIFAR100_allparams.mat   the CIFAR-100 model (evaluate
+                                  it with `python -m tinybin evaluate --mcdonnell FILE --npz
+                                  ../shared/data/cifar100-test20.npz`: 17 of 20)
+"""
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tinybin import lesson, no_grad
+from tinybin.embedded import conv2d_addsub, op_counts, totals
+from tinybin.export import load_packed, pack, save_packed
+from tinybin.train import evaluate
+from tinybin.zoo import load_mcdonnell
+
+NEEDS_DATA = True
+FIGURES = ["layers.png"]
+RESULT_KEYS = ["layers", "weights", "two_values", "packed_bytes", "float32_bytes", "round_trip_exact",
+               "addsub_stem_error", "ops", "accuracy", "images", "images_per_s"]
+
+MODEL_FILE = Path("../shared/data/mcdonnell/CIFAR10_allparams.mat")
+
+
+def find_model_file(given):
+    """--mcdonnell, else the shared file relative to the current folder or to the repository."""
+    if given is not None:
+        return Path(given)
+    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
+        if (base / MODEL_FILE).is_file():
+            return base / MODEL_FILE
+    sys.exit(f"error: no released model at {MODEL_FILE} (relative to this folder or the repository); "
+             f"pass --mcdonnell FILE (McDonnell-Lab/1-bit-per-weight, TrainedModels/Tensorflow.keras)")
+
+
+def main():
+    parser = lesson.parser(__doc__, __file__)
+    parser.add_argument("--mcdonnell", default=None, help=f"the released .mat model (default {MODEL_FILE})")
+    parser.add_argument("--images", type=int, default=1000, help="test images to evaluate (200 with --quick)")
+    args = parser.parse_args()
+    if args.quick:
+        args.images = min(args.images, 200)
+    path = find_model_file(args.mcdonnell)
+    _, (x_test, y_test) = lesson.load_cifar10(args)
+
+    # 1. import
+    try:
+        model = load_mcdonnell(path)
+    except ImportError as e:
+        sys.exit(f"error: {e}")
+    convs, bns = model.convs(), model.batch_norms()
+    weights = sum(conv.weight.size for _, conv in convs)
+    print(f"1. import of {path.name}: {len(convs)} conv layers (stem, {len(convs) - 2} block convs, 1×1 head), "
+          f"{len(bns)} BN layers, {weights:,} weights, {model.config['num_classes']} classes")
+
+    # 2. inspect: two values per layer
+    print("2. every layer holds exactly two values ±c, c = sqrt(2/(KH·KW·C_in)):")
+    layers = []
+    for name, conv in convs:
+        w = conv.effective_weight().data
+        values = np.unique(w)
+        kh, kw, c_in, _ = w.shape
+        c = math.sqrt(2 / (kh * kw * c_in))
+        ones = float((w > 0).mean())
+        layers.append(dict(name=name, shape=list(w.shape), c=c, values=len(values), ones=ones))
+        print(f"     {name:24s} {str(w.shape):20s} c = {c:.5f}   values {values[0]:+.5f} {values[-1]:+.5f}   "
+              f"{100 * ones:.1f} % of bits are 1")
+    two_values = all(layer["values"] == 2 for layer in layers)
+    g, o = model.input_bn.weight.data, model.input_bn.bias.data
+    show = lambda a, d: "(" + ", ".join(f"{v:.{d}f}" for v in a) + ")"
+    print(f"   input BN (learned g, o; no ReLU): gamma {show(g, 3)}, beta {show(o, 3)}, "
+          f"mean {show(model.input_bn.running_mean, 1)}, std {show(np.sqrt(model.input_bn.running_var), 1)}")
+
+    # 3. pack
+    packed_path = Path(args.out) / "cifar10_wrn20_10.packed.npz"
+    packed_bytes = save_packed(model, packed_path)
+    arrays = pack(model)
+    bits = sum(v.nbytes for k, v in arrays.items() if k.startswith("conv/"))
+    stats = sum(v.nbytes for k, v in arrays.items() if k.startswith("bn/"))
+    reloaded = load_packed(packed_path)
+    with no_grad():
+        probe = x_test[:10].astype(np.float32)
+        exact = bool(np.array_equal(reloaded(probe).data, model(probe).data))
+    del reloaded
+    print(f"3. packed into {packed_path}: {packed_bytes / 1e6:.2f} MB ({bits / 1e6:.2f} MB of bits + "
+          f"{stats / 1e6:.2f} MB of BN statistics) against {4 * weights / 1e6:.2f} MB as float32 weights "
+          f"({4 * weights / packed_bytes:.0f}×); reloaded: {'identical' if exact else 'DIFFERENT'} logits on 10 images")
+
+    # 4. a conv without multiplications: the real stem, by additions and subtractions of its input
+    with no_grad():
+        stem_in = model.input_bn(probe[:1]).data
+        stem_out = model.stem(model.input_bn(probe[:1])).data
+    addsub = conv2d_addsub(stem_in, model.stem.weight.data >= 0, model.stem.multiplier, 1, 1)
+    error = float(np.abs(addsub - stem_out).max())
+    print(f"4. the stem conv by additions and subtractions only (then ×c once per output): max |difference| "
+          f"{error:.1e} of outputs up to {np.abs(stem_out).max():.0f}")
+
+    # 5. what one image costs
+    ops = totals(op_counts(model))
+    print(f"5. one image: {ops['add'] / 1e9:.2f} G additions, {ops['mul'] / 1e6:.1f} M multiplications (×c once per "
+          f"output, BN), {ops['cmp'] / 1e6:.1f} M comparisons (ReLU), {ops['sqrt']:,} square roots (BN, per channel)")
+
+    # 6. evaluate
+    n = min(args.images, len(x_test))
+    t = time.perf_counter()
+    _, acc = evaluate(model, x_test[:n], y_test[:n], batch_size=100)
+    rate = n / (time.perf_counter() - t)
+    print(f"6. accuracy {100 * acc:.2f} % ({round(acc * n)}/{n}) at {rate:.1f} images/s "
+          f"(an independent implementation: 96.30 % on these 1000 images; the authors, full test set: 96.25 %)")
+
+    plt = lesson.pyplot()
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    sizes = [np.prod(layer["shape"]) for layer in layers]
+    idx = np.arange(len(layers))
+    ax.bar(idx - 0.2, [4 * s for s in sizes], 0.4, label="float32 (bytes)")
+    ax.bar(idx + 0.2, [s / 8 for s in sizes], 0.4, label="1 bit per weight (bytes)")
+    ax.set_yscale("log")
+    ax.set_xticks(idx, [layer["name"].replace("stage", "s").replace(".block", ".b") for layer in layers],
+                  rotation=70, fontsize=7)
+    ax.set_ylabel("bytes")
+    ax.legend(fontsize=8)
+    ax.set_title(f"the authors' WRN-20-10: {weights:,} weights, {bits / 1e6:.2f} MB as bits, "
+                 f"{100 * acc:.2f} % on {n} CIFAR-10 test images", fontsize=9)
+    lesson.save_figure(fig, args, FIGURES[0])
+    lesson.finish(args, dict(layers=layers, weights=weights, two_values=two_values, packed_bytes=packed_bytes,
+                             float32_bytes=4 * weights, round_trip_exact=exact, addsub_stem_error=error, ops=ops,
+                             accuracy=acc, images=n, images_per_s=rate))
+
+
+if __name__ == "__main__":
+    main()
