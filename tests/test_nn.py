@@ -137,15 +137,22 @@ def test_conv_gradcheck_32_bit_and_input_gradient_1_bit():
 
 
 def test_bn_train_mode_normalises_and_updates_moving_averages():
+    """The first batch sets the averages; later ones blend in with weight 1 − momentum."""
     bn = nn.BatchNorm2d(3, momentum=0.9)
-    x = images(n=8, seed=5) * 3 + 2
+    x, x2 = images(n=8, seed=5) * 3 + 2, images(n=8, seed=6) - 1
     y = bn(Tensor(x)).data
     flat = y.reshape(-1, 3)
     np.testing.assert_allclose(flat.mean(0), 0, atol=1e-5)
     np.testing.assert_allclose(flat.var(0), 1, atol=1e-3)
-    mean, var = x.reshape(-1, 3).mean(0), x.reshape(-1, 3).var(0)  # biased variance
-    np.testing.assert_allclose(bn.running_mean, 0.1 * mean, rtol=1e-5)
-    np.testing.assert_allclose(bn.running_var, 0.9 + 0.1 * var, rtol=1e-5)
+    stats = lambda a: (a.reshape(-1, 3).mean(0), a.reshape(-1, 3).var(0))  # biased variance
+    mean, var = stats(x)
+    np.testing.assert_allclose(bn.running_mean, mean, rtol=1e-5)
+    np.testing.assert_allclose(bn.running_var, var, rtol=1e-5)
+    bn(Tensor(x2))
+    mean2, var2 = stats(x2)
+    np.testing.assert_allclose(bn.running_mean, 0.9 * mean + 0.1 * mean2, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bn.running_var, 0.9 * var + 0.1 * var2, rtol=1e-5)
+    assert bn.moving_batches == 2
 
 
 def test_bn_eval_uses_stored_statistics():

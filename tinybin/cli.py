@@ -81,7 +81,8 @@ def add_train_arguments(p):
                    help="BN inference statistics: recalibrated after training (papers) or moving averages (Keras)")
     g.add_argument("--seed", type=int, default=d.seed, help="initial weights, subset, order and augmentation")
     g = p.add_argument_group("run")
-    g.add_argument("--out", default=d.out, help="run folder: checkpoint, metrics.jsonl, curves.png")
+    g.add_argument("--out", default=d.out, help="run folder for checkpoint.npz, metrics.jsonl, curves.png; "
+                   "default runs/wrn<depth>-<width>-<variant>-<bits>bit-seed<seed>")
     g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     g.add_argument("--stop-after", type=int, default=d.stop_after, help="stop after N epochs (resume later)")
     g.add_argument("--keep-going", action="store_true", help="do not stop when the loss diverges")
@@ -110,8 +111,8 @@ def run_train(args) -> int:
             data = (xy_train, xy_test)
         except (ValueError, FileNotFoundError, ArchiveError, DownloadError) as e:
             raise UsageError(str(e)) from None
-    elif not (__import__("pathlib").Path(cfg.out) / "checkpoint.npz").is_file():
-        raise UsageError(f"nothing to resume: no checkpoint in {cfg.out}")
+    elif not (cfg.run_dir() / "checkpoint.npz").is_file():
+        raise UsageError(f"nothing to resume: no checkpoint in {cfg.run_dir()}")
     try:
         result = train(cfg, data=data, resume=args.resume)
     except Diverged as d:

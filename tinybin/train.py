@@ -70,11 +70,16 @@ class TrainConfig:
     cutout: int = 18
     bn_stats: str = "recalibrated"    # inference BN statistics at the end: recalibrated | moving
     seed: int = 0
-    out: str = "runs/wrn"
+    out: str | None = None            # run folder; default runs/wrn<depth>-<width>-<variant>-<bits>bit-seed<seed>
     stop_after: int | None = None     # stop this invocation after that many epochs (resume later)
     on_diverge: str = "stop"          # stop | continue
     explode_factor: float = 100.0
     dead_window: int = 50
+
+    def run_dir(self) -> Path:
+        if self.out:
+            return Path(self.out)
+        return Path("runs") / f"wrn{self.depth}-{self.width}-{self.variant}-{self.bits}bit-seed{self.seed}"
 
     def arch(self) -> dict:
         return dict(depth=self.depth, width=self.width, variant=self.variant, bits=self.bits,
@@ -378,7 +383,8 @@ def train(cfg: TrainConfig, data=None, resume=False, log=print, after_backward=N
       schedule and data order match), only `stop_after`, `on_diverge` and `out` come from cfg.
     Raises Diverged (after writing its metrics) unless cfg.on_diverge == "continue".
     """
-    out = Path(cfg.out)
+    out = cfg.run_dir()
+    cfg = dataclasses.replace(cfg, out=str(out))
     ckpt_path = out / "checkpoint.npz"
     saved = None
     if resume:

@@ -64,7 +64,10 @@ class BatchNorm2d(Module):
 
     Training uses the batch's statistics. Inference uses stored ones, of two kinds, both kept:
       * moving averages, updated every training batch: s ← momentum·s + (1 − momentum)·s_batch
-        (the authors' Keras code, momentum 0.99);
+        (the authors' Keras code, momentum 0.99). Unlike Keras they start from the first batch's
+        statistics, not from 0 and 1: with momentum 0.99 the initial values would otherwise
+        dominate the averages (and the test accuracy shown after each epoch) for hundreds of steps;
+        after that the two agree;
       * recalibrated statistics (the papers'): after training, weights frozen, the plain average
         of the per-batch means and biased variances over one epoch of augmented training batches
         (Ioffe & Szegedy, Algorithm 2) — see `tinybin.train.recalibrate_bn`.
@@ -84,6 +87,7 @@ class BatchNorm2d(Module):
         self.bias = Parameter(np.zeros(num_channels, np.float32), decay=False) if affine else None
         self.register_buffer("running_mean", np.zeros(num_channels, np.float32))
         self.register_buffer("running_var", np.ones(num_channels, np.float32))
+        self.register_buffer("moving_batches", np.zeros((), np.int64))
         self.register_buffer("calib_mean", np.zeros(num_channels, np.float64))
         self.register_buffer("calib_var", np.ones(num_channels, np.float64))
         self.register_buffer("calib_batches", np.zeros((), np.int64))
@@ -128,7 +132,8 @@ class BatchNorm2d(Module):
                     self._calib[1] += var
                 self._calib[2] += 1
             else:
-                m = self.momentum
+                m = self.momentum if int(self.moving_batches) > 0 else 0.0  # the first batch initialises
+                self.moving_batches = np.array(int(self.moving_batches) + 1, np.int64)
                 self.running_mean = (m * self.running_mean + (1 - m) * mean).astype(np.float32)
                 if var is not None:
                     self.running_var = (m * self.running_var + (1 - m) * var).astype(np.float32)
