@@ -1,0 +1,47 @@
+"""tinybin's data layer: CIFAR archives, image folders, subsets, augmentation, batches.
+
+    from tinybin.data import load_cifar10, balanced_subset, Batches
+
+    (x_train, y_train), (x_test, y_test) = load_cifar10()        # uint8 NHWC, int64
+    x_small, y_small = balanced_subset(x_train, y_train, n_per_class=500, seed=0)
+    train = Batches(x_small, y_small, batch_size=125, augment=True, seed=0)
+    for epoch in range(10):
+        for xb, yb in train.epoch(epoch):                         # float32 0..255, int64
+            ...
+
+Images are uint8 until a batch is formed; batches are float32 with raw 0..255 values unless
+standardisation is asked for. METHOD.md §5 gives the augmentation and the batch size.
+"""
+
+from .augmentation import augment
+from .batching import Batches, batches, channel_stats
+from .cifar import (
+    ArchiveError,
+    DownloadError,
+    UnofficialArchiveWarning,
+    cache_dir,
+    cifar_class_names,
+    download,
+    load_cifar10,
+    load_cifar100,
+)
+from .folder import load_image_folder
+from .subset import balanced_subset, train_val_split
+
+__all__ = [
+    "ArchiveError",
+    "Batches",
+    "DownloadError",
+    "UnofficialArchiveWarning",
+    "augment",
+    "balanced_subset",
+    "batches",
+    "cache_dir",
+    "channel_stats",
+    "cifar_class_names",
+    "download",
+    "load_cifar10",
+    "load_cifar100",
+    "load_image_folder",
+    "train_val_split",
+]
