@@ -125,3 +125,20 @@ def test_train_on_the_shared_subset(shared_data, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "250 training / 200 test images" in proc.stdout
     assert re.search(r"test accuracy: [\d.]+ % on 200 images", proc.stdout)
+
+
+def test_train_on_an_image_folder(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for part, n in (("train", 20), ("test", 6)):
+        for cls in ("cat", "dog", "frog"):
+            (tmp_path / "imgs" / part / cls).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+                    tmp_path / "imgs" / part / cls / f"{i}.png")
+    proc = run("train", "--dataset", "folder", "--data-dir", tmp_path / "imgs", "--subset", 0, "--depth", 8,
+               "--epochs", 1, "--batch-size", 20, "--variant", "final-bn", "--out", tmp_path / "r")
+    assert proc.returncode == 0, proc.stderr
+    assert "60 training / 18 test images" in proc.stdout
+    assert re.search(r"test accuracy: [\d.]+ % on 18 images", proc.stdout)
