@@ -18,6 +18,9 @@ with these rules:
                     in-bounds cells; multiplications = 1 per output (×c), none where a BN
                     directly follows (c folds into its ×1/σ; the srelu head's 1/T likewise folds
                     into c); a 32-bit conv instead pays C_in·taps multiplications per output.
+                    (In the srelu net conv_a's c could move on too — max(−1, c·s) =
+                    c·max(−1/c, s), and conv_b is linear — but only folds into the next layer
+                    are counted, to keep the rules simple.)
                     bytes = one bit per weight + 4 for c (32-bit: 4 per weight)
     BN              per element one subtraction (−μ) and one multiplication (×1/σ, with g folded
                     in), plus one addition if it has a learned shift; mean-only BN: the
@@ -220,7 +223,8 @@ def comparison_report(depth, width, num_classes=10) -> str:
         lines.append(f"{variant:10s} " + " ".join(f"{t[c]:>15,}" for c in COLUMNS))
     b, s = result["baseline2"], result["srelu"]
     lines.append(f"{'difference':10s} " + " ".join(f"{b[c] - s[c]:>15,}" for c in COLUMNS))
+    conv_adds = sum(r[3]["add"] for r in op_counts(model) if r[1] == "Conv2d")
     lines.append(f"srelu saves {b['mul'] - s['mul']:,} multiplications ({100 * (b['mul'] - s['mul']) / b['mul']:.0f} % of "
-                 f"baseline2's), {b['sqrt'] - s['sqrt']:,} square roots and {b['bn_bytes'] - s['bn_bytes']:,} bytes of "
-                 f"BN statistics; both need {b['add']:,} vs {s['add']:,} additions, mostly inside the convs.")
+                 f"baseline2's), {b['sqrt'] - s['sqrt']:,} square roots and {b['bn_bytes'] - s['bn_bytes']:,} bytes of BN "
+                 f"statistics; of its {s['add']:,} additions, {100 * conv_adds / s['add']:.2f} % are inside the convs.")
     return "\n".join(lines)

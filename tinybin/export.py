@@ -136,10 +136,6 @@ def load_any(source):
     return load_checkpoint(source)[0]
 
 
-def arrays_folded(arrays) -> bool:
-    return json.loads(arrays["arch"].tobytes().decode())["temperature_folded"]
-
-
 def _megabytes(n: int) -> str:
     return f"{n / 1e6:.2f} MB"
 
@@ -174,7 +170,10 @@ def run(args) -> int:
         if args.source is not None:
             model = load_any(args.source)
         else:
-            depth, width = (int(v) for v in args.arch.split("-"))
+            try:
+                depth, width = (int(v) for v in args.arch.split("-"))
+            except ValueError:
+                raise ValueError(f"--arch takes DEPTH-WIDTH, e.g. 20-10, not {args.arch!r}") from None
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 model = wrn(depth, width, num_classes=args.classes, variant=args.variant, bits=1, rng=0)
@@ -193,7 +192,7 @@ def run(args) -> int:
         print(f"{name}: wrote {args.out}, {_megabytes(size)} = {_megabytes(bits)} of weight bits ({n:,} weights) + "
               f"{_megabytes(stats)} of BN statistics + {_megabytes(size - bits - stats)} of layout; "
               f"as float32 weights {_megabytes(4 * n)} ({4 * n / size:.0f}× larger)")
-        if arrays_folded(arrays):
+        if json.loads(arrays["arch"].tobytes().decode())["temperature_folded"]:
             print(f"the ×1/T layer (T = {c['temperature']:g}) is folded into head.conv's multiplier")
     if args.report:
         print(format_op_counts(op_counts(model), title=f"{name}: operations for one 32×32 image"))
