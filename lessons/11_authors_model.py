@@ -13,19 +13,25 @@ Run
     scipy: pip install "tinybin[mat]")
 
 Expected output (a full run: the 1000 exact test images of the shared subset)
-    1. import: 20 conv layers (stem, 18 block convs, 1×1 head), 21 BN layers, 26,737,120 weights
+    1. import of CIFAR10_allparams.mat: 20 conv layers (stem, 18 block convs, 1×1 head), 21 BN
+       layers, 26,737,120 weights, 10 classes
     2. every layer holds exactly two values ±c, c = sqrt(2/(KH·KW·C_in)):
-         stem                  (3, 3, 3, 160)       c = 0.27217   52.3 % of bits are 1
-         stage1.block0.conv_a  (3, 3, 160, 160)     c = 0.03727   ...
+         stem                  (3, 3, 3, 160)     c = 0.27217   values -0.27217 +0.27217   49.1 % of bits are 1
+         stage1.block0.conv_a  (3, 3, 160, 160)   c = 0.03727   values -0.03727 +0.03727   46.8 % of bits are 1
          ...
-         head.conv             (1, 1, 640, 10)      c = 0.05590   ...
+         stage3.block2.conv_b  (3, 3, 640, 640)   c = 0.01863   values -0.01863 +0.01863   42.7 % of bits are 1
+         head.conv             (1, 1, 640, 10)    c = 0.05590   values -0.05590 +0.05590   53.4 % of bits are 1
+       input BN (learned g, o; no ReLU): gamma (0.671, 0.696, 0.614), beta (0.245, 0.220, 0.236),
+       mean (125.7, 123.6, 116.7), std (65.5, 64.9, 68.3)
     3. packed: 3.41 MB (3.34 MB of bits + 0.06 MB of BN statistics) against 106.95 MB as float32
-       weights (31×); reloaded: identical logits
-    4. the stem conv by additions and subtractions only: max |difference| 1e-5 of outputs ~10²
+       weights (31×); reloaded: identical logits on 10 images
+    4. the stem conv by additions and subtractions only (then ×c once per output): max |difference|
+       2.9e-06 of outputs up to 9
     5. one image: 3.66 G additions, 2.8 M multiplications (×c once per output, BN), 1.9 M
-       comparisons, 6,893 square roots
-    6. accuracy 96.30 % (963/1000) at ~5 images/s on 2 busy cores
-       (an independent implementation: 96.30 %; the authors, full test set: 96.25 %)
+       comparisons (ReLU), 6,893 square roots (BN, per channel)
+    6. accuracy 96.30 % (963/1000) at 3.1 images/s (on 2 cores shared with other jobs)
+       (an independent implementation: 96.30 % on these 1000 images; the authors, full test set: 96.25 %)
+    With --quick (the first 200 images): 95.50 % (191/200).
 
 Takeaway
     tinybin's WRN with TF "same" padding, BN eps 1e-5 and the pad-excluding average-pool shortcut
