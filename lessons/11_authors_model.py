@@ -27,7 +27,7 @@ Expected output (a full run: the 1000 exact test images of the shared subset)
        weights (31×); reloaded: identical logits on 10 images
     4. the stem conv by additions and subtractions only (then ×c once per output): max |difference|
        2.9e-06 of outputs up to 9
-    5. one image: 3.66 G additions, 2.8 M multiplications (×c once per output, BN), 1.9 M
+    5. one image: 3.66 G additions, 3.0 M multiplications (×c once per output, BN), 1.9 M
        comparisons (ReLU), 6,893 square roots (BN, per channel)
     6. accuracy 96.30 % (963/1000) at 3.1 images/s (on 2 cores shared with other jobs)
        (an independent implementation: 96.30 % on these 1000 images; the authors, full test set: 96.25 %)

@@ -148,6 +148,8 @@ def test_op_counts_by_formula():
         assert rows[name][2]["add"] == OC * int((taps - 1).sum()), name
         assert rows[name][2]["weight_bytes"] == math.ceil(conv.weight.size / 8) + 4
     assert rows["stage1.block0.conv_a"][2]["mul"] == 0          # c folds into unit_b's BN
+    assert rows["head.conv"][2]["mul"] == 0                     # ... and into the final BN
+    assert rows["stem"][2]["mul"] == 32 * 32 * 16               # the residual stream needs c·s
     assert rows["stage1.block0.conv_b"][2]["mul"] == 32 * 32 * 16  # ×c once per output
     for name, bn in model.batch_norms():
         n = int(np.prod(shapes[name][1]))

@@ -15,9 +15,11 @@ with these rules:
 
     1-bit conv      each output sums its window's real inputs (padding cells are skipped, not
                     added as zeros): additions = Σ_outputs (C_in·taps − 1), taps = the window's
-                    in-bounds cells; multiplications = 1 per output (×c), none where a BN
-                    directly follows (c folds into its ×1/σ; the srelu head's 1/T likewise folds
-                    into c); a 32-bit conv instead pays C_in·taps multiplications per output.
+                    in-bounds cells; multiplications = 1 per output (×c), none where a BN is
+                    the conv's only reader (conv_a → BN, head conv → final BN: c folds into its
+                    ×1/σ; not the stem, whose output is also the residual stream; the srelu
+                    head's 1/T likewise folds into c); a 32-bit conv instead pays C_in·taps
+                    multiplications per output.
                     (In the srelu net conv_a's c could move on too — max(−1, c·s) =
                     c·max(−1/c, s), and conv_b is linear — but only folds into the next layer
                     are counted, to keep the rules simple.)
@@ -184,8 +186,12 @@ def op_counts(model, image_shape=(32, 32, 3)):
 
     walk(model, "")
     for i, (name, kind, shape, counts) in enumerate(rows[:-1]):
-        if kind == "Conv2d" and rows[i + 1][1] == "BatchNorm2d" and rows[i + 1][3]["mul"]:
-            counts["mul"] = 0  # ×c folds into the next BN's ×1/σ
+        following, parent = rows[i + 1], name.rpartition(".")[0]
+        # ×c folds into the next BN's ×1/σ if that BN is the conv's only reader: conv_a → unit_b.bn and
+        # head.conv → head.final are (same parent module); the stem's output is also the residual stream
+        if kind == "Conv2d" and following[1] == "BatchNorm2d" and following[3]["mul"] and parent \
+                and following[0].startswith(parent + "."):
+            counts["mul"] = 0
     return rows
 
 
