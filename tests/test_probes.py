@@ -52,11 +52,12 @@ def test_gradients_at_z_h_logits_match_direct_autograd(variant):
     ref = tiny(variant)
     h_store = {}
     ref.head.conv.register_forward_hook(lambda m, inp, out: h_store.update(h=inp.retain_grad(), z=out.retain_grad()))
+    ref.head.unit.register_forward_hook(lambda m, inp, out: h_store.update(x=inp.retain_grad()))
     ref_logits = ref(x)
     ref_logits.retain_grad()
     F.cross_entropy(ref_logits, y).backward()
     rec = probe.records[0]
-    for point, g in (("z", h_store["z"].grad), ("h", h_store["h"].grad), ("logits", ref_logits.grad),
+    for point, g in (("z", h_store["z"].grad), ("h", h_store["h"].grad), ("head_x", h_store["x"].grad), ("logits", ref_logits.grad),
                      ("head_w", ref.head.conv.weight.grad)):
         sampled = probe.values(point)
         full = np.sort((n * g).ravel())                        # summed-loss convention: × batch size

@@ -31,11 +31,13 @@ a number does not shrink when the batch grows; METHOD.md §4):
     logits   dL/dlogits = softmax − onehot, one value per image and class
     z        dL/dz at the head conv's output z (before the final BN or ×1/T and the pooling)
     h        dL/dh at the head conv's input h (after the head's BN→ReLU or sReLU)
+    head_x   dL/dx at the head unit's input x, the residual stream after the last block (h =
+             unit(x): the gradient after the activation's mask and, in the BN nets, BN's backward)
     head_w   the head conv's latent weight gradient dL/dW
 
 Besides the summary numbers, each step keeps a bounded random subsample (`sample` values, drawn
 with replacement) of each gradient point for distribution plots (CCDF, histograms): memory grows
-by 4 × sample × 4 bytes per step, 32 kB at the default, whatever the network's size.
+by 5 × sample × 4 bytes per step, 40 kB at the default, whatever the network's size.
 
 Off costs nothing: `Probe(model, enabled=False)` (or `probe.enabled = False`) removes every hook
 and the head's retained gradients, and `after_backward` returns at once.
@@ -51,9 +53,9 @@ import numpy as np
 from . import nn
 from .tensor import is_grad_enabled
 
-GRAD_POINTS = ("logits", "z", "h", "head_w")
-GRAD_LABELS = {"logits": "dL/dlogits", "z": "dL/dz (head conv output)",
-               "h": "dL/dh (head conv input)", "head_w": "dL/dW (head conv weights)"}
+GRAD_POINTS = ("logits", "z", "h", "head_x", "head_w")
+GRAD_LABELS = {"logits": "dL/dlogits", "z": "dL/dz (head conv output)", "h": "dL/dh (head conv input)",
+               "head_x": "dL/dx (head unit input = last block output)", "head_w": "dL/dW (head conv weights)"}
 
 
 # ------------------------------------------------------------------------------- statistics
@@ -186,6 +188,9 @@ class Probe:
         if hasattr(m, "probe"):
             m.probe = True                       # the head keeps h and z with retain_grad()
         self._removers.append(m.register_forward_hook(self._logits_hook))
+        self._head_x = None
+        if hasattr(m, "head"):
+            self._removers.append(m.head.unit.register_forward_hook(self._head_x_hook))
         if self.activations:
             from .models.wrn import Block, Unit
             for name, mod in m.named_modules():
@@ -199,6 +204,7 @@ class Probe:
         for remove in self._removers:
             remove()
         self._removers = []
+        self._head_x = None
         if hasattr(self.model, "probe"):
             self.model.probe = False
             self.model.head.head_in = self.model.head.head_out = None
@@ -211,6 +217,10 @@ class Probe:
     def _logits_hook(self, module, inp, out):
         if self._recording(module):
             out.retain_grad()                    # so dL/dlogits is there after backward
+
+    def _head_x_hook(self, module, inp, out):
+        if self._recording(module) and inp.requires_grad:
+            self._head_x = inp.retain_grad()     # the stream entering the head unit
 
     def _stat_hook(self, kind, name, floor):
         low, tol = floor
@@ -247,6 +257,9 @@ class Probe:
         if getattr(model, "head_out", None) is not None:
             grads["z"] = model.head_out.grad
             grads["h"] = model.head_in.grad
+        if self._head_x is not None:
+            grads["head_x"] = self._head_x.grad
+            self._head_x = None
         grads["head_w"] = convs[-1][1].weight.grad
         rec["grad"] = {}
         for point, g in grads.items():
@@ -443,3 +456,97 @@ def plot_over_time(runs: dict, point: str, stats=("std", "kurtosis", "p999", "ma
     fig.suptitle(GRAD_LABELS.get(point, point), fontsize=10)
     fig.tight_layout()
     return fig
+
+
+# ------------------------------------------------------------------------------- short runs
+
+
+def short_run(model, x, y, steps, lr, schedule_epochs=30, batch_size=125, seed=0, probe=None, log=None):
+    """`steps` SGD steps of METHOD.md §5 on images x, labels y; returns the per-step history.
+
+    The recipe is the paper's (momentum 0.9, weight decay 5e-4, batch 125, flip + crop + cutout,
+    cosine from `lr` to 1e-5) with the cosine laid out over `schedule_epochs` epochs, so a
+    200-step look at the start of training sees the learning rates a real run would.
+    Batches come from `seed` alone: runs with the same seed see the same images in the same order.
+    probe: a Probe on `model`, fed every step. log(step, loss, acc): called every step if given.
+
+    History: loss, acc, lr per step; same_output per step (True when every image of the batch got
+    the same logits: the output no longer depends on the input); seconds per step.
+    """
+    import time
+
+    from .data import Batches
+    from .optim import SGD, Schedule
+    from .train import train_step
+
+    loader = Batches(x, y, batch_size=batch_size, shuffle=True, drop_last=True, augment=True, seed=seed)
+    per_epoch = len(loader)
+    schedule = Schedule("cosine", schedule_epochs * per_epoch, per_epoch, lr, 1e-5)
+    optimizer = SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    hist = {"loss": [], "acc": [], "lr": [], "same_output": []}
+    seen = {}
+
+    def after_backward(m, logits, loss):
+        spread = np.ptp(logits.data, axis=0)                      # per class, across the batch
+        seen["same"] = bool(np.all(spread <= 1e-6 * (1.0 + np.abs(logits.data).max())))
+        if probe is not None:
+            probe.after_backward(m, logits, loss, seen["labels"])
+
+    model.train()
+    start, step = time.perf_counter(), 0
+    for epoch in range(10 ** 9):
+        for xb, yb in loader.epoch(epoch):
+            if step == steps:
+                break
+            seen["labels"] = yb
+            lr_now = schedule(step)
+            loss, correct = train_step(model, optimizer, xb, yb, lr_now, after_backward)
+            if probe is not None:
+                probe.after_step(model)
+            hist["loss"].append(loss)
+            hist["acc"].append(correct / len(yb))
+            hist["lr"].append(lr_now)
+            hist["same_output"].append(seen["same"])
+            if log is not None:
+                log(step, loss, correct / len(yb))
+            step += 1
+        if step == steps:
+            break
+    hist["seconds_per_step"] = (time.perf_counter() - start) / max(steps, 1)
+    return hist
+
+
+def diagnose(hist, num_classes=10, window=30) -> dict:
+    """What happened in a short run, in numbers and one verdict.
+
+    exploded_at: first step whose loss is non-finite or above 100 × max(first loss, ln C) (the
+      rule of tinybin.train's divergence detector; float32 can reach 1e17 without a NaN).
+    dead_from: first step from which every later batch got the same logits for every image —
+      the net's output no longer depends on its input (in a BN-free net: every unit at its floor).
+    acc_last: mean training accuracy over the last `window` steps (chance = 1/C).
+    verdict: "exploded, then dead", "exploded", "dead", "learning" (acc_last > 1.5 × chance)
+      or "at chance".
+    """
+    from .train import DivergenceDetector
+
+    loss = np.asarray(hist["loss"], np.float64)
+    detector = DivergenceDetector(num_classes, factor=100.0, window=10 ** 9)
+    exploded_at = next((i for i, (l, a) in enumerate(zip(loss, hist["acc"])) if detector.check(l, a)), None)
+    same = np.asarray(hist["same_output"], bool)
+    dead_from = None
+    if same.size and same[-1]:
+        live = np.flatnonzero(~same)
+        dead_from = int(live[-1] + 1) if live.size else 0
+    acc_last = float(np.mean(hist["acc"][-window:]))
+    chance = 1.0 / num_classes
+    if exploded_at is not None:
+        verdict = "exploded, then dead" if dead_from is not None else "exploded"
+    elif dead_from is not None:
+        verdict = "dead"
+    else:
+        verdict = "learning" if acc_last > 1.5 * chance else "at chance"
+    finite = loss[np.isfinite(loss)]
+    return {"loss0": float(loss[0]), "max_loss": float(finite.max()) if finite.size else math.nan,
+            "final_loss": float(loss[-1]), "acc_last": acc_last, "window": min(window, len(loss)),
+            "exploded_at": exploded_at, "dead_from": dead_from, "non_finite": bool(finite.size < loss.size),
+            "verdict": verdict}
