@@ -423,6 +423,7 @@ def plot_ccdf_phases(runs: dict, point: str, phases, normalise=True):
         if normalise:
             plot_ccdf(ax, gauss, label="Gaussian", color="k", ls=":", lw=1)
             ax.set_xlabel("|g| / std")
+            ax.set_xlim(left=1e-2)           # the tail is on the right; the bulk needs no room
         ax.set_title(f"steps {first}–{last}", fontsize=9)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"CCDF of {GRAD_LABELS.get(point, point)}", fontsize=10)
