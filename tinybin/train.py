@@ -307,8 +307,8 @@ def _truncate_jsonl(path, keep):
 
 
 def plot_curves(out_dir):
-    """curves.png from steps.jsonl and metrics.jsonl: training loss per step (log scale) and
-    train/test accuracy per epoch."""
+    """curves.png from steps.jsonl and metrics.jsonl: training loss per step (log scale when it
+    spans decades) and train/test accuracy per epoch."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -325,7 +325,9 @@ def plot_curves(out_dir):
         if len(loss) >= 20:
             k = max(len(loss) // 50, 5)
             ax1.plot(s[k - 1:], np.convolve(loss, np.ones(k) / k, mode="valid"), lw=1.5, label=f"mean of {k}")
-        ax1.set_yscale("log")
+        finite = loss[np.isfinite(loss)]
+        if finite.size and finite.max() > 20 * max(finite.min(), 1e-12):
+            ax1.set_yscale("log")  # a divergence spans decades
     if epochs:
         steps_at = [r["step"] for r in epochs]
         ax1.plot(steps_at, [r["test_loss"] for r in epochs], "o-", ms=3, label="test")
