@@ -508,25 +508,36 @@ def train(cfg: TrainConfig, data=None, resume=False, log=print, after_backward=N
         log(f"stopped after epoch {end_epoch}/{cfg.epochs}; continue with --resume")
         return result
 
-    # After training: BN statistics for inference (METHOD.md §3), then the full test set.
+    result.update(final_test(model, loader.epoch(cfg.epochs), xte, yte, cfg.bn_stats, log))
+    result["minutes"] = (time.perf_counter() - run_start) / 60
+    _append_jsonl(metrics_path, dict(kind="final", **{k: v for k, v in result.items() if k != "last_epoch"}))
+    save_checkpoint(ckpt_path, model, optimizer, meta_for(cfg.epochs, bn_stats=cfg.bn_stats,
+                                                          test_acc=result["test_acc"]))
+    return result
+
+
+def final_test(model, recalibration_batches, x, y, bn_stats="recalibrated", log=print) -> dict:
+    """After training: choose the BN inference statistics (METHOD.md §3), then test on (x, y).
+
+    With BN layers, the moving averages are tested too; "recalibrated" then recomputes the
+    statistics over `recalibration_batches` (one epoch of augmented training batches).
+    """
+    result = {"bn_stats": bn_stats if batch_norms(model) else None}
+    note = ""
     if batch_norms(model):
-        moving = evaluate(model, xte, yte)
-        if cfg.bn_stats == "recalibrated":
+        set_bn_stats(model, "moving")
+        result["test_acc_moving"] = evaluate(model, x, y)[1]
+        if bn_stats == "recalibrated":
             t = time.perf_counter()
-            n = recalibrate_bn(model, loader.epoch(cfg.epochs))  # one more epoch of augmented batches
+            n = recalibrate_bn(model, recalibration_batches)
             set_bn_stats(model, "recalibrated")
             log(f"BN statistics recalibrated over {n} augmented batches ({time.perf_counter() - t:.0f}s)")
+            note = f" (BN statistics recalibrated; with moving averages {100 * result['test_acc_moving']:.2f} %)"
         else:
-            set_bn_stats(model, "moving")
-        result["test_acc_moving"] = moving[1]
-    test_loss, test_acc = evaluate(model, xte, yte)
-    result.update(test_loss=test_loss, test_acc=test_acc, test_images=len(xte), bn_stats=cfg.bn_stats,
-                  minutes=(time.perf_counter() - run_start) / 60)
-    _append_jsonl(metrics_path, dict(kind="final", **{k: v for k, v in result.items() if k != "last_epoch"}))
-    save_checkpoint(ckpt_path, model, optimizer, meta_for(cfg.epochs, bn_stats=cfg.bn_stats, test_acc=test_acc))
-    extra = f" (BN statistics {cfg.bn_stats}" + (f"; with moving averages {100 * result['test_acc_moving']:.2f} %)"
-                                                   if "test_acc_moving" in result and cfg.bn_stats != "moving" else ")")
-    log(f"test accuracy: {100 * test_acc:.2f} % on {len(xte)} images{extra if batch_norms(model) else ''}")
+            note = " (BN statistics: moving averages)"
+    result["test_loss"], result["test_acc"] = evaluate(model, x, y)
+    result["test_images"] = len(x)
+    log(f"test accuracy: {100 * result['test_acc']:.2f} % on {len(x)} images{note}")
     return result
 
 
