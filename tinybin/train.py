@@ -58,7 +58,7 @@ class TrainConfig:
     bits: int = 1
     temperature: float | None = None
     padding: str = "symmetric"
-    epochs: int = 15
+    epochs: int = 20
     lr: float = 0.1
     lr_min: float = 1e-5
     schedule: str = "cosine"          # cosine (P2) | restarts (P1) | constant
