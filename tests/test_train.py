@@ -171,3 +171,21 @@ def test_divergence_detector_kinds():
 def test_resume_without_checkpoint_fails_clearly(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         train(tiny_config(tmp_path, "nothing"), data=tiny_data(), resume=True, log=quiet)
+
+
+def test_progress_bar_only_on_a_terminal():
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term, pipe = Terminal(), io.StringIO()
+    from tinybin.train import Progress
+    for stream in (term, pipe):
+        bar = Progress(total_steps=64, stream=stream)
+        bar.update(step=9, epoch=0, loss=2.1234, acc=0.25, images_per_s=150.0, eta_s=125, force=True)
+        bar.clear()
+    text = term.getvalue()
+    assert "step 10/64" in text and "loss 2.1234" in text and "150 img/s" in text and "ETA 2:05" in text
+    assert pipe.getvalue() == ""
