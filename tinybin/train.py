@@ -147,11 +147,12 @@ def train_batches(cfg: TrainConfig, x, y):
 # --------------------------------------------------------------------------------- steps
 
 
-def train_step(model, optimizer, x, y, lr, after_backward=None):
+def train_step(model, optimizer, x, y, lr, after_backward=None, after_step=None):
     """One SGD step on a batch: forward, mean cross-entropy, backward, update.
 
     after_backward(model, logits, loss), if given, runs between backward and the update (probes
-    read gradients there). Returns (loss, number correct).
+    read gradients there); after_step(model) runs after the update (update sizes, sign flips).
+    Returns (loss, number correct).
     """
     optimizer.zero_grad()
     logits = model(x)
@@ -160,6 +161,8 @@ def train_step(model, optimizer, x, y, lr, after_backward=None):
     if after_backward is not None:
         after_backward(model, logits, loss)
     optimizer.step(lr)
+    if after_step is not None:
+        after_step(model)
     correct = int((logits.data.argmax(axis=1) == y).sum())
     return float(loss.data), correct
 
@@ -376,13 +379,14 @@ class DivergenceDetector:
         return None
 
 
-def train(cfg: TrainConfig, data=None, resume=False, log=print, after_backward=None):
+def train(cfg: TrainConfig, data=None, resume=False, log=print, after_backward=None, after_step=None):
     """Run (or resume) training as configured; returns a dict of final results.
 
     data: optional ((x_train, y_train), (x_test, y_test)) already in memory (lessons, tests);
       otherwise `load_data(cfg)`.
     resume: continue from cfg.out/checkpoint.npz; the checkpoint's own config is used (so the
       schedule and data order match), only `stop_after`, `on_diverge` and `out` come from cfg.
+    after_backward, after_step: passed to every `train_step` (probes).
     Raises Diverged (after writing its metrics) unless cfg.on_diverge == "continue".
     """
     out = cfg.run_dir()
@@ -459,7 +463,7 @@ def train(cfg: TrainConfig, data=None, resume=False, log=print, after_backward=N
             for b, (xb, yb) in enumerate(loader.epoch(epoch)):
                 step = epoch * steps_per_epoch + b
                 lr = schedule(step)
-                loss, ok = train_step(model, optimizer, xb, yb, lr, after_backward)
+                loss, ok = train_step(model, optimizer, xb, yb, lr, after_backward, after_step)
                 loss_sum, correct, seen = loss_sum + loss * len(yb), correct + ok, seen + len(yb)
                 images_done += len(yb)
                 step_records.append(dict(step=step, epoch=epoch, lr=lr, loss=loss, acc=ok / len(yb)))
