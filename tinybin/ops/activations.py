@@ -13,8 +13,8 @@ def relu_forward(x):
     d out/dx = 1 if x > 0 else 0 (0 at x = 0).
     Shapes: any; out has x's shape.
     """
-    mask = x > 0                       # same shape as x
-    return np.where(mask, x, 0).astype(x.dtype, copy=False), mask
+    out = np.maximum(x, x.dtype.type(0))   # same shape as x
+    return out, out > 0                    # a boolean mask: 1 byte per element to keep
 
 
 def relu_backward(dout, mask):
@@ -27,8 +27,8 @@ def srelu_forward(x):
     Keeps the unit's output mean near zero without BN (ReLU's output is all >= 0).
     d out/dx = 1 if x > -1 else 0 (0 at x = -1).
     """
-    mask = x > -1
-    return np.where(mask, x, -1).astype(x.dtype, copy=False), mask
+    out = np.maximum(x, x.dtype.type(-1))
+    return out, out > -1
 
 
 def srelu_backward(dout, mask):
