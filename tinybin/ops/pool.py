@@ -44,7 +44,8 @@ def avg_pool2d_forward(x, size=3, stride=2, padding=1):
     if OH < 1 or OW < 1 or count.min() < 1:
         raise ValueError(f"avg_pool2d: window {KH}x{KW} with stride {(SH, SW)} and padding {pads} does not "
                          f"fit input x {x.shape} (every window needs at least one real cell)")
-    xp = np.pad(x, ((0, 0), (PT, PB), (PL, PR), (0, 0)))           # N, H+PT+PB, W+PL+PR, C
+    xp = np.zeros((N, H + PT + PB, W + PL + PR, C), x.dtype)       # N, H+PT+PB, W+PL+PR, C
+    xp[:, PT:PT + H, PL:PL + W, :] = x                              # (np.pad is several times slower)
     out = np.zeros((N, OH, OW, C), x.dtype)                         # N, OH, OW, C
     for i in range(KH):
         for j in range(KW):
