@@ -147,8 +147,9 @@ def add_arguments(p):
     p.add_argument("source", nargs="?", default=None,
                    help="a checkpoint.npz written by `train` (or its run folder), or the authors' .mat model")
     p.add_argument("--out", default=None, help="write the packed model here (.npz)")
-    p.add_argument("--no-fold", dest="fold", action="store_false",
-                   help="keep the ×1/T layer of srelu/elu separate instead of folding it into the head conv")
+    p.add_argument("--no-fold", action="store_true",
+                   help="keep the ×1/T layer of srelu/elu separate instead of folding it into the head conv "
+                        "(folding is the default)")
     p.add_argument("--report", action="store_true",
                    help="print multiplications, additions, comparisons and bytes per layer for one image, "
                         "and baseline2 against srelu of the same size")
@@ -178,7 +179,7 @@ def run(args) -> int:
                 warnings.simplefilter("ignore")
                 model = wrn(depth, width, num_classes=args.classes, variant=args.variant, bits=1, rng=0)
         if args.out is not None:
-            arrays = pack(model, fold_temperature=args.fold)
+            arrays = pack(model, fold_temperature=not args.no_fold)
             save_npz(args.out, arrays)
     except (ValueError, FileNotFoundError, ModelFileError, ImportError, KeyError) as e:
         raise UsageError(str(e)) from None
