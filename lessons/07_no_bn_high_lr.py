@@ -1,0 +1,147 @@
+"""Lesson 07 — without batch norm and without the scale layer, lr 0.1 breaks training.
+
+Question
+    Take the BN-free WRN (sReLU units, no final BN) and leave out the paper's ×1/T layer (T = 1).
+    At the learning rate the BN nets use, 0.1, what happens in the first 150 steps on real
+    CIFAR-10 images? And at 0.01 and 0.001? What does "diverged" look like when float32 never
+    produces a NaN?
+
+Run
+    python lessons/07_no_bn_high_lr.py --archive ../shared/data/cifar-10-subset-python.tar.gz
+    (without --archive the official CIFAR-10 archive is downloaded into ./datasets)
+
+Expected output (a full run: WRN-20-1, 1-bit, the 4000 training images of the subset, batch 125,
+cosine schedule laid out for 30 epochs, seed 0, 150 steps per run)
+    srelu T=1 lr 0.1: loss per step
+       0: 21.9  1: 2.38e+06  2: 2.07e+13  3: 1.04e+17  4: 5.45e+16  5: 7.42e+15  10: 3.05e+12  20: 3.75
+       50: 4.07  100: 4.03  149: 4.09
+       at step 0: logit std 15.72, median |dW|/|W| 9.71, the first update flipped 16.17 % of the weight signs
+       at the last step: 84.3 % of unit outputs at the floor (-1); same logits for every image: True
+    srelu T=1 lr 0.01: loss per step
+       0: 21.9  1: 156  2: 12.4  3: 5.69  4: 22.2  5: 69  10: 6.3  20: 73.3  50: 2.88  100: 2.55  149: 2.42
+       at step 0: logit std 15.72, median |dW|/|W| 9.71, the first update flipped 2.64 % of the weight signs
+       at the last step: 79.8 % of unit outputs at the floor (-1); same logits for every image: True
+    srelu T=1 lr 0.001: loss per step
+       0: 21.9  1: 27.9  2: 7.56  3: 6.12  4: 5.19  5: 3.92  10: 2.75  20: 2.47  50: 2.16  100: 2.02  149: 1.87
+       at step 0: logit std 15.72, median |dW|/|W| 9.71, the first update flipped 0.29 % of the weight signs
+       at the last step: 44.2 % of unit outputs at the floor (-1); same logits for every image: False
+    baseline2 lr 0.1: loss per step
+       0: 2.31  1: 2.26  2: 2.22  3: 2.25  4: 2.17  5: 2.18  10: 2.07  20: 2  50: 1.89  100: 1.65  149: 1.6
+       at step 0: logit std 0.28, median |dW|/|W| 0.0362, the first update flipped 0.09 % of the weight signs
+       at the last step: 50.1 % of unit outputs at the floor (0); same logits for every image: False
+
+    run                      loss@0  max loss acc last  exploded dead from  verdict
+    srelu T=1 lr 0.1           21.9  1.04e+17    10.2%         1        12  exploded, then dead
+    srelu T=1 lr 0.01          21.9  1.82e+11     9.9%        21        34  exploded, then dead
+    srelu T=1 lr 0.001         21.9      27.9    23.1%      None      None  learning
+    baseline2 lr 0.1           2.31      2.31    39.3%      None      None  learning
+
+    An independent PyTorch implementation of the same experiment saw: max loss 5.6e17, 6.7e7 and
+    24.1 for lr 0.1, 0.01 and 0.001, training accuracy 10 %, 10 % and 24 %; baseline2 42 %.
+
+Takeaway
+    Without any normalisation the signal grows ×√2 per residual block (lesson 06): the logits
+    start at a std of ~16, the softmax is saturated, the loss starts at 22 instead of ln 10 and
+    the relative weight gradient ‖dW‖/‖W‖ is ~10, 270× the BN net's. One step at lr 0.1 moves the
+    latent weights by about their own norm and flips 16 % of the 1-bit signs; the signal explodes
+    (loss 1e17 by step 3, never a NaN in float32), and by step 12 so many sReLUs sit at their
+    floor −1 that every image gets the same logits. sReLU passes no gradient below −1, so the net
+    is dead for good — while its loss settles at a harmless-looking 4 (at lr 0.01: 2.4, near
+    ln 10). A NaN check alone would see nothing wrong. Lowering the learning rate only delays it:
+    lr 0.01 explodes at step 21 and dies at step 34; lr 0.001 survives and learns, slower than
+    the BN net at lr 0.1 (23 % vs 39 %). Lesson 08 shows the fix.
+
+Try next
+    --lrs 0.1 0.03 0.01 0.003 0.001   a finer sweep
+    --steps 300                       look longer: does lr 0.001 catch up with the BN net?
+    --bits 32                         full-precision weights: the same story?
+    --width 2                         a wider net
+"""
+import numpy as np
+
+from tinybin import lesson
+from tinybin.models import wrn
+from tinybin.probes import Probe, diagnose, short_run
+
+NEEDS_DATA = True
+FIGURES = ["lr_sweep.png"]
+RESULT_KEYS = ["runs", "steps", "init"]
+
+
+def run(args, x, y, variant, lr, steps):
+    """Train a fresh WRN (same seed: same initial weights and batches) and probe it."""
+    temperature = 1.0 if variant == "srelu" else None
+    model = wrn(depth=args.depth, width=args.width, variant=variant, bits=args.bits, temperature=temperature,
+                rng=args.seed)
+    probe = Probe(model, sample=0)           # summary numbers only, no gradient samples
+    hist = short_run(model, x, y, steps, lr, batch_size=args.batch, seed=args.seed, probe=probe)
+    probe.close()
+    return hist, probe
+
+
+def main():
+    parser = lesson.parser(__doc__, __file__)
+    parser.add_argument("--lrs", type=float, nargs="+", default=[0.1, 0.01, 0.001], help="learning rates of the sweep")
+    parser.add_argument("--steps", type=int, default=150, help="SGD steps per run")
+    parser.add_argument("--depth", type=int, default=20, help="WRN depth (6n+2)")
+    parser.add_argument("--width", type=int, default=1, help="WRN width k")
+    parser.add_argument("--bits", type=int, default=1, choices=(1, 32), help="bits per weight")
+    parser.add_argument("--batch", type=int, default=125, help="batch size")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the BN baseline run at lr 0.1")
+    args = parser.parse_args()
+    if args.quick:
+        args.steps, args.lrs = min(args.steps, 14), [max(args.lrs), min(args.lrs)]
+    (x_train, y_train), _ = lesson.load_cifar10(args)
+
+    runs = {}
+    plan = [("srelu", lr) for lr in args.lrs] + ([] if args.no_baseline else [("baseline2", 0.1)])
+    print(f"WRN-{args.depth}-{args.width}, {args.bits}-bit, {len(x_train)} real training images, batch {args.batch}, "
+          f"{args.steps} steps per run, seed {args.seed}")
+    for variant, lr in plan:
+        label = f"{'srelu T=1' if variant == 'srelu' else variant} lr {lr:g}"
+        hist, probe = run(args, x_train, y_train, variant, lr, args.steps)
+        d = diagnose(hist)
+        first, last = probe.records[0], probe.records[-1]
+        d.update(variant=variant, lr=lr, logit_std0=first["logit_std"],
+                 median_grad_ratio0=probe.median_grad_ratio(0), flip0=first["flip_ratio"],
+                 floor_last=float(np.mean([u["floor"] for u in last["units"].values()])),
+                 seconds_per_step=hist["seconds_per_step"], loss=hist["loss"], acc=hist["acc"])
+        runs[label] = d
+        print(f"\n{label}: loss per step")
+        shown = [s for s in (0, 1, 2, 3, 4, 5, 10, 20, 50, 100) if s < args.steps] + [args.steps - 1]
+        print("   " + "  ".join(f"{s}: {hist['loss'][s]:.3g}" for s in dict.fromkeys(shown)))
+        print(f"   at step 0: logit std {d['logit_std0']:.2f}, median |dW|/|W| {d['median_grad_ratio0']:.3g}, "
+              f"the first update flipped {100 * d['flip0']:.2f} % of the weight signs")
+        print(f"   at the last step: {100 * d['floor_last']:.1f} % of unit outputs at the floor "
+              f"({'-1' if variant == 'srelu' else '0'}); same logits for every image: {hist['same_output'][-1]}")
+
+    print(f"\n{'run':22s} {'loss@0':>8s} {'max loss':>9s} {'acc last':>8s} {'exploded':>9s} {'dead from':>9s}  verdict")
+    for label, d in runs.items():
+        print(f"{label:22s} {d['loss0']:8.3g} {d['max_loss']:9.3g} {100 * d['acc_last']:7.1f}% "
+              f"{str(d['exploded_at']):>9s} {str(d['dead_from']):>9s}  {d['verdict']}")
+    print(f"(acc last: mean training accuracy of the last {min(30, args.steps)} steps; chance is 10 %. "
+          "exploded: first step with loss > 100 x max(first loss, ln 10); dead from: the step after "
+          "which every image gets the same logits)")
+
+    plt = lesson.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for label, d in runs.items():
+        axes[0].semilogy(d["loss"], lw=1, label=label)
+        k = min(10, len(d["acc"]))
+        axes[1].plot(np.arange(k - 1, len(d["acc"])), 100 * np.convolve(d["acc"], np.ones(k) / k, "valid"),
+                     lw=1, label=label)
+    axes[0].set(xlabel="step", ylabel="training loss (log)", title="loss: float32 reaches 1e17 without NaN")
+    axes[1].axhline(10, color="k", ls=":", lw=1)
+    axes[1].set(xlabel="step", ylabel="accuracy % (mean of 10 batches)", title="training accuracy (chance = 10 %)")
+    for a in axes:
+        a.grid(alpha=0.3)
+        a.legend(fontsize=7)
+    fig.suptitle(f"BN-free WRN-{args.depth}-{args.width} ({args.bits}-bit) without the scale layer, real CIFAR-10",
+                 fontsize=10)
+    lesson.save_figure(fig, args, FIGURES[0])
+    init = {label: {k: d[k] for k in ("loss0", "logit_std0", "median_grad_ratio0", "flip0")} for label, d in runs.items()}
+    lesson.finish(args, {"runs": runs, "steps": args.steps, "init": init})
+
+
+if __name__ == "__main__":
+    main()
