@@ -14,11 +14,12 @@ Run
     (without --archive the official CIFAR-10 archive is downloaded into ./datasets)
 
 Expected output (a full run: WRN-20-1, 1-bit, the 4000 training images of the subset, batch 125,
-cosine schedule laid out for 30 epochs, seed 0, 200 steps per run)
-      baseline2            loss 2.31 -> 1.63 (max 2.31), train acc of the last 30 steps 42.0 %, logit std 0.282 -> 0.827
-      final-bn             loss 2.36 -> 1.83 (max 2.36), train acc of the last 30 steps 30.1 %, logit std 0.282 -> 0.858
-      srelu T=40           loss 2.39 -> 1.91 (max 2.5), train acc of the last 30 steps 22.9 %, logit std 0.393 -> 1.01
-      srelu T=1 lr 0.001   loss 21.9 -> 1.95 (max 27.9), train acc of the last 30 steps 25.7 %, logit std 15.7 -> 1.1
+cosine schedule laid out for 30 epochs, seed 0, 200 steps per run; condensed: the script prints
+parts 1 and 4 as one table per gradient point and one row per layer)
+    baseline2            loss 2.31 -> 1.63 (max 2.31), train acc of the last 30 steps 42.0 %, logit std 0.282 -> 0.827
+    final-bn             loss 2.36 -> 1.83 (max 2.36), train acc of the last 30 steps 30.1 %, logit std 0.282 -> 0.858
+    srelu T=40           loss 2.39 -> 1.91 (max 2.5), train acc of the last 30 steps 22.9 %, logit std 0.393 -> 1.01
+    srelu T=1 lr 0.001   loss 21.9 -> 1.95 (max 27.9), train acc of the last 30 steps 25.7 %, logit std 15.7 -> 1.1
     1. Pearson kurtosis (Gaussian = 3), every value pooled over steps 0-20 / 20-50 / 50-200
                          baseline2         final-bn          srelu T=40        srelu T=1 lr 0.001
        dL/dlogits      7.9  7.7  7.8    7.8  7.8  7.7     8.1  8.0  7.8     7.0  7.7  7.7
@@ -39,7 +40,7 @@ cosine schedule laid out for 30 epochs, seed 0, 200 steps per run)
        head_x  final-bn x3.73 HEAVIER; srelu T=40 x0.81; srelu T=1 lr 0.001 x1.22
        head_w  final-bn x172.45 HEAVIER; srelu T=40 x13.92 HEAVIER; srelu T=1 lr 0.001 x46.17 HEAVIER
     4. |dW|/|W| per layer, step 0 -> mean of steps 50-200: baseline2 0.024-0.055 -> 0.010-0.041;
-       final-bn 0.047-0.10 -> 0.010-0.036; srelu T=40 0.032-0.092 -> 0.015-0.055; srelu T=1
+       final-bn 0.045-0.10 -> 0.010-0.036; srelu T=40 0.032-0.092 -> 0.015-0.055; srelu T=1
        lr 0.001 3.2-21 -> 0.084-0.23 (head.conv: 0.055, 0.065, 0.089, 21 at step 0)
 
     An independent PyTorch implementation (steps 0-20) measured kurtosis at z 9.0 / 23.9 / 8.0 /
@@ -55,14 +56,15 @@ Takeaway
     T=40, 7.0 at T=1, vs 9.0 for baseline2). It is the net *with* a final BN but no other
     (final-bn) whose dL/dz, dL/dh and dL/dx have the longer tails (×4–5 baseline2's kurtosis):
     the final BN divides by the batch std of an unnormalised z and mixes positions on the way
-    back. The longer tail that every BN-free body shows is in the head conv's *weight gradient*
-    dL/dW = hᵀ·dL/dz: kurtosis 78–968 against baseline2's 5.6, in steps 0-20 and still ×4–20
-    in steps 50-200. Its source is h, the unnormalised activations of an sReLU body (a few
-    positions and channels much larger than the rest), not the missing final BN: final-bn,
-    which keeps that BN, has the heaviest tail of all. So: "longer tail" — yes, for the weight
-    gradient at the head, in every net without BN in its body; no, for the gradient at the
-    output z itself. Meanwhile the relative gradients |dW|/|W| of the scaled nets stay at the
-    BN net's size, which is what lets them train at lr 0.1.
+    back. The longer tail that every BN-free body shows is in the head conv's *weight gradient*:
+    kurtosis 78–968 against baseline2's 5.6 in steps 0-20, and still ×4–26 baseline2's in steps
+    50-200. The likely source is h: dL/dW[c, k] = Σ h[..., c]·dL/dz[..., k] over the batch and
+    positions, and in an sReLU body the channels of h are not normalised, so a few large
+    channels give a few very large weight gradients — with or without the final BN (final-bn,
+    which keeps it, has the heaviest tail of all). So: a "longer tail" early in training, yes,
+    for the head's weight gradient in every net without BN in its body; no, for the gradient at
+    the output z itself. Meanwhile the relative gradients |dW|/|W| of the scaled net stay at the
+    BN net's size, which is what lets it train at lr 0.1.
 
 Try next
     --steps 800 --phases 0 50 200 800   METHOD.md §4's phases (takes 4× longer)
