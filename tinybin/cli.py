@@ -201,7 +201,7 @@ def run_bench(args) -> int:
     except ModuleNotFoundError:
         raise UsageError(f"bench {args.bench} is not available in this version") from None
     code = mod.run_bench(args)
-    return int(code or 0)
+    return code if isinstance(code, int) else 0  # some benchmarks return their figures
 
 
 add_arguments = {"train": add_train_arguments, "evaluate": add_evaluate_arguments, "bench": add_bench_arguments}
