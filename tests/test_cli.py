@@ -142,3 +142,9 @@ def test_train_on_an_image_folder(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "60 training / 18 test images" in proc.stdout
     assert re.search(r"test accuracy: [\d.]+ % on 18 images", proc.stdout)
+
+
+def test_bench_data_quick_exits_zero():
+    proc = run("bench", "data", "--images", "2000", "--repeat", "1", "--no-folder")
+    assert proc.returncode == 0, proc.stderr
+    assert "images/s" in proc.stdout
