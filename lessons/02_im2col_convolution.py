@@ -41,14 +41,13 @@ Try next
     --stage 3                   WRN-20-4's third stage (8×8×256)
     TINYBIN_REFERENCE=1         make every conv in tinybin use the NumPy reference kernels
 """
-import time
-
 import numpy as np
 
 import tinybin as tb
 import tinybin.functional as F
 from tinybin import kernels, lesson
 from tinybin.kernels import im2col_numba, im2col_ref
+from tinybin.kernels.bench import median_ms
 from tinybin.ops.conv import conv2d_backward, conv2d_forward
 
 NEEDS_DATA = False
@@ -76,15 +75,6 @@ def col2im_assign(cols, x_shape, KH, KW, pad):
         for j in range(KW):
             dxp[:, i:i + OH, j:j + OW, :] = cols6[:, :, :, i, j, :]   # should be +=
     return dxp[:, pad:pad + H, pad:pad + W, :]
-
-
-def median_ms(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(times))
 
 
 def main():

@@ -7,6 +7,8 @@ which skips them, with the reason, where the folder is absent.
 
 from pathlib import Path
 
+import numpy as np
+
 import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -18,3 +20,24 @@ def shared_data():
     if not SHARED.is_dir():
         pytest.skip(f"shared test data folder {SHARED} is absent (see shared/data/README.md)")
     return SHARED
+
+
+# A small central-difference check used by the kernel tests (float64, random upstream gradient),
+# independent of tinybin.gradcheck so that the kernels are not checked by code built on them.
+def numerical_grad(f, a, dout, eps=1e-6):
+    """d/da of sum(f() * dout) by central differences, perturbing a in place, every element."""
+    grad = np.zeros_like(a)
+    for idx in np.ndindex(a.shape):
+        old = a[idx]
+        a[idx] = old + eps
+        plus = np.sum(f() * dout)
+        a[idx] = old - eps
+        minus = np.sum(f() * dout)
+        a[idx] = old
+        grad[idx] = (plus - minus) / (2 * eps)
+    return grad
+
+
+def rel_error(a, b):
+    """max |a - b| / max(1e-8, |a| + |b|), element by element (errors ~1e-8 or less are good)."""
+    return np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b)))

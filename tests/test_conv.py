@@ -3,30 +3,11 @@ bad inputs are refused with the shapes named."""
 import numpy as np
 import pytest
 
+from conftest import numerical_grad, rel_error
 from tinybin import kernels
 from tinybin.kernels import im2col_numba, im2col_ref
 from tinybin.ops.conv import Conv2d, conv2d, conv2d_backward, conv2d_forward
 from tinybin.tensor import Tensor
-
-
-# ----- a small, self-contained gradient check (float64, random upstream gradient) ----------
-def numerical_grad(f, a, dout, eps=1e-6):
-    """d/da of sum(f() * dout) by central differences, perturbing a in place, every element."""
-    grad = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + eps
-        plus = np.sum(f() * dout)
-        a[idx] = old - eps
-        minus = np.sum(f() * dout)
-        a[idx] = old
-        grad[idx] = (plus - minus) / (2 * eps)
-    return grad
-
-
-def rel_error(a, b):
-    """max |a - b| / max(1e-8, |a| + |b|), element by element (errors ~1e-8 or less are good)."""
-    return np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b)))
 
 
 def naive_conv(x, w, stride, pads):

@@ -2,27 +2,10 @@
 import numpy as np
 import pytest
 
+from conftest import numerical_grad, rel_error
 from tinybin.ops.pool import (avg_pool2d, avg_pool2d_backward, avg_pool2d_forward, global_avg_pool,
                               global_avg_pool_backward, global_avg_pool_forward)
 from tinybin.tensor import Tensor
-
-
-def numerical_grad(f, a, dout, eps=1e-6):
-    """d/da of sum(f() * dout) by central differences, every element."""
-    grad = np.zeros_like(a)
-    for idx in np.ndindex(a.shape):
-        old = a[idx]
-        a[idx] = old + eps
-        plus = np.sum(f() * dout)
-        a[idx] = old - eps
-        minus = np.sum(f() * dout)
-        a[idx] = old
-        grad[idx] = (plus - minus) / (2 * eps)
-    return grad
-
-
-def rel_error(a, b):
-    return np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b)))
 
 
 def naive_avg_pool(x, k, s, pads):
