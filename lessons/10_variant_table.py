@@ -15,8 +15,8 @@ Run
 Expected output (the default run: WRN-20-1, a class-balanced 2000 of the 4000 training images,
 the first 500 test images, 1 epoch = 16 steps of 125 per run, cosine from lr 0.1, 2 seeds, BN
 statistics recalibrated; T = 40 for 1-bit and 80 for 32-bit as the authors. The default is this
-small because it is what fitted in the time these numbers were made in — 24 runs of 16 steps —
-so it is a smoke test of the pipeline, not a reproduction: the paper trains WRN-20-4/10 for
+small so that its 24 runs of 16 steps finish in about 20 minutes on 2 cores: it is a smoke test
+of the pipeline, not a reproduction: the paper trains WRN-20-4/10 for
 126+ epochs on 50,000 images.)
     baseline1 1-bit        test accuracy 23.8 %, 25.2 %  (mean 24.5, spread 1.4)
     ...
