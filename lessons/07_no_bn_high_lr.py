@@ -83,10 +83,7 @@ def main():
     parser = lesson.parser(__doc__, __file__)
     parser.add_argument("--lrs", type=float, nargs="+", default=[0.1, 0.01, 0.001], help="learning rates of the sweep")
     parser.add_argument("--steps", type=int, default=150, help="SGD steps per run")
-    parser.add_argument("--depth", type=int, default=20, help="WRN depth (6n+2)")
-    parser.add_argument("--width", type=int, default=1, help="WRN width k")
-    parser.add_argument("--bits", type=int, default=1, choices=(1, 32), help="bits per weight")
-    parser.add_argument("--batch", type=int, default=125, help="batch size")
+    lesson.model_flags(parser)
     parser.add_argument("--no-baseline", action="store_true", help="skip the BN baseline run at lr 0.1")
     args = parser.parse_args()
     if args.quick:

@@ -107,10 +107,7 @@ def main():
                         help="for each T here, also train T = 1 at lr 0.1/T")
     parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate (cosine)")
     parser.add_argument("--steps", type=int, default=100, help="SGD steps per run")
-    parser.add_argument("--depth", type=int, default=20, help="WRN depth (6n+2)")
-    parser.add_argument("--width", type=int, default=1, help="WRN width k")
-    parser.add_argument("--bits", type=int, default=1, choices=(1, 32), help="bits per weight")
-    parser.add_argument("--batch", type=int, default=125, help="batch size")
+    lesson.model_flags(parser)
     parser.add_argument("--baseline", action="store_true", help="also train the BN baseline (baseline2)")
     args = parser.parse_args()
     if args.quick:

@@ -92,10 +92,7 @@ def main():
     parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate of baseline2, final-bn, srelu T")
     parser.add_argument("--temperature", type=float, default=40.0, help="T of the scaled srelu run (the authors' 40)")
     parser.add_argument("--low-lr", type=float, default=0.001, help="learning rate of the srelu T=1 run")
-    parser.add_argument("--depth", type=int, default=20, help="WRN depth (6n+2)")
-    parser.add_argument("--width", type=int, default=1, help="WRN width k")
-    parser.add_argument("--bits", type=int, default=1, choices=(1, 32), help="bits per weight")
-    parser.add_argument("--batch", type=int, default=125, help="batch size")
+    lesson.model_flags(parser)
     parser.add_argument("--sample", type=int, default=4096, help="gradient values kept per point and step")
     args = parser.parse_args()
     if args.quick:

@@ -61,6 +61,15 @@ def parser(doc: str, file: str) -> argparse.ArgumentParser:
     return p
 
 
+def model_flags(parser: argparse.ArgumentParser, width: int = 1) -> argparse.ArgumentParser:
+    """The WRN flags the training lessons share: --depth, --width, --bits, --batch."""
+    parser.add_argument("--depth", type=int, default=20, help="WRN depth (6n+2)")
+    parser.add_argument("--width", type=int, default=width, help="WRN width k")
+    parser.add_argument("--bits", type=int, default=1, choices=(1, 32), help="bits per weight")
+    parser.add_argument("--batch", type=int, default=125, help="batch size")
+    return parser
+
+
 def load_cifar10(args):
     """Real CIFAR-10 as ((x_train, y_train), (x_test, y_test)), uint8 NHWC images, int64 labels.
 
