@@ -118,6 +118,16 @@ def test_bench_train_quick():
     assert "WRN-8-1 srelu" in proc.stdout and "step/conv" in proc.stdout and "peak memory" in proc.stdout
 
 
+def test_bench_conv_prints_every_stage():
+    proc = run("bench", "conv", "--batch", 2, "--repeats", 1, "--ref-repeats", 1, "--no-startup")
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"kernels (parallel on \d+ threads|serial)", proc.stdout)
+    for stage in ("32x32x64", "16x16x128", "8x8x256"):
+        row = next(line for line in proc.stdout.splitlines() if line.split()[:1] == [stage])
+        numbers = [float(v.rstrip("x")) for v in row.split()[1:]]
+        assert len(numbers) == 13 and all(v > 0 for v in numbers)
+
+
 def test_train_on_the_shared_subset(shared_data, tmp_path):
     """The shared 4000 + 1000 exact CIFAR-10 images; a class-balanced subset of 250 for speed."""
     proc = run("train", "--archive", shared_data / "cifar-10-subset-python.tar.gz", "--subset", 250, "--depth", 8,

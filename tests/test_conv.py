@@ -1,5 +1,7 @@
 """conv2d: Numba kernels equal the NumPy reference, gradients match central differences,
 bad inputs are refused with the shapes named."""
+import os
+
 import numpy as np
 import pytest
 
@@ -42,8 +44,9 @@ def random_configs(count, seed):
 
 
 # ----- Numba == reference ------------------------------------------------------------------
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
 @pytest.mark.parametrize("seed", range(3))
-def test_numba_kernels_equal_reference(seed):
+def test_numba_kernels_equal_reference(seed, parallel):
     rng = np.random.default_rng(100 + seed)
     for x_shape, w_shape, _, _, (SH, SW), (PT, PB, PL, PR) in random_configs(40, seed):
         x = rng.standard_normal(x_shape)
@@ -52,11 +55,11 @@ def test_numba_kernels_equal_reference(seed):
         OH, OW = im2col_ref.output_size(H, W, KH, KW, SH, SW, PT, PB, PL, PR)
         geometry = (KH, KW, SH, SW, PT, PB, PL, PR)
         c_ref = im2col_ref.im2col(x, np.full((N * OH * OW, KH * KW * C), np.nan), *geometry)
-        c_fast = im2col_numba.im2col(x, np.full((N * OH * OW, KH * KW * C), np.nan), *geometry)
+        c_fast = im2col_numba.im2col(x, np.full((N * OH * OW, KH * KW * C), np.nan), *geometry, parallel=parallel)
         np.testing.assert_array_equal(c_fast, c_ref)  # pure copies: bit-identical
         dcols = rng.standard_normal(c_ref.shape)
         d_ref = im2col_ref.col2im(dcols, np.full(x_shape, np.nan), *geometry)
-        d_fast = im2col_numba.col2im(dcols, np.full(x_shape, np.nan), *geometry)
+        d_fast = im2col_numba.col2im(dcols, np.full(x_shape, np.nan), *geometry, parallel=parallel)
         np.testing.assert_allclose(d_fast, d_ref, rtol=0, atol=1e-12)
 
 
@@ -186,3 +189,38 @@ def test_use_reference_switch():
     with kernels.use_reference(True):
         assert kernels.implementation() is im2col_ref
     assert kernels.implementation() is im2col_numba
+
+
+THREADS_PROBE = """
+import os, sys
+{first}
+import numba
+from tinybin import threads
+from tinybin.kernels import im2col_numba
+print(os.environ.get("OPENBLAS_THREAD_TIMEOUT"), os.environ.get("OMP_WAIT_POLICY"),
+      threads.blas_threads_sleep(), im2col_numba.PARALLEL, numba.config.NUMBA_NUM_THREADS > 1)
+"""
+
+
+@pytest.mark.parametrize("first, extra_env, sleeps", [
+    ("import tinybin", {}, True),                                    # tinybin first: the env applies
+    ("import numpy", {}, False),                                     # numpy first: too late for OpenBLAS
+    ("import numpy", {"OPENBLAS_THREAD_TIMEOUT": "6"}, True),        # ... unless the shell set it
+    ("import tinybin", {"TINYBIN_PARALLEL": "0"}, True),             # override: serial
+    ("import numpy", {"TINYBIN_PARALLEL": "1"}, False),              # override: parallel
+])
+def test_thread_environment_and_kernel_choice(first, extra_env, sleeps):
+    """Parallel kernels only where OpenBLAS's idle threads sleep (tinybin/threads.py)."""
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_THREAD_TIMEOUT", "OMP_WAIT_POLICY", "TINYBIN_PARALLEL")}
+    env.update(extra_env)
+    out = subprocess.run([sys.executable, "-c", THREADS_PROBE.format(first=first)], env=env,
+                         capture_output=True, text=True, check=True).stdout.split()
+    timeout, wait_policy, blas_sleeps, parallel, several_threads = out
+    assert timeout == extra_env.get("OPENBLAS_THREAD_TIMEOUT", "4") and wait_policy == "PASSIVE"
+    assert blas_sleeps == str(sleeps)
+    forced = extra_env.get("TINYBIN_PARALLEL")
+    expected = (forced == "1") if forced else (sleeps and several_threads == "True")
+    assert parallel == str(expected)

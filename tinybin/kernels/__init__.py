@@ -24,11 +24,11 @@ kernel call. Nothing may keep them: a layer's backward recomputes im2col from it
 instead of storing columns (storing them for every layer would take ~3 GB for WRN-20-4 at
 batch 125; recomputing costs a few percent).
 
-Threads. The matrix products run on OpenBLAS's threads; the Numba kernels run serial
-(im2col_numba.PARALLEL). They are memory-bound, and a second thread pool next to OpenBLAS's
-on a machine with few cores loses more to threads waiting for each other than it gains, so
-no Numba thread pool is started and no environment variable needs setting. To limit
-OpenBLAS itself, set OPENBLAS_NUM_THREADS before Python starts.
+Threads. The matrix products run on OpenBLAS's threads, the Numba kernels on Numba's
+(`im2col_numba.PARALLEL`, by default on when both pools were told to sleep when idle; see
+`tinybin/threads.py` for why that matters on a machine with few cores). TINYBIN_PARALLEL=0
+keeps the kernels serial; to limit OpenBLAS itself, set OPENBLAS_NUM_THREADS before Python
+starts.
 """
 import os
 

@@ -31,8 +31,8 @@ STAGES = [(32, 64), (16, 128), (8, 256)]  # (H = W, C) of WRN-20-4's three stage
 
 FIRST_CONV = """
 import time; t0 = time.perf_counter()
+from tinybin.ops.conv import conv2d_forward, conv2d_backward  # tinybin first, as `python -m tinybin`
 import numpy as np
-from tinybin.ops.conv import conv2d_forward, conv2d_backward
 t1 = time.perf_counter()
 x = np.ones((2, 8, 8, 16), np.float32); w = np.ones((3, 3, 16, 16), np.float32)
 out, cache = conv2d_forward(x, w, 1, 1); conv2d_backward(out, cache)
@@ -86,7 +86,9 @@ def run_bench(args):
 
     import numba
     from tinybin.kernels import im2col_numba
-    layer = f"numba {numba.__version__} (kernels {'parallel' if im2col_numba.PARALLEL else 'serial'})"
+    from tinybin import threads
+    layer = (f"numba {numba.__version__}, kernels " + (f"parallel on {numba.config.NUMBA_NUM_THREADS} threads"
+             if im2col_numba.PARALLEL else "serial") + f" (BLAS threads sleep when idle: {threads.blas_threads_sleep()})")
     print(f"conv2d benchmark: batch {N}, float32, 3x3 stride 1 pad 1, median of {R}; numpy {np.__version__}, {layer}")
     print(f"environment: " + ", ".join(f"{k}={os.environ.get(k, '-')}" for k in
           ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY",

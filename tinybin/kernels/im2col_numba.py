@@ -6,19 +6,19 @@ defines N, H, W, C, KH, KW, SH, SW, PT, PB, PL, PR, OH, OW). What these versions
 - NHWC layout: the C values of one input cell are contiguous, and so are the C slots they fill
   in a column row, so the innermost loop is a unit-stride copy the compiler vectorises.
 - Row-major columns (N*OH*OW, KH*KW*C): im2col writes each row once, front to back.
-- Serial by default. The `prange` loops are safe to split over threads (see the next two
-  points), and PARALLEL = True below does so. But the kernels are memory-bound, so a second
-  thread gains little, while a Numba thread pool next to OpenBLAS's on a machine with few
-  cores costs a lot: its threads wait (spinning) for a peer that the OS has given to the
-  other pool or to another process. On a shared 2-core machine the serial kernels measured
-  1.2x (idle-ish) to 40x (busy) faster than the same loops on two threads.
-- im2col: `prange` over (image, output row) pairs. Each iteration writes its own rows of
-  cols, so the writes are disjoint, and there is parallel work even for a single image.
-- col2im: `prange` over images. Within an image, overlapping windows add into the same dx
-  cells, so one image is one iteration's alone (no two threads ever add into one cell), and
-  the image's dx (256 KB for 32×32×64 float32) stays in cache while cols, the big array, is
-  read strictly front to back. This scatter measured 1.5× faster than a gather in which each
-  dx cell collects its <= KH*KW entries from scattered rows of cols.
+- Work split for threads where writes are disjoint, so no two threads ever write one element:
+  - im2col: one unit of work is one output row of one image, (n, oh). It fills its own OW
+    rows of cols, and there is parallel work even for a single image.
+  - col2im: one unit is one image. Overlapping windows add into the same dx cells, so an image
+    belongs to one thread alone; its dx (256 KB for 32×32×64 float32) stays in cache while
+    cols, the big array, is read strictly front to back. This scatter measured 1.5× faster
+    than a gather in which each dx cell collects its <= KH*KW entries from scattered rows.
+- Each kernel is compiled twice from the same loop body (`_im2col_row`, `_col2im_image`):
+  a serial driver and a parallel one (`prange`). `im2col` / `col2im` below call the parallel
+  one when `PARALLEL` is true: by default when Numba has more than one thread and the BLAS
+  threads were set to sleep between products (see `tinybin/threads.py`: otherwise the two
+  thread pools spin against each other and the parallel kernels lose). TINYBIN_PARALLEL=0/1
+  overrides the choice.
 - The caller passes the output buffer, so a workspace can be reused across calls (allocating
   a fresh, page-faulting column matrix on every call costs far more than filling it).
 - `cache=True`: the machine code is stored in `__pycache__` (or NUMBA_CACHE_DIR) and the next
@@ -26,60 +26,113 @@ defines N, H, W, C, KH, KW, SH, SW, PT, PB, PL, PR, OH, OW). What these versions
 
 Run with NUMBA_DISABLE_JIT=1 to step through these loops as ordinary Python.
 """
+import os
+
+import numba
 from numba import njit, prange
 
-PARALLEL = False  # True: run the prange loops on Numba's threads (changing it recompiles)
+from .. import threads
 
 
-@njit(parallel=PARALLEL, cache=True)
-def im2col(x, cols, KH, KW, SH, SW, PT, PB, PL, PR):
-    """Fill cols (N*OH*OW, KH*KW*C) with the windows of x (N, H, W, C); return cols."""
+def _default_parallel():
+    choice = os.environ.get("TINYBIN_PARALLEL", "").strip()
+    if choice:
+        return choice not in ("0", "false", "no")
+    return numba.config.NUMBA_NUM_THREADS > 1 and threads.blas_threads_sleep()
+
+
+PARALLEL = _default_parallel()  # may be reassigned at run time; read on every call
+
+
+@njit(cache=True)
+def _im2col_row(x, cols, nr, KH, KW, SH, SW, PT, PL, OH, OW):
+    """Fill the OW rows of cols that belong to output row oh of image n (nr = n*OH + oh)."""
     N, H, W, C = x.shape
-    OH = (H + PT + PB - KH) // SH + 1
-    OW = (W + PL + PR - KW) // SW + 1
-    for nr in prange(N * OH):                  # one output row of one image per iteration
-        n = nr // OH
-        oh = nr - n * OH
+    n = nr // OH
+    oh = nr - n * OH
+    for ow in range(OW):
+        row = nr * OW + ow                     # == (n*OH + oh)*OW + ow
+        for i in range(KH):
+            h = oh * SH - PT + i
+            for j in range(KW):
+                w = ow * SW - PL + j
+                base = (i * KW + j) * C
+                if 0 <= h < H and 0 <= w < W:
+                    for c in range(C):
+                        cols[row, base + c] = x[n, h, w, c]
+                else:                          # a padding cell
+                    for c in range(C):
+                        cols[row, base + c] = 0
+
+
+@njit(cache=True)
+def _col2im_image(cols, dx, n, KH, KW, SH, SW, PT, PL, OH, OW):
+    """Fill dx[n] with the sum of the column entries of image n copied from each cell."""
+    N, H, W, C = dx.shape
+    for h in range(H):
+        for w in range(W):
+            for c in range(C):
+                dx[n, h, w, c] = 0
+    for oh in range(OH):
         for ow in range(OW):
-            row = nr * OW + ow                 # == (n*OH + oh)*OW + ow
+            row = (n * OH + oh) * OW + ow      # cols is read front to back
             for i in range(KH):
                 h = oh * SH - PT + i
+                if h < 0 or h >= H:            # a padding row: its gradient is dropped
+                    continue
                 for j in range(KW):
                     w = ow * SW - PL + j
+                    if w < 0 or w >= W:
+                        continue
                     base = (i * KW + j) * C
-                    if 0 <= h < H and 0 <= w < W:
-                        for c in range(C):
-                            cols[row, base + c] = x[n, h, w, c]
-                    else:                      # a padding cell
-                        for c in range(C):
-                            cols[row, base + c] = 0
+                    # Overlapping windows saw this cell more than once: add, never assign.
+                    for c in range(C):
+                        dx[n, h, w, c] += cols[row, base + c]
+
+
+def _sizes(H, W, KH, KW, SH, SW, PT, PB, PL, PR):
+    return (H + PT + PB - KH) // SH + 1, (W + PL + PR - KW) // SW + 1
+
+
+@njit(cache=True)
+def _im2col_serial(x, cols, KH, KW, SH, SW, PT, PL, OH, OW):
+    for nr in range(x.shape[0] * OH):
+        _im2col_row(x, cols, nr, KH, KW, SH, SW, PT, PL, OH, OW)
+
+
+@njit(parallel=True, cache=True)
+def _im2col_parallel(x, cols, KH, KW, SH, SW, PT, PL, OH, OW):
+    for nr in prange(x.shape[0] * OH):         # disjoint rows of cols per iteration
+        _im2col_row(x, cols, nr, KH, KW, SH, SW, PT, PL, OH, OW)
+
+
+@njit(cache=True)
+def _col2im_serial(cols, dx, KH, KW, SH, SW, PT, PL, OH, OW):
+    for n in range(dx.shape[0]):
+        _col2im_image(cols, dx, n, KH, KW, SH, SW, PT, PL, OH, OW)
+
+
+@njit(parallel=True, cache=True)
+def _col2im_parallel(cols, dx, KH, KW, SH, SW, PT, PL, OH, OW):
+    for n in prange(dx.shape[0]):              # one image per iteration: its dx is its own
+        _col2im_image(cols, dx, n, KH, KW, SH, SW, PT, PL, OH, OW)
+
+
+def im2col(x, cols, KH, KW, SH, SW, PT, PB, PL, PR, parallel=None):
+    """Fill cols (N*OH*OW, KH*KW*C) with the windows of x (N, H, W, C); return cols.
+
+    parallel: None = the module's PARALLEL setting, True/False to choose."""
+    OH, OW = _sizes(x.shape[1], x.shape[2], KH, KW, SH, SW, PT, PB, PL, PR)
+    run = _im2col_parallel if (PARALLEL if parallel is None else parallel) else _im2col_serial
+    run(x, cols, KH, KW, SH, SW, PT, PL, OH, OW)
     return cols
 
 
-@njit(parallel=PARALLEL, cache=True)
-def col2im(cols, dx, KH, KW, SH, SW, PT, PB, PL, PR):
-    """Fill dx (N, H, W, C) with the sum of the column entries copied from each cell; return dx."""
-    N, H, W, C = dx.shape
-    OH = (H + PT + PB - KH) // SH + 1
-    OW = (W + PL + PR - KW) // SW + 1
-    for n in prange(N):                        # one image per iteration: its dx is its own
-        for h in range(H):
-            for w in range(W):
-                for c in range(C):
-                    dx[n, h, w, c] = 0
-        for oh in range(OH):
-            for ow in range(OW):
-                row = (n * OH + oh) * OW + ow  # cols is read front to back
-                for i in range(KH):
-                    h = oh * SH - PT + i
-                    if h < 0 or h >= H:        # a padding row: its gradient is dropped
-                        continue
-                    for j in range(KW):
-                        w = ow * SW - PL + j
-                        if w < 0 or w >= W:
-                            continue
-                        base = (i * KW + j) * C
-                        # Overlapping windows saw this cell more than once: add, never assign.
-                        for c in range(C):
-                            dx[n, h, w, c] += cols[row, base + c]
+def col2im(cols, dx, KH, KW, SH, SW, PT, PB, PL, PR, parallel=None):
+    """Fill dx (N, H, W, C) with the sum of the column entries copied from each cell; return dx.
+
+    parallel: None = the module's PARALLEL setting, True/False to choose."""
+    OH, OW = _sizes(dx.shape[1], dx.shape[2], KH, KW, SH, SW, PT, PB, PL, PR)
+    run = _col2im_parallel if (PARALLEL if parallel is None else parallel) else _col2im_serial
+    run(cols, dx, KH, KW, SH, SW, PT, PL, OH, OW)
     return dx
