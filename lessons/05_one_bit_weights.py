@@ -114,7 +114,6 @@ def main():
     if args.quick:
         args.steps, args.batch = min(args.steps, 8), min(args.batch, 50)
     (x_train, y_train), _ = lesson.load_cifar10(args)
-    rng = np.random.default_rng(args.seed)
     results = {}
 
     # ----- 1. sign with sign(0) = +1 ----------------------------------------------------------

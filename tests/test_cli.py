@@ -1,13 +1,12 @@
 """`python -m tinybin`: help with defaults, one-line errors, a tiny train → evaluate round trip."""
-import io
-import pickle
 import re
 import subprocess
 import sys
-import tarfile
 
 import numpy as np
 import pytest
+
+from archives import cifar10_archive
 
 
 def run(*args, cwd=None):
@@ -26,20 +25,7 @@ def one_line_error(proc):
 @pytest.fixture(scope="module")
 def tiny_archive(tmp_path_factory):
     """A CIFAR-10 archive in the official layout (Python-2 style pickles) with 250 + 50 random images."""
-    path = tmp_path_factory.mktemp("data") / "tiny-cifar-10.tar.gz"
-    rng = np.random.default_rng(0)
-
-    def batch(n):
-        x = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
-        return pickle.dumps({b"data": x, b"labels": [int(v) for v in rng.integers(0, 10, n)]}, protocol=2)
-
-    members = {"data_batch_1": batch(250), "test_batch": batch(50),
-               "batches.meta": pickle.dumps({b"label_names": [f"c{i}".encode() for i in range(10)]}, protocol=2)}
-    with tarfile.open(path, "w:gz") as tar:
-        for name, blob in members.items():
-            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
-            info.size = len(blob)
-            tar.addfile(info, io.BytesIO(blob))
+    path, _ = cifar10_archive(tmp_path_factory.mktemp("data") / "tiny-cifar-10.tar.gz", sizes=(250,), n_test=50)
     return path
 
 

@@ -1,6 +1,6 @@
 """tinybin: a small NumPy + Numba deep-learning engine for 1-bit-per-weight, batch-norm-free
 wide ResNets (McDonnell, Mostafa, Wang & van Schaik, 2019)."""
-from . import threads  # first: sets the BLAS/OpenMP thread environment before NumPy loads
+from . import threads  # noqa: F401 -- first: sets the BLAS/OpenMP thread environment before NumPy loads
 from .gradcheck import GradcheckError, gradcheck
 from .tensor import Function, Tensor, is_grad_enabled, no_grad
 

@@ -26,7 +26,6 @@ the logits agree to about 1e-7 relative, the predictions are the same.
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from pathlib import Path
 
