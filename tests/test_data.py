@@ -518,6 +518,31 @@ def test_train_val_split_stratified():
     assert len(yv) == 50 and len(yt) == 550
 
 
+def test_stratified_sample_of_class_sorted_labels():
+    """A folder's test set comes class by class: its first N would be one class."""
+    y = np.repeat([0, 1, 2], [300, 300, 400])           # sorted by class, as a folder loads
+    x = np.arange(len(y))
+    xs, ys = data.stratified_sample(x, y, 100)
+    assert np.bincount(ys).tolist() == [30, 30, 40]
+    assert np.all(np.diff(xs) > 0)                      # original order kept
+    np.testing.assert_array_equal(y[xs], ys)
+    np.testing.assert_array_equal(data.stratified_sample(x, y, 100)[0], xs)  # seeded
+    for n in (None, 1000, 5000):                         # all of them
+        assert data.stratified_sample(x, y, n)[0] is x
+
+
+def test_test_subset_of_a_class_sorted_folder_holds_every_class(tmp_path):
+    from tinybin.train import TrainConfig, load_data
+    rng = np.random.default_rng(0)
+    for part, n in (("train", 4), ("test", 10)):
+        for cls in ("a", "b", "c"):
+            for k in range(n):
+                save(tmp_path / part / cls / f"{k}.png", rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+    cfg = TrainConfig(dataset="folder", data_dir=str(tmp_path), subset=None, test_subset=6)
+    _, (xte, yte), names = load_data(cfg)
+    assert names == ["a", "b", "c"] and len(xte) == 6 and np.bincount(yte).tolist() == [2, 2, 2]
+
+
 # --------------------------------------------------------------------------- augmentation
 
 

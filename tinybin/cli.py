@@ -54,9 +54,11 @@ def add_train_arguments(p):
                         "holding train/<class>/ and test/<class>/")
     g.add_argument("--archive", default=d.archive, help="a CIFAR archive in the official layout (no download)")
     g.add_argument("--subset", type=int, default=d.subset, help="class-balanced training subset; 0 = all")
-    g.add_argument("--test-subset", type=int, default=d.test_subset, help="the first N test images; default all")
+    g.add_argument("--test-subset", type=int, default=d.test_subset,
+                   help="N test images, every class in proportion (seeded); default all")
     g.add_argument("--epoch-eval-size", type=int, default=d.epoch_eval_size,
-                   help="test images evaluated after each epoch (the final evaluation uses all); 0 = all")
+                   help="test images evaluated after each epoch, every class in proportion (the final "
+                        "evaluation uses all); 0 = all")
     g = p.add_argument_group("model")
     g.add_argument("--depth", type=int, default=d.depth, help="6n+2")
     g.add_argument("--width", type=int, default=d.width, help="k of WRN-depth-k")
@@ -137,7 +139,8 @@ def add_evaluate_arguments(p):
                    help="default: the dataset the checkpoint was trained on")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--archive", default=None)
-    p.add_argument("--test-subset", type=int, default=None, help="the first N test images")
+    p.add_argument("--test-subset", type=int, default=None,
+                   help="N test images, every class in proportion (seeded); default all")
     p.add_argument("--bn-stats", choices=["recalibrated", "moving"], default=None,
                    help="default: what the run chose")
     p.add_argument("--batch-size", type=int, default=500)

@@ -39,6 +39,7 @@ from .models import wrn
 from .models.wrn import VARIANTS, default_temperature
 from .nn.module import save_npz
 from .optim import SGD, Schedule
+from .data.subset import stratified_sample
 from .tensor import no_grad
 
 
@@ -49,7 +50,7 @@ class TrainConfig:
     data_dir: str | None = None       # archive cache folder, or for "folder" a root with train/ and test/
     archive: str | None = None        # an archive in the official CIFAR layout
     subset: int | None = 4000         # class-balanced training subset (None or 0: all)
-    test_subset: int | None = None    # the first N test images (None: all)
+    test_subset: int | None = None    # N test images, every class in proportion (None: all)
     epoch_eval_size: int | None = 1000  # test images evaluated after each epoch (the final one uses all)
     depth: int = 20
     width: int = 1
@@ -129,7 +130,7 @@ def load_data(cfg: TrainConfig):
         if cfg.subset < len(xtr):
             xtr, ytr = data.balanced_subset(xtr, ytr, n_total=cfg.subset, seed=cfg.seed)
     if cfg.test_subset:
-        xte, yte = xte[:cfg.test_subset], yte[:cfg.test_subset]
+        xte, yte = stratified_sample(xte, yte, cfg.test_subset)
     return (xtr, ytr), (xte, yte), names
 
 
@@ -425,7 +426,7 @@ def train(cfg: TrainConfig, data=None, resume=False, log=print, after_backward=N
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * cfg.epochs
     schedule = Schedule(cfg.schedule, total_steps, steps_per_epoch, cfg.lr, cfg.lr_min)
-    eval_x, eval_y = (xte, yte) if not cfg.epoch_eval_size else (xte[:cfg.epoch_eval_size], yte[:cfg.epoch_eval_size])
+    eval_x, eval_y = stratified_sample(xte, yte, cfg.epoch_eval_size)  # all of them if None
 
     out.mkdir(parents=True, exist_ok=True)
     metrics_path, steps_path = out / "metrics.jsonl", out / "steps.jsonl"

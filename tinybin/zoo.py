@@ -152,7 +152,7 @@ def run_evaluate(args) -> int:
     import warnings
 
     from .cli import UsageError
-    from .data import ArchiveError, DownloadError, load_cifar10, load_cifar100
+    from .data import ArchiveError, DownloadError, load_cifar10, load_cifar100, stratified_sample
     from .train import evaluate
 
     try:
@@ -170,7 +170,7 @@ def run_evaluate(args) -> int:
                 _, (x, y) = load(data_dir=args.data_dir, archive=args.archive)
             source = args.archive or dataset
         if args.test_subset:
-            x, y = x[:args.test_subset], y[:args.test_subset]
+            x, y = stratified_sample(x, y, args.test_subset)
         if y.max() >= classes:
             raise ValueError(f"labels go up to {y.max()} but the model has {classes} classes: wrong dataset?")
     except (ValueError, FileNotFoundError, ImportError, ArchiveError, DownloadError) as e:

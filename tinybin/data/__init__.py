@@ -26,7 +26,7 @@ from .cifar import (
     load_cifar100,
 )
 from .folder import load_image_folder
-from .subset import balanced_subset, train_val_split
+from .subset import balanced_subset, stratified_sample, train_val_split
 
 __all__ = [
     "ArchiveError",
@@ -43,5 +43,6 @@ __all__ = [
     "load_cifar10",
     "load_cifar100",
     "load_image_folder",
+    "stratified_sample",
     "train_val_split",
 ]

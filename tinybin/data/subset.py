@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["balanced_subset", "train_val_split"]
+__all__ = ["balanced_subset", "train_val_split", "stratified_sample"]
 
 
 def _largest_remainder(quotas, total, rng) -> np.ndarray:
@@ -83,3 +83,16 @@ def train_val_split(x, y, val_fraction=0.1, n_val=None, seed=0, stratify=True):
     is_val = np.zeros(N, dtype=bool)
     is_val[val] = True
     return (x[~is_val], y[~is_val]), (x[is_val], y[is_val])
+
+
+def stratified_sample(x, y, n, seed=0):
+    """``n`` examples ``(x_s, y_s)``, every class in proportion to its size, seeded, in original
+    order; all of them if ``n`` is None or at least their number.
+
+    For test subsets: "the first n" would do for the shuffled official CIFAR test batch, but
+    of an image folder, whose files come class by class, it would be a single class.
+    """
+    if n is None or n >= len(y):
+        return x, y
+    return train_val_split(x, y, n_val=n, seed=seed)[1]
+
