@@ -120,21 +120,9 @@ def main():
           "exploded: first step with loss > 100 x max(first loss, ln 10); dead from: the step after "
           "which every image gets the same logits)")
 
-    plt = lesson.pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for label, d in runs.items():
-        axes[0].semilogy(d["loss"], lw=1, label=label)
-        k = min(10, len(d["acc"]))
-        axes[1].plot(np.arange(k - 1, len(d["acc"])), 100 * np.convolve(d["acc"], np.ones(k) / k, "valid"),
-                     lw=1, label=label)
-    axes[0].set(xlabel="step", ylabel="training loss (log)", title="loss: float32 reaches 1e17 without NaN")
-    axes[1].axhline(10, color="k", ls=":", lw=1)
-    axes[1].set(xlabel="step", ylabel="accuracy % (mean of 10 batches)", title="training accuracy (chance = 10 %)")
-    for a in axes:
-        a.grid(alpha=0.3)
-        a.legend(fontsize=7)
-    fig.suptitle(f"BN-free WRN-{args.depth}-{args.width} ({args.bits}-bit) without the scale layer, real CIFAR-10",
-                 fontsize=10)
+    fig = lesson.loss_accuracy_figure(
+        runs, "loss: float32 reaches 1e17 without NaN", "training accuracy (chance = 10 %)",
+        f"BN-free WRN-{args.depth}-{args.width} ({args.bits}-bit) without the scale layer, real CIFAR-10")
     lesson.save_figure(fig, args, FIGURES[0])
     init = {label: {k: d[k] for k in ("loss0", "logit_std0", "median_grad_ratio0", "flip0")} for label, d in runs.items()}
     lesson.finish(args, {"runs": runs, "steps": args.steps, "init": init})

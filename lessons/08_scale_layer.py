@@ -166,24 +166,12 @@ def main():
           f"{min(30, args.steps)} steps (chance 10 %); logit std and dL/dz std (summed-loss convention) at step 0; "
           "|dW|/|W|: median over the 20 conv layers at step 0; flips@0: weight signs the first update flipped")
 
-    plt = lesson.pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for label, d in sweep.items():
-        axes[0].semilogy(d["loss"], lw=1, label=label)
-        k = min(10, len(d["acc"]))
-        axes[1].plot(np.arange(k - 1, len(d["acc"])), 100 * np.convolve(d["acc"], np.ones(k) / k, "valid"), lw=1,
-                     label=label)
-    axes[0].set(xlabel="step", ylabel="training loss (log)", title=f"loss at lr {args.lr:g}")
-    axes[1].axhline(10, color="k", ls=":", lw=1)
-    axes[1].set(xlabel="step", ylabel="accuracy % (mean of 10 batches)", title="training accuracy")
-    for a in axes:
-        a.grid(alpha=0.3)
-        a.legend(fontsize=7)
-    fig.suptitle(f"srelu WRN-{args.depth}-{args.width} ({args.bits}-bit) with ×1/T before the pool, real CIFAR-10",
-                 fontsize=10)
+    fig = lesson.loss_accuracy_figure(
+        sweep, f"loss at lr {args.lr:g}", "training accuracy",
+        f"srelu WRN-{args.depth}-{args.width} ({args.bits}-bit) with ×1/T before the pool, real CIFAR-10")
     lesson.save_figure(fig, args, FIGURES[0])
 
-    fig, axes = plt.subplots(1, len(args.lr_over_t), figsize=(5.5 * len(args.lr_over_t), 3.6), squeeze=False)
+    fig, axes = lesson.pyplot().subplots(1, len(args.lr_over_t), figsize=(5.5 * len(args.lr_over_t), 3.6), squeeze=False)
     for ax, T in zip(axes[0], args.lr_over_t):
         for label, d in ((f"T={T:g}, lr {args.lr:g}", sweep[f"T={T:g}"]),
                          (f"T=1, lr {args.lr:g}/{T:g}", lr_over_t[f"T=1, lr {args.lr:g}/{T:g}"])):

@@ -100,6 +100,25 @@ def pyplot():
     return plt
 
 
+def loss_accuracy_figure(runs: dict, loss_title: str, accuracy_title: str, title: str):
+    """Two panels for short training runs {label: {"loss": [...], "acc": [...]}}: the loss per
+    step on a log axis, and the training accuracy as a running mean of 10 batches (chance = 10 %)."""
+    fig, axes = pyplot().subplots(1, 2, figsize=(11, 3.8))
+    for label, d in runs.items():
+        axes[0].semilogy(d["loss"], lw=1, label=label)
+        k = min(10, len(d["acc"]))
+        axes[1].plot(np.arange(k - 1, len(d["acc"])), 100 * np.convolve(d["acc"], np.ones(k) / k, "valid"),
+                     lw=1, label=label)
+    axes[0].set(xlabel="step", ylabel="training loss (log)", title=loss_title)
+    axes[1].axhline(10, color="k", ls=":", lw=1)
+    axes[1].set(xlabel="step", ylabel="accuracy % (mean of 10 batches)", title=accuracy_title)
+    for a in axes:
+        a.grid(alpha=0.3)
+        a.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def _out_dir(args) -> Path:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
