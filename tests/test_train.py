@@ -9,7 +9,7 @@ from tinybin import nn
 from tinybin.models import wrn
 from tinybin.optim import SGD
 from tinybin.train import (DivergenceDetector, Diverged, TrainConfig, evaluate, load_checkpoint, read_checkpoint,
-                           recalibrate_bn, train, train_step)
+                           recalibrate_bn, set_bn_stats, train, train_step)
 
 
 def tiny_data(n_train=250, n_test=50, seed=0, size=16):
@@ -189,3 +189,18 @@ def test_progress_bar_only_on_a_terminal():
     text = term.getvalue()
     assert "step 10/64" in text and "loss 2.1234" in text and "150 img/s" in text and "ETA 2:05" in text
     assert pipe.getvalue() == ""
+
+
+@pytest.mark.parametrize("bn_stats", ["moving", "recalibrated"])
+def test_final_test_uses_the_chosen_bn_statistics(tmp_path, bn_stats):
+    data = tiny_data(250, 50)
+    result = train(tiny_config(tmp_path, epochs=1, bn_stats=bn_stats), data=data, log=quiet)
+    model, _ = load_checkpoint(tmp_path / "run" / "checkpoint.npz")
+    _, (x_test, y_test) = data
+    set_bn_stats(model, "moving")
+    _, moving_acc = evaluate(model, x_test, y_test)
+    assert result["test_acc_moving"] == pytest.approx(moving_acc)
+    set_bn_stats(model, bn_stats)
+    loss, acc = evaluate(model, x_test, y_test)
+    assert (result["test_loss"], result["test_acc"]) == (pytest.approx(loss), pytest.approx(acc))
+    assert result["bn_stats"] == bn_stats and result["test_images"] == 50

@@ -504,9 +504,8 @@ def short_run(model, x, y, steps, lr, schedule_epochs=30, batch_size=125, seed=0
                 break
             seen["labels"] = yb
             lr_now = schedule(step)
-            loss, correct = train_step(model, optimizer, xb, yb, lr_now, after_backward)
-            if probe is not None:
-                probe.after_step(model)
+            loss, correct = train_step(model, optimizer, xb, yb, lr_now, after_backward,
+                                       probe.after_step if probe is not None else None)
             hist["loss"].append(loss)
             hist["acc"].append(correct / len(yb))
             hist["lr"].append(lr_now)

@@ -35,11 +35,11 @@ import numpy as np
 
 from . import functional as F
 from . import nn
+from .data.subset import stratified_sample
 from .models import wrn
 from .models.wrn import VARIANTS, default_temperature
 from .nn.module import save_npz
 from .optim import SGD, Schedule
-from .data.subset import stratified_sample
 from .tensor import no_grad
 
 
@@ -527,19 +527,21 @@ def final_test(model, recalibration_batches, x, y, bn_stats="recalibrated", log=
     statistics over `recalibration_batches` (one epoch of augmented training batches).
     """
     result = {"bn_stats": bn_stats if batch_norms(model) else None}
-    note = ""
+    note, tested = "", None                  # tested: (loss, accuracy) with the statistics in use
     if batch_norms(model):
         set_bn_stats(model, "moving")
-        result["test_acc_moving"] = evaluate(model, x, y)[1]
+        tested = evaluate(model, x, y)
+        result["test_acc_moving"] = tested[1]
         if bn_stats == "recalibrated":
             t = time.perf_counter()
             n = recalibrate_bn(model, recalibration_batches)
             set_bn_stats(model, "recalibrated")
             log(f"BN statistics recalibrated over {n} augmented batches ({time.perf_counter() - t:.0f}s)")
             note = f" (BN statistics recalibrated; with moving averages {100 * result['test_acc_moving']:.2f} %)"
+            tested = None                    # the statistics changed: test again
         else:
             note = " (BN statistics: moving averages)"
-    result["test_loss"], result["test_acc"] = evaluate(model, x, y)
+    result["test_loss"], result["test_acc"] = tested or evaluate(model, x, y)
     result["test_images"] = len(x)
     log(f"test accuracy: {100 * result['test_acc']:.2f} % on {len(x)} images{note}")
     return result

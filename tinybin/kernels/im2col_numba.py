@@ -32,6 +32,7 @@ import numba
 from numba import njit, prange
 
 from .. import threads
+from .im2col_ref import output_size
 
 
 def _default_parallel():
@@ -90,10 +91,6 @@ def _col2im_image(cols, dx, n, KH, KW, SH, SW, PT, PL, OH, OW):
                         dx[n, h, w, c] += cols[row, base + c]
 
 
-def _sizes(H, W, KH, KW, SH, SW, PT, PB, PL, PR):
-    return (H + PT + PB - KH) // SH + 1, (W + PL + PR - KW) // SW + 1
-
-
 @njit(cache=True)
 def _im2col_serial(x, cols, KH, KW, SH, SW, PT, PL, OH, OW):
     for nr in range(x.shape[0] * OH):
@@ -122,7 +119,7 @@ def im2col(x, cols, KH, KW, SH, SW, PT, PB, PL, PR, parallel=None):
     """Fill cols (N*OH*OW, KH*KW*C) with the windows of x (N, H, W, C); return cols.
 
     parallel: None = the module's PARALLEL setting, True/False to choose."""
-    OH, OW = _sizes(x.shape[1], x.shape[2], KH, KW, SH, SW, PT, PB, PL, PR)
+    OH, OW = output_size(x.shape[1], x.shape[2], KH, KW, SH, SW, PT, PB, PL, PR)
     run = _im2col_parallel if (PARALLEL if parallel is None else parallel) else _im2col_serial
     run(x, cols, KH, KW, SH, SW, PT, PL, OH, OW)
     return cols
@@ -132,7 +129,7 @@ def col2im(cols, dx, KH, KW, SH, SW, PT, PB, PL, PR, parallel=None):
     """Fill dx (N, H, W, C) with the sum of the column entries copied from each cell; return dx.
 
     parallel: None = the module's PARALLEL setting, True/False to choose."""
-    OH, OW = _sizes(dx.shape[1], dx.shape[2], KH, KW, SH, SW, PT, PB, PL, PR)
+    OH, OW = output_size(dx.shape[1], dx.shape[2], KH, KW, SH, SW, PT, PB, PL, PR)
     run = _col2im_parallel if (PARALLEL if parallel is None else parallel) else _col2im_serial
     run(cols, dx, KH, KW, SH, SW, PT, PL, OH, OW)
     return dx
