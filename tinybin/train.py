@@ -1,7 +1,7 @@
 """Training: the loop of METHOD.md §5, evaluation, BN recalibration, checkpoints and metrics.
 
     from tinybin.train import TrainConfig, train
-    result = train(TrainConfig(width=1, variant="srelu", epochs=10, archive="cifar-10-subset.tar.gz"))
+    result = train(TrainConfig(width=1, variant="srelu", epochs=10, dataset="cifar10-subset"))
 
 One run writes into `out/`:
     checkpoint.npz   model + optimizer + epoch/step/config, rewritten atomically after each epoch
@@ -42,11 +42,13 @@ from .nn.module import save_npz
 from .optim import SGD, Schedule
 from .tensor import no_grad
 
+DATASETS = ("cifar10-subset", "cifar10", "cifar100", "folder")
+
 
 @dataclass
 class TrainConfig:
     """Everything that defines a run (the CLI flags of `python -m tinybin train`)."""
-    dataset: str = "cifar10"          # cifar10 | cifar100 | folder
+    dataset: str = "cifar10-subset"   # cifar10-subset (shipped) | cifar10 | cifar100 | folder
     data_dir: str | None = None       # archive cache folder, or for "folder" a root with train/ and test/
     archive: str | None = None        # an archive in the official CIFAR layout
     subset: int | None = 4000         # class-balanced training subset (None or 0: all)
@@ -104,7 +106,10 @@ def load_data(cfg: TrainConfig):
     """
     from . import data
 
-    if cfg.dataset == "cifar10":
+    if cfg.dataset == "cifar10-subset" and cfg.archive is None:
+        (xtr, ytr), (xte, yte) = data.load_cifar10_subset(data_dir=cfg.data_dir)
+        names = None
+    elif cfg.dataset in ("cifar10", "cifar10-subset"):
         (xtr, ytr), (xte, yte) = data.load_cifar10(data_dir=cfg.data_dir, archive=cfg.archive)
         names = None
     elif cfg.dataset == "cifar100":
@@ -123,7 +128,7 @@ def load_data(cfg: TrainConfig):
         if test_names != names:
             raise ValueError(f"class folders differ between {root / 'train'} and {root / 'test'}")
     else:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; valid: cifar10, cifar100, folder")
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; valid: {', '.join(DATASETS)}")
     if cfg.subset:
         if cfg.subset > len(xtr):
             raise ValueError(f"--subset {cfg.subset} is larger than the {len(xtr)} training images")
@@ -414,7 +419,7 @@ def train(cfg: TrainConfig, data=None, resume=False, log=print, after_backward=N
     if saved is not None:
         num_classes = saved[2]["num_classes"]
     else:
-        num_classes = {"cifar10": 10, "cifar100": 100}.get(cfg.dataset, int(max(ytr.max(), yte.max())) + 1)
+        num_classes = {"cifar10": 10, "cifar10-subset": 10, "cifar100": 100}.get(cfg.dataset, int(max(ytr.max(), yte.max())) + 1)
     if VARIANTS[cfg.variant][1] == "scale" and cfg.temperature is None:
         cfg = dataclasses.replace(cfg, temperature=default_temperature(cfg.bits, num_classes))
         log(f"note: variant {cfg.variant} uses the authors' temperature T={cfg.temperature:g} "

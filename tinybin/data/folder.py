@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .cifar import cache_dir
+from .download import cache_dir
 
 __all__ = ["IMAGE_EXTENSIONS", "load_image_folder"]
 
