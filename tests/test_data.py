@@ -480,6 +480,20 @@ def test_image_folder_mixed_sizes_names_the_file(tmp_path):
     assert x.shape == (6, 7, 7, 3)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_image_folder_undecodable_files_are_named_and_counted(tmp_path, workers, monkeypatch):
+    monkeypatch.setattr(folder, "CHUNK", 2)  # several chunks, so the worker path is taken
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    (tmp_path / "a" / "0.png").write_bytes(b"")              # zero bytes, and the very first file
+    (tmp_path / "b" / "2.jpg").write_bytes(b"not a jpeg at all")
+    with pytest.raises(ValueError, match=r"a/0\.png cannot be decoded.*2 of the 7 image files"):
+        data.load_image_folder(tmp_path, cache=False, workers=workers)
+
+
 def test_image_folder_missing(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         data.load_image_folder(tmp_path / "nowhere")
