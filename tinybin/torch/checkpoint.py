@@ -12,6 +12,7 @@ import dataclasses
 
 from ..optim import SGD as TinybinSGD
 from ..train import (
+    DivergenceDetector,
     TrainConfig,
     load_checkpoint,
     load_data,
@@ -23,6 +24,7 @@ from .convert import from_torch, to_torch
 from .optim import optimizer_state_from_torch, optimizer_state_to_torch
 
 __all__ = [
+    "DivergenceDetector",
     "TrainConfig",
     "load_data",
     "load_optimizer_state",
