@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as TF
 from torch.nn.parallel import DistributedDataParallel
 
-from ..data import Batches, stratified_sample
+from ..data import ArchiveError, Batches, DownloadError, stratified_sample
 from ..models import wrn
 from ..optim import Schedule
 from . import distributed
@@ -275,7 +275,7 @@ def main(argv=None) -> int:
         return 2
     try:
         return train(args, rank, world, device, bn_group, log)
-    except (ValueError, FileNotFoundError) as e:   # data that cannot be loaded
+    except (ValueError, FileNotFoundError, ArchiveError, DownloadError) as e:   # data that cannot be loaded
         if is_rank0:
             print(f"error: {e}", file=sys.stderr)
         return 2
