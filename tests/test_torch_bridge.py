@@ -211,7 +211,7 @@ def test_sgd_steps_equal_tinybin(test_images):
 @pytest.mark.slow
 def test_released_model_converted_keeps_its_accuracy(test_images):
     """The authors' 1-bit WRN-20-10, converted: 963 of the 1000 shipped test images (96.30 %).
-    Slow: 1000 WRN-20-10 forwards on the CPU (about 6 minutes on 2 busy cores)."""
+    Slow: 1000 WRN-20-10 forwards on the CPU (8.5 minutes on 2 heavily shared cores)."""
     pytest.importorskip("scipy.io", reason="reading .mat files needs scipy")
     from tinybin.zoo import load_mcdonnell
 
@@ -251,7 +251,7 @@ def test_ddp_step_equals_single_process_step(tmp_path, variant):
     (checked once, for baseline2, whose BN statistics it must also read)."""
     ddp, log = run_train(tmp_path, "ddp", variant, nproc=2)
     single, _ = run_train(tmp_path, "single", variant, nproc=0)
-    assert "2 × 64" in log
+    assert "over 2 process(es)" in log
     with np.load(ddp / "checkpoint.npz") as a, np.load(single / "checkpoint.npz") as b:
         assert sorted(a.files) == sorted(b.files)
         arrays = [k for k in a.files if k != "meta"]

@@ -91,8 +91,8 @@ def check(args, world):
         raise ValueError(f"--schedule must be cosine, restarts or constant, got {args.schedule!r}")
     if args.epochs < 1 or args.batch_size < 1:
         raise ValueError("--epochs and --batch-size must be positive")
-    if args.batch_size % world:
-        raise ValueError(f"--batch-size {args.batch_size} does not split over {world} processes")
+    if args.batch_size < world:
+        raise ValueError(f"--batch-size {args.batch_size} is smaller than the {world} processes")
     out = Path(args.out or f"runs/wrn{args.depth}-{args.width}-{args.variant}-{args.bits}bit-seed{args.seed}-torch")
     if (out / "checkpoint.npz").exists() and not args.overwrite:
         raise ValueError(f"{out} already holds a run; choose another --out or pass --overwrite")
@@ -124,9 +124,9 @@ def no_buffer_sync():
 
 
 def share(xb, yb, rank, world, device):
-    """This process's slice of the global batch, on its device."""
-    n = len(xb) // world
-    part = slice(rank * n, (rank + 1) * n)
+    """This process's slice of the global batch (shares differ by at most one image), on its device."""
+    bounds = np.linspace(0, len(xb), world + 1).round().astype(int)
+    part = slice(bounds[rank], bounds[rank + 1])
     return (torch.from_numpy(xb[part]).to(device, non_blocking=True),
             torch.from_numpy(yb[part]).to(device, non_blocking=True))
 
@@ -140,7 +140,12 @@ def global_sum(values, device, world):
 
 def train(args, rank, world, device, bn_group, log):
     cfg, out, default_t = check(args, world)
+    downloader = int(os.environ.get("LOCAL_RANK", "0")) == 0   # one download per node; the others wait
+    if world > 1 and not downloader:
+        torch.distributed.barrier()
     (xtr, ytr), (xte, yte), _ = load_data(TrainConfig(**cfg))
+    if world > 1 and downloader:
+        torch.distributed.barrier()
     num_classes = {"cifar10": 10, "cifar100": 100}.get(cfg["dataset"], int(max(ytr.max(), yte.max())) + 1)
     if default_t:
         log(f"note: variant {args.variant} uses the authors' temperature T={cfg['temperature']:g}")
@@ -177,7 +182,7 @@ def train(args, rank, world, device, bn_group, log):
         c = net.config
         log(f"WRN-{c['depth']}-{c['width']} {c['variant']}, {c['bits']}-bit, {sum(p.numel() for p in net.parameters()):,} "
             f"parameters; {len(xtr)} training / {len(xte)} test images; {args.epochs} epochs × {steps_per_epoch} steps "
-            f"of {args.batch_size} = {world} × {args.batch_size // world}; {device}, {world} process(es); out {out}")
+            f"of {args.batch_size} over {world} process(es); {device}; out {out}")
     model.train()
     for epoch in range(args.epochs):
         start, records, sums = time.perf_counter(), [], np.zeros(3)
@@ -188,11 +193,13 @@ def train(args, rank, world, device, bn_group, log):
             optimizer.set_lr(lr)
             optimizer.zero_grad(set_to_none=True)
             logits = model(x)
-            loss = TF.cross_entropy(logits, y)
+            # summed over this share, divided by the mean share: DDP's average over processes then
+            # is the gradient of the mean loss over the global batch, even for unequal shares
+            loss = TF.cross_entropy(logits, y, reduction="sum") * (world / len(xb))
             loss.backward()
             optimizer.step()
-            total_loss, correct, n = global_sum([float(loss.detach()) * len(y), int((logits.argmax(1) == y).sum()), len(y)],
-                                                device, world)
+            local = [float(loss.detach()) * len(xb) / world, int((logits.argmax(1) == y).sum()), len(y)]
+            total_loss, correct, n = global_sum(local, device, world)          # over the global batch
             sums += (total_loss, correct, n)
             records.append({"step": step, "epoch": epoch, "lr": lr, "loss": total_loss / n, "acc": correct / n})
             reason = detector.check(total_loss / n, correct / n)
