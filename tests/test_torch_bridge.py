@@ -178,6 +178,9 @@ def test_round_trip_is_bit_identical(test_images):
         np.testing.assert_array_equal(before[name], after[name], err_msg=name)
     assert not back.training
     assert all(bn.inference_stats == "moving" for _, bn in back.batch_norms())
+    channels_last = from_torch(to_torch(model).to(memory_format=torch.channels_last)).state_dict()
+    for name in before:
+        np.testing.assert_array_equal(before[name], channels_last[name], err_msg=name)
 
     torch_sgd = make_sgd(net)
     optimizer_state_to_torch(optimizer.state_dict(), torch_sgd, net)
