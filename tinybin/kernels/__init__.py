@@ -29,15 +29,26 @@ Threads. The matrix products run on OpenBLAS's threads, the Numba kernels on Num
 `tinybin/threads.py` for why that matters on a machine with few cores). TINYBIN_PARALLEL=0
 keeps the kernels serial; to limit OpenBLAS itself, set OPENBLAS_NUM_THREADS before Python
 starts.
+
+Convolution algorithm. 3×3 stride-1 layers can run as im2col + one GEMM or by Winograd's
+F(2×2, 3×3) or F(4×4, 3×3) (winograd_ref.py); stride-2, 1×1 and other layers always use im2col:
+
+    TINYBIN_CONV=im2col|winograd2|winograd4 python ...     # read at import
+    kernels.use_conv("im2col")                             # switch from now on
+    with kernels.use_conv("winograd2"):                    # ... or only inside a block
+        ...
 """
 import os
 
 import numpy as np
 
-from . import im2col_ref
+from . import im2col_ref, winograd_ref
 
 _use_reference = os.environ.get("TINYBIN_REFERENCE", "0").strip() not in ("", "0")
 _workspaces: dict = {}  # dtype -> one flat buffer, grown on demand
+CONV_ALGORITHMS = {"im2col": 0, "winograd2": 2, "winograd4": 4}  # name -> Winograd tile size m
+DEFAULT_CONV = "winograd4"  # see winograd_ref.py: measured speed and float32 error
+_conv = os.environ.get("TINYBIN_CONV", "").strip() or DEFAULT_CONV  # checked when first used
 
 
 class use_reference:
@@ -61,6 +72,53 @@ class use_reference:
 def using_reference() -> bool:
     """True when the NumPy reference kernels are selected."""
     return _use_reference
+
+
+class use_conv:
+    """use_conv(name) selects the algorithm of 3×3 stride-1 convolutions, name in CONV_ALGORITHMS.
+    Takes effect at once; used as a context manager it restores the previous choice."""
+
+    def __init__(self, name: str):
+        global _conv
+        _check_conv(name, "use_conv")
+        self.previous = _conv
+        _conv = name
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        global _conv
+        _conv = self.previous
+        return False
+
+
+def _check_conv(name, source):
+    if name not in CONV_ALGORITHMS:
+        raise ValueError(f"{source}: unknown convolution algorithm {name!r}; known: {', '.join(CONV_ALGORITHMS)}")
+
+
+def conv_algorithm() -> str:
+    """The name of the selected convolution algorithm ("im2col", "winograd2" or "winograd4")."""
+    _check_conv(_conv, "TINYBIN_CONV")
+    return _conv
+
+
+def winograd_tile(w_shape, stride, padding) -> int:
+    """The Winograd tile size m (2 or 4) for this layer, or 0 for im2col: Winograd runs 3×3,
+    stride-1 layers with every pad <= 2 (the input gradient's padding is 2 - pad)."""
+    m = CONV_ALGORITHMS[conv_algorithm()]
+    if m and tuple(w_shape[:2]) == (3, 3) and tuple(stride) == (1, 1) and max(padding) <= 2:
+        return m
+    return 0
+
+
+def winograd_implementation():
+    """The Winograd transform module in use: winograd_ref or winograd_numba (as implementation())."""
+    if _use_reference:
+        return winograd_ref
+    from . import winograd_numba
+    return winograd_numba
 
 
 def implementation():
