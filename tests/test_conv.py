@@ -213,10 +213,10 @@ print(os.environ.get("OPENBLAS_THREAD_TIMEOUT"), os.environ.get("OMP_WAIT_POLICY
 
 @pytest.mark.parametrize("first, extra_env, sleeps", [
     ("import tinybin", {}, True),                                    # tinybin first: the env applies
-    ("import numpy", {}, False),                                     # numpy first: too late for OpenBLAS
-    ("import numpy", {"OPENBLAS_THREAD_TIMEOUT": "6"}, True),        # ... unless the shell set it
+    ("import numpy", {}, True),                                      # numpy first: applied to the loaded OpenBLAS
+    ("import numpy", {"OPENBLAS_THREAD_TIMEOUT": "6"}, True),        # numpy first, the shell set it
     ("import tinybin", {"TINYBIN_PARALLEL": "0"}, True),             # override: serial
-    ("import numpy", {"TINYBIN_PARALLEL": "1"}, False),              # override: parallel
+    ("import numpy", {"TINYBIN_PARALLEL": "1"}, True),               # override: parallel
 ])
 def test_thread_environment_and_kernel_choice(first, extra_env, sleeps):
     """Parallel kernels only where OpenBLAS's idle threads sleep (tinybin/threads.py)."""

@@ -120,13 +120,19 @@ def conv_algorithm() -> str:
     return _conv
 
 
+def conv_min_channels() -> int:
+    """Winograd runs layers with at least this many input and output channels."""
+    conv_algorithm()
+    return int(_min_channels)
+
+
 def winograd_tile(w_shape, stride, padding) -> int:
     """The Winograd tile size m (2 or 4) for this layer, or 0 for im2col: Winograd runs 3×3,
     stride-1 layers with every pad <= 2 (the input gradient's padding is 2 - pad) and at least
     min_channels input and output channels."""
     m = CONV_ALGORITHMS[conv_algorithm()]
     if (m and tuple(w_shape[:2]) == (3, 3) and tuple(stride) == (1, 1) and max(padding) <= 2
-            and min(w_shape[2:]) >= int(_min_channels)):
+            and min(w_shape[2:]) >= conv_min_channels()):
         return m
     return 0
 
