@@ -12,10 +12,12 @@ from tinybin.ops.conv import conv2d, conv2d_backward, conv2d_forward
 from tinybin.tensor import Tensor
 
 
-@pytest.fixture(params=["im2col", "winograd2", "winograd4"])
+@pytest.fixture(params=["im2col", "winograd2", "winograd2/dw", "winograd4", "winograd4/dw"])
 def algorithm(request):
-    """Runs a test with each convolution algorithm on every layer it can take (min_channels=1)."""
-    with kernels.use_conv(request.param, min_channels=1):
+    """Runs a test with each convolution algorithm on every layer it can take (min_channels=1);
+    "/dw": the weight gradient by Winograd too."""
+    name, _, dw = request.param.partition("/")
+    with kernels.use_conv(name, min_channels=1, dw="winograd" if dw else "im2col"):
         yield request.param
 
 

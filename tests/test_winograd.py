@@ -18,6 +18,7 @@ from tinybin.ops.conv_winograd import winograd_forward
 from tinybin.tensor import Tensor
 
 ALGORITHMS = ["im2col", "winograd2", "winograd4"]
+DW = ["im2col", "winograd"]
 
 
 def random_layers(count, seed):
@@ -94,6 +95,7 @@ def test_adjoints(m):
     assert abs(np.sum(winograd_ref.transform_weights(w, m) * D) - np.sum(w * winograd_ref.weights_gradient(D, m))) < 1e-10
 
 
+@pytest.mark.parametrize("dw", DW)
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 @pytest.mark.parametrize("x_shape, padding", [
     ((2, 5, 5, 3), 1),
@@ -101,12 +103,12 @@ def test_adjoints(m):
     ((2, 4, 4, 2), 2),
     ((1, 9, 3, 2), 0),
 ])
-def test_gradcheck_through_functional_conv2d(algorithm, x_shape, padding):
+def test_gradcheck_through_functional_conv2d(algorithm, dw, x_shape, padding):
     """F.conv2d's gradients (the autograd path) against central differences of its forward,
     float64, random upstream gradient, every element."""
     rng = np.random.default_rng(40)
     x_data, w_data = rng.standard_normal(x_shape), rng.standard_normal((3, 3, x_shape[3], 3))
-    with kernels.use_conv(algorithm, min_channels=1):
+    with kernels.use_conv(algorithm, min_channels=1, dw=dw):
         x, w = Tensor(x_data, requires_grad=True), Tensor(w_data, requires_grad=True)
         out = F.conv2d(x, w, stride=1, padding=padding)
         dout = rng.standard_normal(out.shape)
@@ -118,8 +120,9 @@ def test_gradcheck_through_functional_conv2d(algorithm, x_shape, padding):
         assert rel_error(w.grad, numerical_grad(f, w_data, dout, eps=1e-3)) < 1e-6
 
 
+@pytest.mark.parametrize("dw", DW)
 @pytest.mark.parametrize("algorithm, max_rms", [("im2col", 1e-6), ("winograd2", 1.5e-6), ("winograd4", 1e-5)])
-def test_float32_error_against_float64(algorithm, max_rms):
+def test_float32_error_against_float64(algorithm, max_rms, dw):
     """float32 error of each algorithm against the float64 convolution, a WRN-20-4 stage-2 layer
     with 1-bit weights. Measured relative RMS error: im2col ~3e-7, winograd2 ~4e-7, winograd4
     ~2e-6 (kernels/__init__.py); a wrong transform gives O(1)."""
@@ -128,7 +131,7 @@ def test_float32_error_against_float64(algorithm, max_rms):
     w = np.sign(rng.standard_normal((3, 3, 128, 128))) * np.sqrt(2 / (9 * 128))
     out64, cache64 = conv2d_forward(x, w, 1, 1)
     grads64 = conv2d_backward(dout, cache64)
-    with kernels.use_conv(algorithm):
+    with kernels.use_conv(algorithm, dw=dw):
         out, cache = conv2d_forward(x.astype(np.float32), w.astype(np.float32), 1, 1)
         grads = conv2d_backward(dout.astype(np.float32), cache)
     for a, b in ((out, out64), *zip(grads, grads64)):
@@ -156,7 +159,7 @@ def test_dispatch_by_layer(monkeypatch):
 
     x, w = np.ones((1, 6, 6, 8)), np.ones((3, 3, 8, 8))
     monkeypatch.setattr(kernels, "im2col", im2col_must_not_run)
-    with kernels.use_conv("winograd2", min_channels=8):
+    with kernels.use_conv("winograd2", min_channels=8, dw="winograd"):
         out, cache = conv2d_forward(x, w, 1, 1)
         conv2d_backward(out, cache)
         with pytest.raises(AssertionError, match="im2col ran"):
@@ -168,6 +171,8 @@ def test_unknown_algorithm_named():
         kernels.use_conv("winograd3")
     with pytest.raises(ValueError, match="min_channels"):
         kernels.use_conv("winograd2", min_channels=-1)
+    with pytest.raises(ValueError, match="dw must be 'im2col' or 'winograd'"):
+        kernels.use_conv("winograd2", dw="fft")
     env = {**os.environ, "TINYBIN_CONV": "fft"}
     proc = subprocess.run([sys.executable, "-c", "import numpy as np; from tinybin.ops.conv import conv2d_forward; "
                            "conv2d_forward(np.ones((1, 4, 4, 1)), np.ones((3, 3, 1, 1)))"],

@@ -49,6 +49,13 @@ Narrow layers lose: below 64 channels the transforms cost more than the smaller 
 (WRN-20-1's 16×16 stage: im2col 154, winograd4 151, winograd2 240; the 3-channel stem: 30
 against 104), so Winograd runs only where input and output have >= min_channels channels
 (64; TINYBIN_CONV_MIN_CHANNELS, or use_conv(name, min_channels=...)).
+
+The weight gradient of a Winograd layer is computed by im2col unless dw="winograd"
+(TINYBIN_CONV_DW=winograd). Single-threaded, Winograd's dw is the cheaper (CPU ms at batch
+50: 140, 71, 61 against im2col's 199, 160, 130), but its (m+2)² products each reduce over all
+tiles (a long inner dimension, a small C×OC result), and multi-threaded OpenBLAS synchronises
+its threads many times in each: on a busy machine (load average 18 on 2 cores) they took
+0.6–5.6 s against im2col's one product's 0.15–0.26 s. im2col's dw is the robust choice.
 """
 import os
 
@@ -59,9 +66,10 @@ from . import im2col_ref, winograd_ref
 _use_reference = os.environ.get("TINYBIN_REFERENCE", "0").strip() not in ("", "0")
 _workspaces: dict = {}  # dtype -> one flat buffer, grown on demand
 CONV_ALGORITHMS = {"im2col": 0, "winograd2": 2, "winograd4": 4}  # name -> Winograd tile size m
-DEFAULT_CONV, DEFAULT_MIN_CHANNELS = "winograd4", 64  # measured: see "Convolution algorithm" above
-_conv = os.environ.get("TINYBIN_CONV", "").strip() or DEFAULT_CONV  # checked when first used
-_min_channels = os.environ.get("TINYBIN_CONV_MIN_CHANNELS", "").strip() or str(DEFAULT_MIN_CHANNELS)
+DEFAULT_CONV, DEFAULT_MIN_CHANNELS, DEFAULT_DW = "winograd4", 64, "im2col"  # measured: see above
+_conv = {"conv": os.environ.get("TINYBIN_CONV", "").strip() or DEFAULT_CONV,       # checked when first used
+         "min_channels": os.environ.get("TINYBIN_CONV_MIN_CHANNELS", "").strip() or str(DEFAULT_MIN_CHANNELS),
+         "dw": os.environ.get("TINYBIN_CONV_DW", "").strip() or DEFAULT_DW}
 
 
 class use_reference:
@@ -88,42 +96,54 @@ def using_reference() -> bool:
 
 
 class use_conv:
-    """use_conv(name, min_channels=64) selects the algorithm of 3×3 stride-1 convolutions, name
-    in CONV_ALGORITHMS; Winograd runs layers with >= min_channels input and output channels.
+    """use_conv(name, min_channels=64, dw="im2col") selects the algorithm of 3×3 stride-1
+    convolutions (name in CONV_ALGORITHMS), the fewest input and output channels a layer needs to
+    run by Winograd, and how such a layer computes its weight gradient ("im2col" or "winograd").
     Takes effect at once; used as a context manager it restores the previous choice."""
 
-    def __init__(self, name: str, min_channels: int = DEFAULT_MIN_CHANNELS):
-        global _conv, _min_channels
-        _check_conv(name, str(min_channels), "use_conv")
-        self.previous = _conv, _min_channels
-        _conv, _min_channels = name, str(min_channels)
+    def __init__(self, name: str, min_channels: int = DEFAULT_MIN_CHANNELS, dw: str = DEFAULT_DW):
+        global _conv
+        new = {"conv": name, "min_channels": str(min_channels), "dw": dw}
+        _check_conv(new, "use_conv")
+        self.previous, _conv = _conv, new
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        global _conv, _min_channels
-        _conv, _min_channels = self.previous
+        global _conv
+        _conv = self.previous
         return False
 
 
-def _check_conv(name, min_channels, source):
-    if name not in CONV_ALGORITHMS:
-        raise ValueError(f"{source}: unknown convolution algorithm {name!r}; known: {', '.join(CONV_ALGORITHMS)}")
-    if not min_channels.isdigit():
-        raise ValueError(f"{source}: min_channels must be an int >= 0, got {min_channels!r}")
+def _check_conv(settings, source):
+    if settings["conv"] not in CONV_ALGORITHMS:
+        raise ValueError(f"{source}: unknown convolution algorithm {settings['conv']!r}; "
+                         f"known: {', '.join(CONV_ALGORITHMS)}")
+    if not settings["min_channels"].isdigit():
+        raise ValueError(f"{source}: min_channels must be an int >= 0, got {settings['min_channels']!r}")
+    if settings["dw"] not in ("im2col", "winograd"):
+        raise ValueError(f"{source}: dw must be 'im2col' or 'winograd', got {settings['dw']!r}")
+
+
+def _settings():
+    _check_conv(_conv, "TINYBIN_CONV / TINYBIN_CONV_MIN_CHANNELS / TINYBIN_CONV_DW")
+    return _conv
 
 
 def conv_algorithm() -> str:
     """The name of the selected convolution algorithm ("im2col", "winograd2" or "winograd4")."""
-    _check_conv(_conv, _min_channels, "TINYBIN_CONV / TINYBIN_CONV_MIN_CHANNELS")
-    return _conv
+    return _settings()["conv"]
 
 
 def conv_min_channels() -> int:
     """Winograd runs layers with at least this many input and output channels."""
-    conv_algorithm()
-    return int(_min_channels)
+    return int(_settings()["min_channels"])
+
+
+def winograd_weight_gradient() -> bool:
+    """True when layers run by Winograd compute their weight gradient by Winograd too."""
+    return _settings()["dw"] == "winograd"
 
 
 def winograd_tile(w_shape, stride, padding) -> int:

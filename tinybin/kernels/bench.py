@@ -16,8 +16,9 @@ pad 1, C_in = C_out) at batch 125 in float32 it prints, per layer, medians of se
 
 then, for the same layers and WRN-20-1's first stage (32×32×16), forward and forward+backward
 with each convolution algorithm -- im2col, Winograd F(2×2, 3×3), Winograd F(4×4, 3×3) -- timed
-in turn within every repeat so that a busy machine slows all three alike, and im2col / Winograd
-(the speed-up). The first table measures im2col, whatever TINYBIN_CONV says.
+in turn within every repeat so that a busy machine slows all alike, and im2col / Winograd (the
+speed-up). Winograd layers compute dw by im2col (the default) or, in the last column, by
+Winograd too. The first table measures im2col, whatever TINYBIN_CONV says.
 
 and, measured in fresh processes, how long `import` plus a first small conv take: once with an
 empty Numba cache (compilation) and once with the cache the first process wrote (what every
@@ -34,7 +35,8 @@ import numpy as np
 
 STAGES = [(32, 64), (16, 128), (8, 256)]  # (H = W, C) of WRN-20-4's three stages
 NARROW = [(32, 16)]                         # WRN-20-1's first stage: too narrow for Winograd
-ALGORITHMS = ["im2col", "winograd2", "winograd4"]
+ALGORITHMS = {"im2col": ("im2col", "im2col"), "winograd2": ("winograd2", "im2col"),   # label: (use_conv name, dw)
+              "winograd4": ("winograd4", "im2col"), "w4, dw w4": ("winograd4", "winograd")}
 
 FIRST_CONV = """
 import time; t0 = time.perf_counter()
@@ -178,7 +180,7 @@ def algorithm_table(args, rng):
         times = {a: ([], []) for a in ALGORITHMS}
         for rep in range(R + 1):                                       # round 0 compiles and warms up
             for a in ALGORITHMS:
-                with kernels.use_conv(a, min_channels=1):
+                with kernels.use_conv(ALGORITHMS[a][0], min_channels=1, dw=ALGORITHMS[a][1]):
                     t0 = time.perf_counter()
                     out, cache = conv2d_forward(x, w, 1, 1)
                     t1 = time.perf_counter()

@@ -112,14 +112,14 @@ def conv2d_backward(dout, cache, needs=(True, True)):
     G = np.ascontiguousarray(dout, dtype=x.dtype).reshape(-1, OC)  # N*OH*OW, OC
     dx = dw = None
     m = kernels.winograd_tile(w.shape, stride, padding)  # 3×3 stride 1: Winograd (conv_winograd.py)
-    if m:
-        dx = winograd_grad_input(G.reshape(dout.shape), w, x.shape, padding, m) if needs[0] else None
-        dw = winograd_grad_weights(x, G.reshape(dout.shape), padding, m) if needs[1] else None
-        return dx, dw
-    if needs[1]:
+    if needs[1] and m and kernels.winograd_weight_gradient():
+        dw = winograd_grad_weights(x, G.reshape(dout.shape), padding, m)
+    elif needs[1]:
         cols = kernels.im2col(x, KH, KW, stride, padding)          # N*OH*OW, KH*KW*C
         dw = (cols.T @ G).reshape(w.shape)                         # KH*KW*C, OC -> KH, KW, C, OC
-    if needs[0]:
+    if needs[0] and m:
+        dx = winograd_grad_input(G.reshape(dout.shape), w, x.shape, padding, m)
+    elif needs[0]:
         dcols = kernels.workspace((G.shape[0], KH * KW * C), x.dtype)  # N*OH*OW, KH*KW*C (reuses cols)
         np.matmul(G, w.reshape(KH * KW * C, OC).T, out=dcols)      # N*OH*OW, KH*KW*C
         dx = kernels.col2im(dcols, x.shape, KH, KW, stride, padding)  # N, H, W, C
