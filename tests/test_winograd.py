@@ -165,6 +165,18 @@ def test_dispatch_by_layer(monkeypatch):
         with pytest.raises(AssertionError, match="im2col ran"):
             conv2d_forward(x, w, 2, 1)
 
+    def col2im_must_not_run(*args, **kwargs):
+        raise AssertionError("col2im ran: dx of a Winograd layer is a Winograd forward")
+
+    monkeypatch.undo()
+    with kernels.use_conv("im2col"):
+        out, cache = conv2d_forward(x, w, 1, 1)
+        expected = conv2d_backward(out, cache)
+    monkeypatch.setattr(kernels, "col2im", col2im_must_not_run)
+    with kernels.use_conv("winograd4", min_channels=8, dw="im2col"):   # dw by im2col, dx by Winograd
+        for got, want in zip(conv2d_backward(out, cache), expected):
+            np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-10)
+
 
 def test_unknown_algorithm_named():
     with pytest.raises(ValueError, match=r"unknown convolution algorithm 'winograd3'; known: im2col, winograd2, winograd4"):
