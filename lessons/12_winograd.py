@@ -20,6 +20,9 @@ Try next
     TINYBIN_CONV=im2col          the engine's default algorithm for 3×3 stride-1 layers (also
                                  winograd2, winograd4), e.g. for `python -m tinybin train`
 """
+import os
+import time
+
 import numpy as np
 
 from tinybin import kernels, lesson
@@ -57,7 +60,8 @@ def direct(x, w):
 
 def winograd_steps(x, w, m, rounded):
     """F(m×m, 3×3) forward in float64 from the reference transforms, rounding to float32 only
-    the steps named in `rounded` ("U", "V", "M", "out") -- to see which step loses the digits."""
+    the steps named in `rounded` -- "U", "V", "M", "out": that step's result; "GEMM": the
+    products summed over channels in float32 -- to see which step loses the digits."""
     def r(a, step):
         return a.astype(np.float32).astype(np.float64) if step in rounded else a
     N, H, W, C = x.shape
@@ -65,10 +69,10 @@ def winograd_steps(x, w, m, rounded):
     TH, TW = winograd_ref.tiles(H, W, m)
     U = r(winograd_ref.transform_weights(w, m), "U")                                 # T*T, C, OC
     V = r(winograd_ref.input_tiles(x, np.empty((T * T, N * TH * TW, C)), m, 1, 1, TH, TW), "V")
-    if "M" in rounded:                                                               # GEMM in float32
+    if "GEMM" in rounded:                                      # the products summed in float32
         M = np.matmul(V.astype(np.float32), U.astype(np.float32)).astype(np.float64)
     else:
-        M = np.matmul(V, U)                                                          # T*T, P, OC
+        M = r(np.matmul(V, U), "M")                                                  # T*T, P, OC
     out = winograd_ref.output_tiles(M, np.empty((N, H, W, OC)), m, TH, TW)
     return r(out, "out")
 
@@ -124,7 +128,6 @@ def main():
     w = (np.sign(rng.standard_normal((3, 3, C, C))) * np.sqrt(2 / (9 * C))).astype(np.float32)  # 1-bit
     dout = rng.standard_normal((N, H, H, C), dtype=np.float32)
     times = {a: {"fwd": [], "fwd+bwd": []} for a in ALGORITHMS}
-    import time
     for rep in range(R + 1):                       # round 0 compiles and warms up; then in turn,
         for a in ALGORITHMS:                       # so that a busy machine slows all three alike
             with kernels.use_conv(a):
@@ -138,7 +141,6 @@ def main():
                 times[a]["fwd+bwd"].append(1e3 * (t2 - t0))
     speed = {a: {k: float(np.median(v)) for k, v in t.items()} for a, t in times.items()}
     kernels.clear_workspaces()
-    import os
     print(f"WRN-20-4 stage {args.stage} ({N}, {H}, {H}, {C}), 3x3, {C} -> {C}, float32, median of {R} rounds (ms); "
           f"load average {os.getloadavg()[0]:.1f}:")
     for a in ALGORITHMS:
@@ -162,17 +164,17 @@ def main():
     sources = {}
     for m in (2, 4):
         row = {}
-        for step in ("U", "V", "M", "out"):
+        for step in ("U", "V", "M", "out", "GEMM"):
             row[step] = rel_rms(winograd_steps(xe, we, m, {step}), exact)
-        row["all"] = rel_rms(winograd_steps(xe, we, m, {"U", "V", "M", "out"}), exact)
         sources[f"winograd{m}"] = row
-        print(f"  F({m}×{m}) in float64 with one step rounded to float32: filter transform U {row['U']:.1e}, "
-              f"input transform V {row['V']:.1e}, the GEMMs M {row['M']:.1e}, output {row['out']:.1e}; all {row['all']:.1e}")
-    # Per output position within the 4×4 tile: Aᵀ's last row carries 8 and -8.
-    m = 4
-    err4 = winograd_steps(xe, we, m, {"U", "V", "M", "out"}) - exact
+        print(f"  F({m}×{m}) in float64 with one step in float32: filter transform U {row['U']:.1e}, "
+              f"input transform V {row['V']:.1e}, GEMM result M {row['M']:.1e}, output {row['out']:.1e}; "
+              f"the GEMM summed in float32 {row['GEMM']:.1e}")
+    # Per output position within the 4×4 tile of the real float32 F(4×4): Aᵀ's last row carries 8 and -8.
+    with kernels.use_conv("winograd4"):
+        err4 = conv2d_forward(xe.astype(np.float32), we.astype(np.float32), 1, 1)[0] - exact
     by_pos = np.sqrt(np.mean(err4.reshape(n_err, 4, 4, 4, 4, 64) ** 2, axis=(0, 1, 3, 5))) / np.sqrt(np.mean(exact ** 2))
-    print("  F(4×4) error by position in the output tile (rows: u, columns: v), relative RMS:")
+    print("  float32 F(4×4) error by position in the output tile (rows: u, columns: v), relative RMS:")
     for u in range(4):
         print("    " + "  ".join(f"{v:.1e}" for v in by_pos[u]))
     _, _, AT4 = matrices(4)
