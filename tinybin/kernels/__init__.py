@@ -39,23 +39,27 @@ other layers always use im2col:
     with kernels.use_conv("winograd2"):                    # ... or only inside a block
         ...
 
-The default is winograd4. Measured single-threaded at batch 125, float32 (CPU ms of forward +
-backward; the machine was shared): on WRN-20-4's stages 32×32×64, 16×16×128, 8×8×256
-im2col 714, 650, 471; winograd2 645, 408, 256; winograd4 434, 236, 213. Its float32 error is
-larger -- relative RMS error against the float64 convolution 1.6–3.0e-6 against im2col's
-1.6–3.2e-7 and winograd2's 2.5–4.9e-7 (1-bit weights, normal inputs) -- but still orders of
-magnitude below what a mini-batch gradient changes, and the authors' model keeps its 96.30 %.
-Narrow layers lose: below 64 channels the transforms cost more than the smaller GEMMs save
-(WRN-20-1's 16×16 stage: im2col 154, winograd4 151, winograd2 240; the 3-channel stem: 30
-against 104), so Winograd runs only where input and output have >= min_channels channels
-(64; TINYBIN_CONV_MIN_CHANNELS, or use_conv(name, min_channels=...)).
+The default is winograd4. `python -m tinybin bench conv` at batch 125, float32, forward +
+backward, im2col's time over Winograd's on WRN-20-4's stages 32×32×64, 16×16×128, 8×8×256
+(one run each, on a shared 2-core machine at load average 13–17):
+    serial (OPENBLAS_NUM_THREADS=1 TINYBIN_PARALLEL=0):  winograd2 1.02, 1.09, 1.41×;
+                                                         winograd4 1.27, 1.18, 3.09×
+    default threads:                                     winograd2 1.24, 1.22, 1.00×;
+                                                         winograd4 1.16, 1.17, 1.18×
+F(4×4) gains more and more steadily. Its float32 error is larger -- relative RMS error against
+the float64 convolution ~1.7e-6 against im2col's ~3e-7 and winograd2's ~2.5e-7 (1-bit weights,
+normal inputs; lessons/12_winograd.py shows where it comes from) -- but far below what one
+mini-batch changes, and the authors' released model keeps its 96.30 % (963/1000).
+Narrow layers lose (WRN-20-1's 32×32×16 stage: 0.55–0.74×; the 3-channel stem more), so
+Winograd runs only where input and output have >= min_channels channels (64;
+TINYBIN_CONV_MIN_CHANNELS, or use_conv(name, min_channels=...)).
 
 The weight gradient of a Winograd layer is computed by im2col unless dw="winograd"
-(TINYBIN_CONV_DW=winograd). Single-threaded, Winograd's dw is the cheaper (CPU ms at batch
-50: 140, 71, 61 against im2col's 199, 160, 130), but its (m+2)² products each reduce over all
-tiles (a long inner dimension, a small C×OC result), and multi-threaded OpenBLAS synchronises
-its threads many times in each: on a busy machine (load average 18 on 2 cores) they took
-0.6–5.6 s against im2col's one product's 0.15–0.26 s. im2col's dw is the robust choice.
+(TINYBIN_CONV_DW=winograd). Serial, Winograd's dw is the faster (whole conv 1.37, 1.75, 4.73×
+im2col's in the run above), but its (m+2)² products each reduce over all tiles (a long inner
+dimension, a small C×OC result), and multi-threaded OpenBLAS synchronises its threads many
+times in each: with threads on the busy machine the whole conv fell to 0.23–0.57× im2col's.
+im2col's dw, one product, is the robust choice.
 """
 import os
 
