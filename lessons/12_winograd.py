@@ -9,16 +9,55 @@ Question
 Run
     python lessons/12_winograd.py
 
-Expected output (a full run; timings vary with the machine and its load — FILLED IN BELOW)
+Expected output (a full run; timings vary with the machine and its load — 2 cores shared
+by several busy processes here, load average ~20)
+    1-D F(2, 3): d = [1.0, 2.0, 3.0, 4.0], g = [1.0, 2.0, -1.0]
+      direct (6 multiplications): y = [2.0, 4.0]
+      by hand (4 multiplications): y = [2.0, 4.0]
+      as matrices Aᵀ[(G g) ⊙ (Bᵀ d)]: y = [2.0, 4.0]
+      Bᵀ = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
+      G  = [[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]]
+      Aᵀ = [[1, 1, 1, 0], [0, 1, -1, -1]]
+    2-D by nesting: Y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A, one (m+2)×(m+2) input tile -> m×m outputs
+      F(2×2, 3×3): 16 multiplications per tile and channel pair, not 36 (2.25× fewer); matches the direct tile to 8.9e-16
+      F(4×4, 3×3): 36 multiplications per tile and channel pair, not 144 (4.00× fewer); matches the direct tile to 1.3e-14
+    WRN-20-4 stage 1 (125, 32, 32, 64), 3x3, 64 -> 64, float32, median of 3 rounds (ms); load average 20.2:
+      im2col     fwd   1484.8   fwd+bwd   4300.1   (im2col / this: 1.00×)
+      winograd2  fwd   1057.0   fwd+bwd   3934.5   (im2col / this: 1.09×)
+      winograd4  fwd   1120.1   fwd+bwd   3391.9   (im2col / this: 1.27×)
+    float32 against the float64 definition (16 x 16x16x64, 1-bit weights), relative RMS error:
+      im2col 2.9e-07, winograd2 2.5e-07, winograd4 1.7e-06
+      which step loses the digits: in float64 but one step in float32 -- U filter transform, V input
+      transform, M the GEMM result, out the output; GEMM sum: the products summed over channels in float32
+      F(2×2): U 2.6e-08, V 4.3e-08, M 4.3e-08, out 2.5e-08, GEMM sum 2.4e-07
+      F(4×4): U 2.0e-07, V 2.8e-07, M 2.8e-07, out 2.5e-08, GEMM sum 1.6e-06
+      float32 F(4×4) error by position in the output tile (rows: u, columns: v), relative RMS:
+        4.7e-07  4.6e-07  6.6e-07  1.5e-06
+        4.7e-07  4.7e-07  6.5e-07  1.5e-06
+        6.6e-07  6.5e-07  9.2e-07  2.1e-06
+        1.5e-06  1.5e-06  2.1e-06  4.9e-06
+      Aᵀ row norms [2.2, 3.2, 5.8, 11.4]: the last output row and column sum the transform points with weights up to 8
 
 Takeaway
-    FILLED IN BELOW
+    Winograd trades multiplications for additions on small tiles: F(2, 3) gives 2 outputs of a
+    3-tap filter with 4 multiplications instead of 6, and nested in 2-D, F(4×4, 3×3) needs 36
+    per tile and channel pair instead of 144. Summed over channels, the products at each of
+    the (m+2)² transform points form one matrix product, so a layer becomes 36 GEMMs with 4×
+    fewer multiply-adds than im2col's one, plus transforms that read and write memory once.
+    The layer got 1.27× faster with F(4×4) and 1.09× with F(2×2) here, far from 4×: the
+    weight gradient stays with im2col, and the transforms are extra passes over memory
+    (`python -m tinybin bench conv` times the other stages, serial and threaded). The price is
+    float32 accuracy: F(4×4)'s error is 6× im2col's (1.7e-6 against 2.9e-7), F(2×2)'s is
+    im2col's. Rounding any one intermediate costs F(4×4) 6.5–8× what it costs F(2×2), and
+    the float32 sum over channels inside the GEMMs dominates (1.6e-6): its rounding errors
+    leave through Aᵀ, whose last row holds ±8, so the last row and column of every 4×4 tile
+    carry 10× the error of its first (4.9e-6 against 4.7e-7).
 
 Try next
     --stage 2 / --stage 3        WRN-20-4's 16×16×128 and 8×8×256 layers
     --batch 32 --repeats 5       other sizes, more repeats
-    TINYBIN_CONV=im2col          the engine's default algorithm for 3×3 stride-1 layers (also
-                                 winograd2, winograd4), e.g. for `python -m tinybin train`
+    TINYBIN_CONV=im2col          the algorithm the engine uses for 3×3 stride-1 layers (im2col,
+                                 winograd2; default winograd4), e.g. for `python -m tinybin train`
 """
 import os
 import time
@@ -102,7 +141,9 @@ def main():
     print(f"  direct (6 multiplications): y = {y_direct.tolist()}")
     print(f"  by hand (4 multiplications): y = {y_hand.tolist()}")
     print(f"  as matrices Aᵀ[(G g) ⊙ (Bᵀ d)]: y = {y_matrix.tolist()}")
-    print("  Bᵀ =", BT.astype(int).tolist(), " G =", G.tolist(), " Aᵀ =", AT.astype(int).tolist())
+    print("  Bᵀ =", BT.astype(int).tolist())
+    print("  G  =", G.tolist())
+    print("  Aᵀ =", AT.astype(int).tolist())
     results["f23_by_hand"] = {"direct": y_direct.tolist(), "hand": y_hand.tolist(), "matrix": y_matrix.tolist()}
 
     # ----- 2. 2-D by nesting, and the multiplication count -----------------------------------
@@ -116,7 +157,7 @@ def main():
         direct_mults, wino_mults = 9 * m * m, (m + 2) ** 2
         counts[f"F({m}x{m},3x3)"] = {"direct": direct_mults, "winograd": wino_mults, "ratio": direct_mults / wino_mults,
                                       "max_abs_diff": float(np.abs(Y - Y_direct).max())}
-        print(f"  F({m}×{m}, 3×3): {wino_mults} multiplications per tile and channel pair instead of "
+        print(f"  F({m}×{m}, 3×3): {wino_mults} multiplications per tile and channel pair, not "
               f"{direct_mults} ({direct_mults / wino_mults:.2f}× fewer); matches the direct tile to "
               f"{np.abs(Y - Y_direct).max():.1e}")
     results["multiplications"] = counts
@@ -159,17 +200,18 @@ def main():
         with kernels.use_conv(a):
             out32, _ = conv2d_forward(xe.astype(np.float32), we.astype(np.float32), 1, 1)
         errors[a] = rel_rms(out32.astype(np.float64), exact)
-    print(f"float32 against the float64 definition ({n_err} x 16x16x64, 1-bit weights), relative RMS error: "
-          + ", ".join(f"{a} {e:.1e}" for a, e in errors.items()))
+    print(f"float32 against the float64 definition ({n_err} x 16x16x64, 1-bit weights), relative RMS error:")
+    print("  " + ", ".join(f"{a} {e:.1e}" for a, e in errors.items()))
+    print("  which step loses the digits: in float64 but one step in float32 -- U filter transform, V input")
+    print("  transform, M the GEMM result, out the output; GEMM sum: the products summed over channels in float32")
     sources = {}
     for m in (2, 4):
         row = {}
         for step in ("U", "V", "M", "out", "GEMM"):
             row[step] = rel_rms(winograd_steps(xe, we, m, {step}), exact)
         sources[f"winograd{m}"] = row
-        print(f"  F({m}×{m}) in float64 with one step in float32: filter transform U {row['U']:.1e}, "
-              f"input transform V {row['V']:.1e}, GEMM result M {row['M']:.1e}, output {row['out']:.1e}; "
-              f"the GEMM summed in float32 {row['GEMM']:.1e}")
+        print(f"  F({m}×{m}): U {row['U']:.1e}, V {row['V']:.1e}, M {row['M']:.1e}, out {row['out']:.1e}, "
+              f"GEMM sum {row['GEMM']:.1e}")
     # Per output position within the 4×4 tile of the real float32 F(4×4): Aᵀ's last row carries 8 and -8.
     with kernels.use_conv("winograd4"):
         err4 = conv2d_forward(xe.astype(np.float32), we.astype(np.float32), 1, 1)[0] - exact
