@@ -236,6 +236,8 @@ def main():
     ax1.legend()
     im = ax2.imshow(by_pos, cmap="viridis")
     ax2.set_title("F(4×4) float32 error by tile position")
+    ax2.set_xticks(range(4))
+    ax2.set_yticks(range(4))
     ax2.set_xlabel("v")
     ax2.set_ylabel("u")
     fig.colorbar(im, ax=ax2, label="relative RMS error")
