@@ -11,7 +11,9 @@ For each configuration (WRN-20-1 and WRN-20-4, baseline2 and srelu, 1-bit by def
                         WRN-20-4 srelu 1-bit)
   peak MB               the process's peak resident memory (ru_maxrss; target <= 3 GB)
 
-Each configuration runs in a fresh process, so peak memory is its own. The paper's argument for
+Each configuration runs in a fresh process, so peak memory is its own. `--conv im2col,winograd4`
+runs every configuration once per convolution algorithm (TINYBIN_CONV, one process each, in turn)
+and prints each step's speed-up over the first algorithm's. The paper's argument for
 dropping BN on embedded hardware is that it costs work; here srelu should be measurably faster
 than baseline2 at the same width.
 """
@@ -41,6 +43,8 @@ def add_arguments(parser):
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (Numba compilation, page faults)")
     parser.add_argument("--depth", type=int, default=20)
     parser.add_argument("--quick", action="store_true", help="2 timed steps, 1 warm-up")
+    parser.add_argument("--conv", default="", help="comma-separated convolution algorithms to compare "
+                        "(im2col, winograd2, winograd4); default: the selected one (TINYBIN_CONV)")
     return parser
 
 
@@ -110,11 +114,12 @@ def measure(width, variant, bits=1, depth=20, batch_size=125, steps=5, warmup=2,
                 peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def _run_one(width, variant, args) -> dict:
+def _run_one(width, variant, args, conv="") -> dict:
     cmd = [sys.executable, "-m", "tinybin.bench_train", "--one", f"{width}:{variant}", "--bits", str(args.bits),
            "--batch-size", str(args.batch_size), "--steps", str(args.steps), "--warmup", str(args.warmup),
            "--depth", str(args.depth)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ, TINYBIN_CONV=conv) if conv else None
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark of WRN-{args.depth}-{width} {variant} failed:\n{proc.stderr.strip()}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -130,13 +135,21 @@ def run_bench(args) -> int:
     print(f"training step: forward + loss + backward + SGD, batch {args.batch_size}, {args.bits}-bit, "
           f"median of {args.steps} steps after {args.warmup} warm-up; threads: "
           f"NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'default')}, {os.cpu_count()} CPUs")
-    print(f"{'model':<22}{'step ms':>9}{'images/s':>10}{'conv ms':>9}{'step/conv':>11}{'peak MB':>9}")
+    print(f"{'model':<32}{'step ms':>9}{'images/s':>10}{'conv ms':>9}{'step/conv':>11}{'peak MB':>9}"
+          + (f"  speed-up over {args.conv.split(',')[0].strip()}" if args.conv else ""))
     results = []
+    convs = [c.strip() for c in args.conv.split(",") if c.strip()]
     for width, variant in configs:
-        r = _run_one(width, variant, args)
-        results.append(r)
-        print(f"{f'WRN-{args.depth}-{width} {variant}':<22}{r['step_ms']:9.0f}{r['images_per_s']:10.1f}"
-              f"{r['conv_ms']:9.0f}{r['ratio']:11.2f}{r['peak_mb']:9.0f}", flush=True)
+        steps = {}
+        for conv in convs or [""]:
+            r = _run_one(width, variant, args, conv)
+            steps[conv] = r["step_ms"]
+            if conv == (convs or [""])[0]:
+                results.append(r)
+            label = f"WRN-{args.depth}-{width} {variant}" + (f" {conv}" if conv else "")
+            gain = f"{steps[convs[0]] / r['step_ms']:7.2f}x" if conv and conv != convs[0] else ""
+            print(f"{label:<32}{r['step_ms']:9.0f}{r['images_per_s']:10.1f}"
+                  f"{r['conv_ms']:9.0f}{r['ratio']:11.2f}{r['peak_mb']:9.0f}{gain}", flush=True)
     by = {(r["width"], r["variant"]): r for r in results}
     ok = True
     for width in sorted({w for w, _ in configs}):
