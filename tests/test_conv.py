@@ -14,10 +14,10 @@ from tinybin.tensor import Tensor
 
 @pytest.fixture(params=["im2col", "winograd2", "winograd2/dw", "winograd4", "winograd4/dw"])
 def algorithm(request):
-    """Runs a test with each convolution algorithm on every layer it can take (min_channels=1);
-    "/dw": the weight gradient by Winograd too."""
+    """Runs a test with each convolution algorithm on every layer it can take (min_channels=1,
+    float64 too); "/dw": the weight gradient by Winograd too."""
     name, _, dw = request.param.partition("/")
-    with kernels.use_conv(name, min_channels=1, dw="winograd" if dw else "im2col"):
+    with kernels.use_conv(name, min_channels=1, dw="winograd" if dw else "im2col", float64=True):
         yield request.param
 
 

@@ -108,7 +108,7 @@ def test_gradcheck_through_functional_conv2d(algorithm, dw, x_shape, padding):
     float64, random upstream gradient, every element."""
     rng = np.random.default_rng(40)
     x_data, w_data = rng.standard_normal(x_shape), rng.standard_normal((3, 3, x_shape[3], 3))
-    with kernels.use_conv(algorithm, min_channels=1, dw=dw):
+    with kernels.use_conv(algorithm, min_channels=1, dw=dw, float64=True):
         x, w = Tensor(x_data, requires_grad=True), Tensor(w_data, requires_grad=True)
         out = F.conv2d(x, w, stride=1, padding=padding)
         dout = rng.standard_normal(out.shape)
@@ -144,6 +144,9 @@ def test_dispatch_by_layer(monkeypatch):
     assert kernels.conv_algorithm() == os.environ.get("TINYBIN_CONV", kernels.DEFAULT_CONV)
     with kernels.use_conv("winograd4", min_channels=8):
         assert kernels.winograd_tile((3, 3, 8, 8), (1, 1), (1, 1, 1, 1)) == 4
+        assert kernels.winograd_tile((3, 3, 8, 8), (1, 1), (1, 1, 1, 1), np.float64) == 0  # float64: im2col
+        with kernels.use_conv("winograd4", min_channels=8, float64=True):
+            assert kernels.winograd_tile((3, 3, 8, 8), (1, 1), (1, 1, 1, 1), np.float64) == 4
         assert kernels.winograd_tile((3, 3, 8, 7), (1, 1), (1, 1, 1, 1)) == 0   # narrow output
         assert kernels.winograd_tile((3, 3, 8, 8), (2, 2), (1, 1, 1, 1)) == 0   # stride 2
         assert kernels.winograd_tile((1, 1, 8, 8), (1, 1), (0, 0, 0, 0)) == 0   # 1×1
@@ -159,7 +162,7 @@ def test_dispatch_by_layer(monkeypatch):
 
     x, w = np.ones((1, 6, 6, 8)), np.ones((3, 3, 8, 8))
     monkeypatch.setattr(kernels, "im2col", im2col_must_not_run)
-    with kernels.use_conv("winograd2", min_channels=8, dw="winograd"):
+    with kernels.use_conv("winograd2", min_channels=8, dw="winograd", float64=True):
         out, cache = conv2d_forward(x, w, 1, 1)
         conv2d_backward(out, cache)
         with pytest.raises(AssertionError, match="im2col ran"):
@@ -173,7 +176,7 @@ def test_dispatch_by_layer(monkeypatch):
         out, cache = conv2d_forward(x, w, 1, 1)
         expected = conv2d_backward(out, cache)
     monkeypatch.setattr(kernels, "col2im", col2im_must_not_run)
-    with kernels.use_conv("winograd4", min_channels=8, dw="im2col"):   # dw by im2col, dx by Winograd
+    with kernels.use_conv("winograd4", min_channels=8, dw="im2col", float64=True):  # dw im2col, dx Winograd
         for got, want in zip(conv2d_backward(out, cache), expected):
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-10)
 

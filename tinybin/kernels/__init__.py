@@ -62,6 +62,11 @@ im2col's in the run above), but its (m+2)² products each reduce over all tiles 
 dimension, a small C×OC result), and multi-threaded OpenBLAS synchronises its threads many
 times in each: with threads on the busy machine the whole conv fell to 0.23–0.57× im2col's.
 im2col's dw, one product, is the robust choice.
+
+float64 convolutions keep im2col unless float64=True (TINYBIN_CONV_FLOAT64=1): float64 is what
+gradient checks run in, and F(4×4)'s rounding there (~1e-14 relative, against im2col's
+~1e-16) makes central differences noisier -- a whole-network check of WRN-8-1 at step 1e-6
+measured 2.4e-5 with it against 7.7e-6 with im2col (8.9e-8 and 7.2e-8 at step 1e-4).
 """
 import os
 
@@ -75,7 +80,8 @@ CONV_ALGORITHMS = {"im2col": 0, "winograd2": 2, "winograd4": 4}  # name -> Winog
 DEFAULT_CONV, DEFAULT_MIN_CHANNELS, DEFAULT_DW = "winograd4", 64, "im2col"  # measured: see above
 _conv = {"conv": os.environ.get("TINYBIN_CONV", "").strip() or DEFAULT_CONV,       # checked when first used
          "min_channels": os.environ.get("TINYBIN_CONV_MIN_CHANNELS", "").strip() or str(DEFAULT_MIN_CHANNELS),
-         "dw": os.environ.get("TINYBIN_CONV_DW", "").strip() or DEFAULT_DW}
+         "dw": os.environ.get("TINYBIN_CONV_DW", "").strip() or DEFAULT_DW,
+         "float64": os.environ.get("TINYBIN_CONV_FLOAT64", "0").strip() not in ("", "0")}
 
 
 class use_reference:
@@ -102,14 +108,17 @@ def using_reference() -> bool:
 
 
 class use_conv:
-    """use_conv(name, min_channels=64, dw="im2col") selects the algorithm of 3×3 stride-1
-    convolutions (name in CONV_ALGORITHMS), the fewest input and output channels a layer needs to
-    run by Winograd, and how such a layer computes its weight gradient ("im2col" or "winograd").
-    Takes effect at once; used as a context manager it restores the previous choice."""
+    """use_conv(name, min_channels=64, dw="im2col", float64=False) selects the algorithm of 3×3
+    stride-1 convolutions (name in CONV_ALGORITHMS), the fewest input and output channels a layer
+    needs to run by Winograd, how such a layer computes its weight gradient ("im2col" or
+    "winograd"), and whether float64 convolutions run by Winograd too (by default they keep
+    im2col, see above). Takes effect at once; used as a context manager it restores the
+    previous choice."""
 
-    def __init__(self, name: str, min_channels: int = DEFAULT_MIN_CHANNELS, dw: str = DEFAULT_DW):
+    def __init__(self, name: str, min_channels: int = DEFAULT_MIN_CHANNELS, dw: str = DEFAULT_DW,
+                 float64: bool = False):
         global _conv
-        new = {"conv": name, "min_channels": str(min_channels), "dw": dw}
+        new = {"conv": name, "min_channels": str(min_channels), "dw": dw, "float64": bool(float64)}
         _check_conv(new, "use_conv")
         self.previous, _conv = _conv, new
 
@@ -152,13 +161,13 @@ def winograd_weight_gradient() -> bool:
     return _settings()["dw"] == "winograd"
 
 
-def winograd_tile(w_shape, stride, padding) -> int:
+def winograd_tile(w_shape, stride, padding, dtype=np.float32) -> int:
     """The Winograd tile size m (2 or 4) for this layer, or 0 for im2col: Winograd runs 3×3,
-    stride-1 layers with every pad <= 2 (the input gradient's padding is 2 - pad) and at least
-    min_channels input and output channels."""
+    stride-1 layers with every pad <= 2 (the input gradient's padding is 2 - pad), at least
+    min_channels input and output channels, in float32 (float64 too if asked)."""
     m = CONV_ALGORITHMS[conv_algorithm()]
     if (m and tuple(w_shape[:2]) == (3, 3) and tuple(stride) == (1, 1) and max(padding) <= 2
-            and min(w_shape[2:]) >= conv_min_channels()):
+            and min(w_shape[2:]) >= conv_min_channels() and (dtype == np.float32 or _conv["float64"])):
         return m
     return 0
 

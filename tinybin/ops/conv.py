@@ -75,7 +75,7 @@ def conv2d_forward(x, w, stride=1, padding=0):
     if OH < 1 or OW < 1:
         raise ValueError(f"conv2d output would be {OH}x{OW}: input x {x.shape} with padding {padding} is "
                          f"smaller than the kernel of w {w.shape}")
-    m = kernels.winograd_tile(w.shape, stride, padding)  # 3×3 stride 1: Winograd (conv_winograd.py)
+    m = kernels.winograd_tile(w.shape, stride, padding, x.dtype)  # 3×3 stride 1: Winograd (conv_winograd.py)
     if m:
         return winograd_forward(x, w, padding, m), (x, w, stride, padding)
     cols = kernels.im2col(x, KH, KW, stride, padding)  # N*OH*OW, KH*KW*C (shared workspace)
@@ -111,7 +111,7 @@ def conv2d_backward(dout, cache, needs=(True, True)):
     KH, KW, C, OC = w.shape
     G = np.ascontiguousarray(dout, dtype=x.dtype).reshape(-1, OC)  # N*OH*OW, OC
     dx = dw = None
-    m = kernels.winograd_tile(w.shape, stride, padding)  # 3×3 stride 1: Winograd (conv_winograd.py)
+    m = kernels.winograd_tile(w.shape, stride, padding, x.dtype)  # 3×3 stride 1: Winograd (conv_winograd.py)
     if needs[1] and m and kernels.winograd_weight_gradient():
         dw = winograd_grad_weights(x, G.reshape(dout.shape), padding, m)
     elif needs[1]:
