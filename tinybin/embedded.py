@@ -51,8 +51,7 @@ from . import nn
 from .kernels import im2col_ref
 from .models import wrn
 from .models.wrn import Block
-from .ops.conv import as_padding, as_pair
-from .ops.pool import window_counts
+from .geometry import as_padding, as_pair, output_size, window_counts
 from .tensor import Tensor, no_grad
 
 # --------------------------------------------------------------------------------- add/subtract path
@@ -69,7 +68,7 @@ def conv2d_addsub(x, bits, multiplier, stride=1, padding=0):
     (SH, SW), pads = as_pair(stride, "stride"), as_padding(padding)
     N, H, W, C = x.shape
     KH, KW, _, OC = bits.shape
-    OH, OW = im2col_ref.output_size(H, W, KH, KW, SH, SW, *pads)
+    OH, OW = output_size(H, W, KH, KW, SH, SW, *pads)
     cols = np.empty((N * OH * OW, KH * KW * C), x.dtype)
     im2col_ref.im2col(x, cols, KH, KW, SH, SW, *pads)              # N*OH*OW, KH*KW*C
     plus = bits.reshape(KH * KW * C, OC)                           # KH*KW*C, OC

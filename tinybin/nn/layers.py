@@ -139,18 +139,7 @@ class BatchNorm2d(Module):
                     self.running_var = (m * self.running_var + (1 - m) * var).astype(np.float32)
             return out
         mean, var = self.inference_mean_var()
-        dtype = x.dtype
-        if self.mean_only:
-            out = x + Tensor((-mean).astype(dtype))
-        else:
-            inv_std = (1.0 / np.sqrt(np.asarray(var, np.float64) + self.eps))
-            if self.weight is None:
-                out = x * Tensor(inv_std.astype(dtype)) + Tensor((-mean * inv_std).astype(dtype))
-            else:  # keep g differentiable: (x − μ)·(g/σ)
-                out = (x + Tensor((-mean).astype(dtype))) * (self.weight * Tensor(inv_std.astype(dtype)))
-        if self.bias is not None:
-            out = out + self.bias
-        return out
+        return F.batch_norm_inference(x, mean, None if self.mean_only else var, self.weight, self.bias, eps=self.eps)
 
     def extra_repr(self):
         kind = "mean_only" if self.mean_only else "full"
@@ -219,11 +208,6 @@ class GlobalAvgPool(Module):
 
     def forward(self, x):
         return F.global_avg_pool(x)
-
-
-class Identity(Module):
-    def forward(self, x):
-        return x
 
 
 class Sequential(Module):

@@ -16,3 +16,9 @@ def scale_backward(dout, c):
 
 
 Scale = Function.from_pair("Scale", scale_forward, scale_backward)
+
+
+
+def scale(x, c):
+    """c·x for a constant c: the 1/T layer before global average pooling."""
+    return Scale.apply(x, c=c)

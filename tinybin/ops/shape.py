@@ -23,3 +23,9 @@ def pad_channels_backward(dout, C):
 
 
 PadChannels = Function.from_pair("PadChannels", pad_channels_forward, pad_channels_backward)
+
+
+
+def pad_channels(x, extra: int):
+    """Append `extra` all-zero channels: (N,H,W,C) -> (N,H,W,C+extra)."""
+    return PadChannels.apply(x, extra=int(extra))
