@@ -12,6 +12,7 @@ from tinybin.cli import main
 from tinybin.embedded import addsub_forward, comparison_report, conv2d_addsub, op_counts, totals
 from tinybin.export import load_packed, pack, save_packed
 from tinybin.models import VARIANTS, conv_weight_count, wrn
+from tinybin.models.wrn import uses_temperature
 from tinybin.train import recalibrate_bn
 
 RNG = np.random.default_rng(0)
@@ -49,7 +50,7 @@ def test_round_trip_with_folded_temperature(tmp_path, variant):
     model = tiny(variant)
     save_packed(model, tmp_path / "m.npz")
     loaded, ref = logits(load_packed(tmp_path / "m.npz")), logits(model)
-    if VARIANTS[variant][1] == "scale":
+    if uses_temperature(variant):
         assert json.loads(pack(model)["arch"].tobytes())["temperature_folded"]
         np.testing.assert_allclose(loaded, ref, rtol=1e-5, atol=1e-6 * np.abs(ref).max())
         np.testing.assert_array_equal(loaded.argmax(1), ref.argmax(1))

@@ -158,14 +158,20 @@ def test_keep_going_watches_a_divergence_run_on(tmp_path):
 
 def test_divergence_detector_kinds():
     d = DivergenceDetector(10, factor=100, window=5)
-    assert d.check(2.3, 0.1) is None
-    assert d.check(float("nan"), 0.1) == "non-finite"
-    assert d.check(1e10, 0.1) == "exploded"  # no NaN needed
+    assert d.check(2.3, False) is None
+    assert d.check(float("nan"), False) == "non-finite"
+    assert d.check(1e10, False) == "exploded"  # no NaN needed
     d = DivergenceDetector(10, factor=100, window=5)
-    reasons = [d.check(2.302585, 0.1) for _ in range(5)]
+    reasons = [d.check(2.302585, True) for _ in range(5)]  # the same logits for every image
     assert reasons[:4] == [None] * 4 and reasons[4].startswith("dead")
-    d = DivergenceDetector(10, factor=100, window=5)  # slowly learning: varying loss, not dead
-    assert all(d.check(2.3 - 0.01 * i, 0.12) is None for i in range(20))
+    d = DivergenceDetector(10, factor=100, window=5)  # one image differs now and then: not dead
+    assert all(d.check(2.302585, i % 4 != 0) is None for i in range(20))
+
+
+def test_dead_means_the_same_logits_for_every_image():
+    from tinybin.train import same_output
+    assert same_output(np.tile([[0.5, -1.0, 3.0]], (6, 1)))
+    assert not same_output(np.array([[0.5, -1.0, 3.0], [0.5, -1.0, 3.01]]))
 
 
 def test_resume_without_checkpoint_fails_clearly(tmp_path):

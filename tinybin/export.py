@@ -16,7 +16,7 @@ and its gamma and beta where learned; and as JSON the architecture, each conv's 
 and each BN's row names. WRN-20-10's 26.7 M weights take 3.34 MB
 instead of the 107 MB of float32 latent weights.
 
-The 1/T layer of the srelu and elu variants is folded into the head conv (`fold_temperature`,
+The 1/T layer of the srelu, elu and mean-bn variants is folded into the head conv (`fold_temperature`,
 on by default): the head is 1×1 conv → ×1/T → GAP, so a head multiplier c/T does the same and
 the deployed net has no scale layer. Round trip: without folding, the loaded model computes
 exactly what the original did — the same weights ±c, the same statistics — so the logits are
@@ -33,15 +33,20 @@ import numpy as np
 
 from . import nn
 from .models import conv_weight_count, wrn
-from .models.wrn import VARIANTS
-from .nn.module import save_npz
+from .io import save_npz
 from .ops.binarize import pack_bits, unpack_bits
 
 FORMAT = "tinybin-packed-1"
 
 
-def _is_scale_variant(variant: str) -> bool:
-    return VARIANTS[variant][1] == "scale"
+def _scale_layer(model):
+    """(owner, attribute name) of the ×1/T layer right after the head conv (srelu, elu: the final
+    layer; mean-bn: its first part), or None."""
+    final = model.head.final
+    if isinstance(final, nn.Scale):
+        return model.head, "final"
+    name, first = next(iter(final._modules.items()), (None, None))
+    return (final, name) if isinstance(first, nn.Scale) else None
 
 
 def pack(model, fold_temperature: bool = True) -> dict:
@@ -50,12 +55,13 @@ def pack(model, fold_temperature: bool = True) -> dict:
     if config["bits"] != 1:
         raise ValueError(f"this model has {config['bits']}-bit weights: only a model trained with bits=1 can be "
                          f"stored at one bit per weight")
-    fold = bool(fold_temperature and _is_scale_variant(config["variant"]))
+    scale = _scale_layer(model)
+    fold = bool(fold_temperature and scale is not None)
     arrays, convs, bns = {}, {}, {}
     for name, conv in model.convs():
         multiplier = float(conv.multiplier)
         if fold and conv is model.head.conv:
-            multiplier *= model.head.final.c  # ×1/T moves into the head's multiplier
+            multiplier *= getattr(*scale).c  # ×1/T moves into the head's multiplier
         arrays[f"conv/{name}"] = pack_bits(conv.weight.data)
         convs[name] = dict(shape=list(conv.weight.shape), multiplier=multiplier)  # JSON keeps a float exactly
     for name, bn in model.batch_norms():
@@ -116,7 +122,7 @@ def load_packed(path):
     except KeyError as e:
         raise ValueError(f"{path} is incomplete: no entry {e}") from None
     if arch["temperature_folded"]:
-        model.head.final = nn.Scale(1.0)  # 1/T already sits in head.conv's multiplier
+        setattr(*_scale_layer(model), nn.Scale(1.0))  # 1/T already sits in head.conv's multiplier
     return model.eval()
 
 

@@ -10,13 +10,11 @@ makes the whole model compute in float64 (gradient checks), and buffers are cast
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 
+from ..io import save_npz
 from ..tensor import Tensor
 
 
@@ -177,18 +175,3 @@ class Module:
             child_repr = repr(child).replace("\n", "\n  ")
             lines.append(f"  ({name}): {child_repr}")
         return lines[0] + ")" if len(lines) == 1 else "\n".join(lines) + "\n)"
-
-
-def save_npz(path, arrays: dict):
-    """np.savez to `path` atomically: a crash never leaves half a file under the real name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
