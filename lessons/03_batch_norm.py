@@ -8,7 +8,7 @@ Question
     epoch, weights frozen)?
 
 Run
-    python lessons/03_batch_norm.py --archive ../shared/data/cifar-10-subset-python.tar.gz
+    python lessons/03_batch_norm.py
     (without --archive the official CIFAR-10 archive is downloaded into ./datasets)
 
 Expected output (a full run, 4000 real CIFAR-10 training images)

@@ -7,7 +7,7 @@ Question
     what does storing only the bits save?
 
 Run
-    python lessons/05_one_bit_weights.py --archive ../shared/data/cifar-10-subset-python.tar.gz
+    python lessons/05_one_bit_weights.py
     (without --archive the official CIFAR-10 archive is downloaded into ./datasets)
 
 Expected output (a full run, real CIFAR-10 training images)

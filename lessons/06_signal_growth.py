@@ -8,7 +8,7 @@ Question
     compared with the BN baseline? And what temperature T would bring the logits back?
 
 Run
-    python lessons/06_signal_growth.py --archive ../shared/data/cifar-10-subset-python.tar.gz
+    python lessons/06_signal_growth.py
     (without --archive the official CIFAR-10 archive is downloaded into ./datasets)
 
 Expected output (a full run: WRN-20-4, 1-bit, one batch of 125 real training images, seed 0)

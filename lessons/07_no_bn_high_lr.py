@@ -7,7 +7,7 @@ Question
     produces a NaN?
 
 Run
-    python lessons/07_no_bn_high_lr.py --archive ../shared/data/cifar-10-subset-python.tar.gz
+    python lessons/07_no_bn_high_lr.py
     (without --archive the official CIFAR-10 archive is downloaded into ./datasets)
 
 Expected output (a full run: WRN-20-1, 1-bit, the 4000 training images of the subset, batch 125,

@@ -8,7 +8,7 @@ Question
     lr 0.1/30?
 
 Run
-    python lessons/08_scale_layer.py --archive ../shared/data/cifar-10-subset-python.tar.gz
+    python lessons/08_scale_layer.py
     (without --archive the official CIFAR-10 archive is downloaded into ./datasets)
 
 Expected output (a full run: WRN-20-1, 1-bit, the 4000 training images of the subset, batch 125,

@@ -10,7 +10,7 @@ Question
     weight gradient. Which of them carry a heavier tail without the final BN?
 
 Run
-    python lessons/09_gradient_distributions.py --archive ../shared/data/cifar-10-subset-python.tar.gz
+    python lessons/09_gradient_distributions.py
     (without --archive the official CIFAR-10 archive is downloaded into ./datasets)
 
 Expected output (a full run: WRN-20-1, 1-bit, the 4000 training images of the subset, batch 125,

@@ -8,7 +8,7 @@ Question
     and spread over seeds, and the paper's numbers beside it?
 
 Run
-    python lessons/10_variant_table.py --archive ../shared/data/cifar-10-subset-python.tar.gz
+    python lessons/10_variant_table.py
     (without --archive the official CIFAR-10 archive is downloaded into ./datasets; then
     --images sets the size of the class-balanced training subset)
 

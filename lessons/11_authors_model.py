@@ -8,11 +8,11 @@ Question
     bit per weight — and does a conv then need any multiplication at all?
 
 Run
-    python lessons/11_authors_model.py --archive ../shared/data/cifar-10-subset-python.tar.gz
-    (the model file defaults to ../shared/data/mcdonnell/CIFAR10_allparams.mat; reading it needs
-    scipy: pip install "tinybin[mat]")
+    python lessons/11_authors_model.py
+    (the model is datasets/mcdonnell/CIFAR10_allparams.mat, shipped with tinybin; the test images
+    are the 1000 of the shipped CIFAR-10 subset)
 
-Expected output (a full run: the 1000 exact test images of the shared subset)
+Expected output (a full run: the 1000 exact test images of the shipped subset)
     1. import of CIFAR10_allparams.mat: 20 conv layers (stem, 18 block convs, 1×1 head), 21 BN
        layers, 26,737,120 weights, 10 classes
     2. every layer holds exactly two values ±c, c = sqrt(2/(KH·KW·C_in)):
@@ -43,9 +43,8 @@ Takeaway
 Try next
     --quick                       200 test images instead of 1000
     --images 1000                 how many test images to evaluate
-    --mcdonnell ../shared/data/mcdonnell/CIFAR100_allparams.mat   the CIFAR-100 model (evaluate
-                                  it with `python -m tinybin evaluate --mcdonnell FILE --npz
-                                  ../shared/data/cifar100-test20.npz`: 17 of 20)
+    --mcdonnell cifar100          the authors' CIFAR-100 model (downloaded on first use; test
+                                  it with `python -m tinybin evaluate --mcdonnell cifar100`)
 """
 import math
 import sys
@@ -58,42 +57,29 @@ from tinybin import lesson, no_grad
 from tinybin.embedded import conv2d_addsub, op_counts, totals
 from tinybin.export import load_packed, pack, save_packed
 from tinybin.train import evaluate
-from tinybin.zoo import load_mcdonnell
+from tinybin.zoo import load_mcdonnell, mcdonnell_file
 
 NEEDS_DATA = True
 FIGURES = ["layers.png"]
 RESULT_KEYS = ["layers", "weights", "two_values", "packed_bytes", "float32_bytes", "round_trip_exact",
                "addsub_stem_error", "ops", "accuracy", "images", "images_per_s"]
 
-MODEL_FILE = Path("../shared/data/mcdonnell/CIFAR10_allparams.mat")
-
-
-def find_model_file(given):
-    """--mcdonnell, else the shared file relative to the current folder or to the repository."""
-    if given is not None:
-        return Path(given)
-    for base in (Path.cwd(), Path(__file__).resolve().parents[1]):
-        if (base / MODEL_FILE).is_file():
-            return base / MODEL_FILE
-    sys.exit(f"error: no released model at {MODEL_FILE} (relative to this folder or the repository); "
-             f"pass --mcdonnell FILE (McDonnell-Lab/1-bit-per-weight, TrainedModels/Tensorflow.keras)")
-
-
 def main():
     parser = lesson.parser(__doc__, __file__)
-    parser.add_argument("--mcdonnell", default=None, help=f"the released .mat model (default {MODEL_FILE})")
+    parser.add_argument("--mcdonnell", default="cifar10",
+                        help="the released model: cifar10 (shipped), cifar100 (downloaded on first use) or a .mat file")
     parser.add_argument("--images", type=int, default=1000, help="test images to evaluate (200 with --quick)")
     args = parser.parse_args()
     if args.quick:
         args.images = min(args.images, 200)
-    path = find_model_file(args.mcdonnell)
+    try:
+        path = mcdonnell_file(args.mcdonnell, args.data_dir)
+    except (OSError, ValueError) as e:  # a missing file, no network for the download, wrong bytes
+        sys.exit(f"error: {e}")
     _, (x_test, y_test) = lesson.load_cifar10(args)
 
     # 1. import
-    try:
-        model = load_mcdonnell(path)
-    except ImportError as e:
-        sys.exit(f"error: {e}")
+    model = load_mcdonnell(path)
     convs, bns = model.convs(), model.batch_norms()
     weights = sum(conv.weight.size for _, conv in convs)
     print(f"1. import of {path.name}: {len(convs)} conv layers (stem, {len(convs) - 2} block convs, 1×1 head), "

@@ -60,10 +60,12 @@ def test_missing_data_without_network_is_one_line(tmp_path, monkeypatch):
                            "def fail(*a, **k): raise OSError('no network in this test')\n"
                            "urllib.request.urlopen = fail\n"
                            "from tinybin.cli import main; sys.exit(main(sys.argv[1:]))",
-                           "train", "--data-dir", str(tmp_path / "empty"), "--out", str(tmp_path / "r")],
+                           "train", "--dataset", "cifar10", "--data-dir", str(tmp_path / "empty"),
+                           "--out", str(tmp_path / "r")],
                           capture_output=True, text=True, timeout=120)
     line = one_line_error(proc)
-    assert "cifar-10-python.tar.gz" in line
+    assert "cifar-10-python.tar.gz" in line and str((tmp_path / "empty").resolve()) in line
+    assert "archive=" not in line  # a command-line user is told about flags, not Python keywords
 
 
 def test_resume_without_checkpoint(tmp_path):
@@ -114,11 +116,12 @@ def test_bench_conv_prints_every_stage():
         assert len(numbers) == 13 and all(v > 0 for v in numbers)
 
 
-def test_train_on_the_shared_subset(shared_data, tmp_path):
-    """The shared 4000 + 1000 exact CIFAR-10 images; a class-balanced subset of 250 for speed."""
-    proc = run("train", "--archive", shared_data / "cifar-10-subset-python.tar.gz", "--subset", 250, "--depth", 8,
-               "--epochs", 1, "--test-subset", 200, "--out", tmp_path / "r")
+def test_train_on_the_shipped_subset_by_default(tmp_path):
+    """No data flag: the 4000 + 1000 exact CIFAR-10 images shipped in datasets/, no network and no
+    checksum warning; a class-balanced subset of 250 for speed."""
+    proc = run("train", "--subset", 250, "--depth", 8, "--epochs", 1, "--test-subset", 200, "--out", tmp_path / "r")
     assert proc.returncode == 0, proc.stderr
+    assert "warning" not in proc.stderr and "MD5" not in proc.stderr, proc.stderr
     assert "250 training / 200 test images" in proc.stdout
     assert re.search(r"test accuracy: [\d.]+ % on 200 images", proc.stdout)
 

@@ -2,13 +2,15 @@
 
 Archives are built here in the official layout (Python-2 pickles with byte-string keys,
 uint8 (N, 3072) channel-planar data) so the loaders are checked against known arrays; the
-real CIFAR copies in ../shared/data are used where present. No test touches the network:
+subset shipped in datasets/ is checked too, and the JPEG folders in ../shared/data where
+present (skipped, with the reason, where absent). No test touches the network:
 downloads are served by a fake ``urllib.request.urlopen``.
 """
 
 import hashlib
 import io
 import os
+import pickle
 import shutil
 import tarfile
 import urllib.error
@@ -22,6 +24,8 @@ from PIL import Image
 from archives import CIFAR10_NAMES, cifar10_archive, cifar10_members, planar, py2_pickle, write_tar
 from tinybin import data
 from tinybin.data import cifar, folder
+
+SHIPPED_SUBSET = os.path.join(os.path.dirname(__file__), "..", "datasets", "cifar-10-subset-python.tar.gz")
 
 # --------------------------------------------------------------------------- archive builders
 
@@ -121,18 +125,18 @@ def test_wrong_layout_names_the_missing_member(tmp_path):
     del members["test_batch"]
     path = write_tar(tmp_path / "no-test.tar.gz", "cifar-10-batches-py", members)
     with pytest.raises(data.ArchiveError, match="cifar-10-batches-py/test_batch"):
-        load_quietly(data.load_cifar10, archive=path)
+        data.load_cifar10(archive=path)
 
     members, _ = cifar10_members()
     members = {k: v for k, v in members.items() if not k.startswith("data_batch")}
     path = write_tar(tmp_path / "no-train.tar.gz", "cifar-10-batches-py", members)
     with pytest.raises(data.ArchiveError, match="data_batch_1"):
-        load_quietly(data.load_cifar10, archive=path)
+        data.load_cifar10(archive=path)
 
     # A CIFAR-100 archive is not a CIFAR-10 one: everything CIFAR-10 needs is missing.
     path, _ = cifar100_archive(tmp_path / "c100.tar.gz")
     with pytest.raises(data.ArchiveError, match="batches.meta"):
-        load_quietly(data.load_cifar10, archive=path)
+        data.load_cifar10(archive=path)
 
 
 @pytest.mark.parametrize("damage", ["truncated", "garbage"])
@@ -142,7 +146,7 @@ def test_corrupt_archive_names_the_file(tmp_path, damage):
     bad = tmp_path / f"{damage}.tar.gz"
     bad.write_bytes(raw[: len(raw) // 2] if damage == "truncated" else os.urandom(5000))
     with pytest.raises(data.ArchiveError, match=f"{damage}.tar.gz.*truncated or corrupt"):
-        load_quietly(data.load_cifar10, archive=bad)
+        data.load_cifar10(archive=bad)
 
 
 def test_missing_archive_argument(tmp_path):
@@ -284,7 +288,7 @@ def test_corrupt_file_in_cache_is_an_error_naming_it(tmp_path, fake_net):
     fake_net.offline()
     (tmp_path / "cifar-10-python.tar.gz").write_bytes(b"\x1f\x8b not really gzip")
     with pytest.raises(data.ArchiveError, match="cifar-10-python.tar.gz"):
-        load_quietly(data.load_cifar10, data_dir=tmp_path)
+        data.load_cifar10(data_dir=tmp_path)
 
 
 # --------------------------------------------------------------------------- shared real data
@@ -297,14 +301,86 @@ def shared_file(folder, name):
     return path
 
 
-def test_shared_subset_archive(shared_data):
-    path = shared_file(shared_data, "cifar-10-subset-python.tar.gz")
-    (x_train, y_train), (x_test, y_test) = load_quietly(data.load_cifar10, archive=path)
+def test_shipped_subset(monkeypatch, tmp_path):
+    """datasets/ ships the first 4000 / 1000 CIFAR-10 images, found from any folder, no warning."""
+    monkeypatch.chdir(tmp_path)  # not the repository: found through the checkout's datasets/
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        (x_train, y_train), (x_test, y_test) = data.load_cifar10_subset()
+        # the same file named with archive= is known by its SHA-256: no "not the published" warning
+        (x2, _), _ = data.load_cifar10(archive=SHIPPED_SUBSET)
+        names = data.cifar_class_names("cifar10", archive=SHIPPED_SUBSET)
     assert x_train.shape == (4000, 32, 32, 3) and x_test.shape == (1000, 32, 32, 3)
     assert y_train.shape == (4000,) and y_test.shape == (1000,)
     assert y_test[:10].tolist() == [3, 8, 8, 0, 6, 6, 1, 6, 3, 1]
-    names = load_quietly(data.cifar_class_names, dataset="cifar10", archive=path)
+    assert np.bincount(y_train, minlength=10).min() > 300  # every class is there
+    np.testing.assert_array_equal(x2, x_train)
     assert names == CIFAR10_NAMES
+
+
+def test_shipped_file_with_other_bytes_is_refused(monkeypatch, tmp_path):
+    placed = tmp_path / "cifar-10-subset-python.tar.gz"
+    cifar10_archive(placed)  # a file of the right name but other bytes, first in the search order
+    with pytest.raises(data.ArchiveError, match="SHA-256"):
+        data.load_cifar10_subset(data_dir=tmp_path)
+    monkeypatch.setattr("tinybin.data.files.CHECKOUT_DATASETS", tmp_path / "nowhere")
+    with pytest.raises(FileNotFoundError, match="first 4000"):
+        data.load_cifar10_subset(data_dir=tmp_path / "empty")
+
+
+def test_known_file_download_checks_sha256(tmp_path, fake_net, monkeypatch):
+    from tinybin.data import files
+
+    payload = b"released model bytes"
+    entry = files.KnownFile("m/model.mat", hashlib.sha256(payload).hexdigest(), "a model", "https://host/model.mat")
+    monkeypatch.setitem(files.KNOWN, "test-model", entry)
+    fake_net.serve(payload)
+    path = files.known_file("test-model", data_dir=tmp_path)
+    assert path == tmp_path / "m" / "model.mat" and path.read_bytes() == payload
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.mat"]
+    monkeypatch.setitem(files.KNOWN, "test-model", entry.__class__(**{**entry.__dict__, "path": "m/other.mat",
+                                                                     "sha256": "0" * 64}))
+    with pytest.raises(data.ArchiveError, match="SHA256"):
+        files.known_file("test-model", data_dir=tmp_path)
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["model.mat"]  # nothing half-written
+
+
+class _Touch:
+    """A pickle payload that, unpickled by plain pickle.load, creates a file."""
+
+    def __init__(self, target):
+        self.target = str(target)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+@pytest.mark.parametrize("member", ["batches.meta", "data_batch_1"])
+def test_crafted_archive_runs_nothing(tmp_path, member):
+    target = tmp_path / "pwned"
+    members, _ = cifar10_members()
+    members[member] = pickle.dumps({b"label_names": _Touch(target)}, protocol=2)
+    path = write_tar(tmp_path / "evil.tar.gz", "cifar-10-batches-py", members)
+    with pytest.raises(data.UnsafeArchiveError, match=rf"member cifar-10-batches-py/{member} asks to call .*system"):
+        data.load_cifar10(archive=path)
+    if member == "batches.meta":  # the only member cifar_class_names reads
+        with pytest.raises(data.UnsafeArchiveError):
+            data.cifar_class_names("cifar10", archive=path)
+    assert not target.exists()
+    assert pickle.loads(members[member]) is not None and target.exists()  # plain pickle would have run it
+
+
+def test_unknown_archive_warns_only_once_readable(tmp_path):
+    path, _ = cifar10_archive(tmp_path / "c.tar.gz")
+    with pytest.warns(data.UnofficialArchiveWarning) as record:
+        data.load_cifar10(archive=path)
+    assert len(record) == 1
+    bad = tmp_path / "bad.tar.gz"
+    bad.write_bytes(path.read_bytes()[:300])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a corrupt file gets its error and no warning first
+        with pytest.raises(data.ArchiveError, match="truncated or corrupt"):
+            data.load_cifar10(archive=bad)
 
 
 @pytest.fixture(scope="module")
@@ -335,8 +411,7 @@ def test_shared_jpeg_folders(jpeg_root, shared_data):
 
     # The first JPEG of each class is the first test image of that class (README): the
     # decoded pixels must be close to the exact ones, in RGB order and the right way round.
-    (_, _), (exact, exact_y) = load_quietly(
-        data.load_cifar10, archive=shared_file(shared_data, "cifar-10-subset-python.tar.gz"))
+    (_, _), (exact, exact_y) = data.load_cifar10_subset()
     for label in range(10):
         jpeg = x_test[np.flatnonzero(y_test == label)[0]].astype(float)
         truth = exact[np.flatnonzero(exact_y == label)[0]].astype(float)
@@ -403,6 +478,20 @@ def test_image_folder_mixed_sizes_names_the_file(tmp_path):
     assert x.shape == (6, 4, 5, 3)
     x, _, _ = data.load_image_folder(tmp_path / "imgs", size=7)
     assert x.shape == (6, 7, 7, 3)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_image_folder_undecodable_files_are_named_and_counted(tmp_path, workers, monkeypatch):
+    monkeypatch.setattr(folder, "CHUNK", 2)  # several chunks, so the worker path is taken
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    (tmp_path / "a" / "0.png").write_bytes(b"")              # zero bytes, and the very first file
+    (tmp_path / "b" / "2.jpg").write_bytes(b"not a jpeg at all")
+    with pytest.raises(ValueError, match=r"a/0\.png cannot be decoded.*2 of the 7 image files"):
+        data.load_image_folder(tmp_path, cache=False, workers=workers)
 
 
 def test_image_folder_missing(tmp_path):

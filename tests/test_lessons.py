@@ -2,7 +2,7 @@
 
 Each lesson declares, as module-level literals read here without importing it:
 
-    NEEDS_DATA = True            # needs real CIFAR-10 (the shared archive is passed as --archive)
+    NEEDS_DATA = True            # needs real CIFAR-10 (the subset shipped in datasets/, its default)
     FIGURES = ["loss.png"]       # PNG files it writes into --out
     RESULT_KEYS = ["loss"]       # keys of the JSON it prints as its last line, `RESULT {...}`,
                                  # and writes to --out/results.json (tinybin.lesson.finish)
@@ -20,8 +20,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = sorted((ROOT / "lessons").glob("[0-9][0-9]_*.py"))
-SHARED_DATA = ROOT.parent / "shared" / "data"
-ARCHIVE = SHARED_DATA / "cifar-10-subset-python.tar.gz"
 TIMEOUT = 300  # seconds per lesson; --quick is meant to take well under a minute
 
 pytestmark = pytest.mark.lessons
@@ -50,14 +48,11 @@ def test_lesson_runs_quick(path, tmp_path):
     doc = ast.get_docstring(ast.parse(path.read_text())) or ""
     for heading in ("Question", "Run", "Expected output", "Takeaway", "Try next"):
         assert heading in doc, f"{path.name}'s docstring has no '{heading}' section"
-    if decl["NEEDS_DATA"] and not ARCHIVE.is_file():
-        pytest.skip(f"{path.name} needs real CIFAR-10 and {ARCHIVE} is absent")
 
     out = tmp_path / "out"
-    cmd = [sys.executable, str(path), "--quick", "--out", str(out)]
-    if ARCHIVE.is_file():
-        cmd += ["--archive", str(ARCHIVE)]
-    env = {**os.environ, "MPLBACKEND": "Agg"}
+    cmd = [sys.executable, str(path), "--quick", "--out", str(out)]  # no data flag: the shipped subset
+    # run from elsewhere, with tinybin perhaps installed in site-packages: the data folder is named
+    env = {**os.environ, "MPLBACKEND": "Agg", "TINYBIN_DATA": str(ROOT / "datasets")}
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT)
     log = f"--- stdout ---\n{proc.stdout[-4000:]}\n--- stderr ---\n{proc.stderr[-4000:]}"
     assert proc.returncode == 0, f"{path.name} exited with {proc.returncode}\n{log}"

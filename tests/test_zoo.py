@@ -1,11 +1,11 @@
 """The authors' released 1-bit WRN-20-10 models: import, accuracy, and clear errors on bad files.
 
-Accuracy tests read ../shared/data (skipped where absent); the bad-file tests build their own
-.mat files with scipy.io.savemat.
+The CIFAR-10 model and the test images ship in datasets/; the CIFAR-100 model and its 20 test
+images are read from ../shared/data (skipped where absent). The bad-file tests build their own
+.mat files with scipy.io.savemat, which also checks tinybin's own .mat reader against scipy's.
 """
 import math
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -16,8 +16,9 @@ from tinybin.zoo import ModelFileError, load_mcdonnell, read_mat
 
 scipy_io = pytest.importorskip("scipy.io", reason="reading .mat files needs scipy (the 'test' extra installs it)")
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-CIFAR10_MAT = SHARED / "mcdonnell" / "CIFAR10_allparams.mat"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+CIFAR10_MAT = ROOT / "datasets" / "mcdonnell" / "CIFAR10_allparams.mat"
 CIFAR100_MAT = SHARED / "mcdonnell" / "CIFAR100_allparams.mat"
 
 
@@ -29,7 +30,7 @@ def need(path):
 
 @pytest.fixture(scope="module")
 def cifar10_model():
-    return load_mcdonnell(need(CIFAR10_MAT))
+    return load_mcdonnell("cifar10")  # the shipped file, found by name and checked by SHA-256
 
 
 def test_released_model_has_two_values_per_layer(cifar10_model):
@@ -50,12 +51,9 @@ def test_released_model_has_two_values_per_layer(cifar10_model):
 
 def test_released_cifar10_model_accuracy(cifar10_model):
     """≥ 95 % on the first 200 of the exact test images (96.3 % on all 1000: lesson 11)."""
-    from tinybin.data import load_cifar10
+    from tinybin.data import load_cifar10_subset
 
-    archive = need(SHARED / "cifar-10-subset-python.tar.gz")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _, (x, y) = load_cifar10(archive=archive)
+    _, (x, y) = load_cifar10_subset()
     _, acc = evaluate(cifar10_model, x[:200], y[:200], batch_size=100)
     assert acc >= 0.95, f"released CIFAR-10 model: {100 * acc:.1f} % on 200 test images"
 
@@ -152,11 +150,49 @@ def test_truncated_and_foreign_files(tmp_path):
         load_mcdonnell(tmp_path / "absent.mat")
 
 
-def test_missing_scipy_says_how_to_install(monkeypatch, tmp_path):
-    monkeypatch.setitem(sys.modules, "scipy", None)
+@pytest.mark.parametrize("compress", [False, True])
+def test_mat_reader_equals_scipy_and_needs_no_scipy(monkeypatch, tmp_path, compress):
+    rng = np.random.default_rng(1)
+    arrays = {"bits": rng.integers(0, 2, (1, 3, 3, 4, 5), dtype=np.uint8),
+              "f32": rng.standard_normal((2, 7)).astype(np.float32), "f64": rng.standard_normal((3, 1, 2)),
+              "i32": rng.integers(-9, 9, (4,), dtype=np.int32)}
+    path = tmp_path / "a.mat"
+    scipy_io.savemat(path, arrays, do_compression=compress)
+    expected = {k: v for k, v in scipy_io.loadmat(path).items() if not k.startswith("__")}
+    monkeypatch.setitem(sys.modules, "scipy", None)  # tinybin's reader is NumPy only
     monkeypatch.setitem(sys.modules, "scipy.io", None)
-    with pytest.raises(ImportError, match=r"tinybin\[mat\]"):
-        load_mcdonnell(tmp_path / "model.mat")
+    got = read_mat(path)
+    assert got.keys() == expected.keys()
+    for k, v in expected.items():
+        assert got[k].dtype == v.dtype and got[k].shape == v.shape, k
+        np.testing.assert_array_equal(got[k], v, err_msg=k)
+
+
+def test_mat_reader_refuses_what_is_not_a_numeric_array(tmp_path):
+    path = tmp_path / "cell.mat"
+    scipy_io.savemat(path, {"c": np.array([[1.0], "text"], dtype=object)})
+    with pytest.raises(ModelFileError, match="not a real numeric array"):
+        read_mat(path)
+
+
+def test_released_cifar100_model_offline_says_where_to_put_it(tmp_path, monkeypatch):
+    """Not shipped: downloaded on first use; offline, one message naming the URL and the place."""
+    import urllib.error
+    import urllib.request
+
+    from tinybin.data import DownloadError
+
+    def offline(url, timeout=None):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    monkeypatch.setattr("tinybin.data.files.CHECKOUT_DATASETS", tmp_path / "none")
+    with pytest.raises(DownloadError) as info:
+        load_mcdonnell("cifar100", data_dir=tmp_path)
+    message = str(info.value)
+    assert "McDonnell-Lab/1-bit-per-weight" in message and "CIFAR100_allparams.mat" in message
+    assert str(tmp_path.resolve() / "mcdonnell" / "CIFAR100_allparams.mat") in message
+    assert list(tmp_path.rglob("*.part")) == []
 
 
 def test_cli_evaluate_mcdonnell_npz(capsys):

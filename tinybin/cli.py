@@ -44,15 +44,19 @@ def _formatter(prog):
 
 def add_train_arguments(p):
     from .models.wrn import PADDINGS, VARIANTS
-    from .train import TrainConfig
+    from .train import DATASETS, TrainConfig
 
     d = TrainConfig()
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", choices=["cifar10", "cifar100", "folder"], default=d.dataset, help="what to train on")
+    g.add_argument("--dataset", choices=DATASETS, default=d.dataset,
+                   help="cifar10-subset: the 4000/1000 images shipped in datasets/ (no network); cifar10, "
+                        "cifar100: the official archives, downloaded into --data-dir on first use; folder: "
+                        "JPEG/PNG class folders")
     g.add_argument("--data-dir", default=d.data_dir,
                    help="archive cache folder (default $TINYBIN_DATA or ./datasets); for 'folder': a root "
                         "holding train/<class>/ and test/<class>/")
-    g.add_argument("--archive", default=d.archive, help="a CIFAR archive in the official layout (no download)")
+    g.add_argument("--archive", default=d.archive,
+                   help="a CIFAR archive in the official layout to use instead (no download)")
     g.add_argument("--subset", type=int, default=d.subset, help="class-balanced training subset; 0 = all")
     g.add_argument("--test-subset", type=int, default=d.test_subset,
                    help="N test images, every class in proportion (seeded); default all")
@@ -131,11 +135,12 @@ def run_train(args) -> int:
 def add_evaluate_arguments(p):
     p.add_argument("checkpoint", nargs="?", default=None,
                    help="a checkpoint.npz written by `train`, or its run folder (or use --mcdonnell)")
-    p.add_argument("--mcdonnell", metavar="FILE", default=None,
-                   help="evaluate the authors' released 1-bit model (a .mat file) instead of a checkpoint")
+    p.add_argument("--mcdonnell", metavar="MODEL", nargs="?", const="cifar10", default=None,
+                   help="evaluate the authors' released 1-bit WRN-20-10 instead of a checkpoint: cifar10 (shipped, "
+                        "the default), cifar100 (downloaded on first use) or a .mat FILE")
     p.add_argument("--npz", metavar="FILE", default=None,
                    help="with --mcdonnell: test images from an .npz holding x (N,32,32,3) uint8 and y")
-    p.add_argument("--dataset", choices=["cifar10", "cifar100", "folder"], default=None,
+    p.add_argument("--dataset", choices=("cifar10-subset", "cifar10", "cifar100", "folder"), default=None,
                    help="default: the dataset the checkpoint was trained on")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--archive", default=None)

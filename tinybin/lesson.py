@@ -29,13 +29,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-SHARED_ARCHIVE_HINT = "--archive ../shared/data/cifar-10-subset-python.tar.gz"
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -53,11 +51,13 @@ def parser(doc: str, file: str) -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("runs/lessons") / name,
                    help="folder for the figures and results.json (created)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice")
+    p.add_argument("--dataset", choices=("cifar10-subset", "cifar10"), default="cifar10-subset",
+                   help="cifar10-subset: the 4000/1000 images shipped in datasets/; cifar10: the official "
+                        "archive, downloaded into --data-dir on first use (ignored by lessons without data)")
     p.add_argument("--data-dir", type=Path, default=None,
-                   help="folder holding (or receiving) the official CIFAR archive "
-                        "(None: $TINYBIN_DATA, else ./datasets)")
+                   help="folder holding (or receiving) the data files (None: $TINYBIN_DATA, else ./datasets)")
     p.add_argument("--archive", type=Path, default=None,
-                   help="a CIFAR-10 archive in the official layout, e.g. a subset (ignored by lessons without data)")
+                   help="a CIFAR-10 archive in the official layout to use instead")
     return p
 
 
@@ -73,21 +73,23 @@ def model_flags(parser: argparse.ArgumentParser, width: int = 1) -> argparse.Arg
 def load_cifar10(args):
     """Real CIFAR-10 as ((x_train, y_train), (x_test, y_test)), uint8 NHWC images, int64 labels.
 
-    Uses --archive if given, else the official archive in --data-dir (downloaded on first use).
-    If there is no data, prints one line saying how to get it and exits with status 2.
+    --archive if given; else the shipped subset (--dataset cifar10-subset, the default) or the
+    official archive in --data-dir (--dataset cifar10, downloaded on first use). If the data cannot
+    be had, prints one line saying why and exits with status 2.
     """
-    from .data import ArchiveError, DownloadError, UnofficialArchiveWarning, load_cifar10 as load
+    from .data import ArchiveError, DownloadError, load_cifar10_subset
+    from .data import load_cifar10 as load
 
     try:
-        with warnings.catch_warnings():
-            # a subset in the official layout has another checksum: expected, not worth a warning here
-            warnings.simplefilter("ignore", UnofficialArchiveWarning)
+        if args.archive is None and args.dataset == "cifar10-subset":
+            (x_train, y_train), (x_test, y_test) = load_cifar10_subset(args.data_dir)
+            source = "the shipped subset"
+        else:
             (x_train, y_train), (x_test, y_test) = load(data_dir=args.data_dir, archive=args.archive)
+            source = args.archive or "the official archive"
     except (DownloadError, ArchiveError, FileNotFoundError) as exc:
-        first = str(exc).split(". ")[0]
-        print(f"error: no CIFAR-10 data ({first}); offline, pass {SHARED_ARCHIVE_HINT}", file=sys.stderr)
+        print(f"error: no CIFAR-10 data: {exc}", file=sys.stderr)
         sys.exit(2)
-    source = args.archive if args.archive is not None else "the official archive"
     print(f"CIFAR-10 from {source}: {len(x_train)} training and {len(x_test)} test images")
     return (x_train, y_train), (x_test, y_test)
 

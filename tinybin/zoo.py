@@ -1,11 +1,11 @@
 """The authors' released 1-bit WRN-20-10 models, loaded into tinybin's own `wrn`.
 
     from tinybin.zoo import load_mcdonnell
-    model = load_mcdonnell("../shared/data/mcdonnell/CIFAR10_allparams.mat")   # eval mode
+    model = load_mcdonnell("cifar10")      # the shipped file; "cifar100" downloads; or a .mat path
     logits = model(images_uint8_nhwc)
 
-McDonnell-Lab/1-bit-per-weight ships its Keras models as MATLAB v5 files (read with scipy, an
-optional extra: `pip install "tinybin[mat]"`). Their layout (shared/data/README.md):
+McDonnell-Lab/1-bit-per-weight ships its Keras models as MATLAB v5 files (read by
+tinybin/matfile.py, NumPy only). Their layout:
 
     conv2d, conv2d_1, ... conv2d_19      uint8 bits (1, KH, KW, C_in, C_out), weight = c·(2b − 1),
                                          c = sqrt(2 / (KH·KW·C_in)): stem, 18 block convs, head 1×1
@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import matfile
 from .models import wrn
 
 DEPTH, WIDTH = 20, 10
@@ -40,19 +41,14 @@ class ModelFileError(ValueError):
 
 
 def read_mat(path) -> dict:
-    """All arrays of a MATLAB v5 file (scipy.io.loadmat), without MATLAB's `__header__` entries."""
-    try:
-        import scipy.io
-    except ImportError:
-        raise ImportError('reading .mat files needs scipy: pip install "tinybin[mat]" (or pip install scipy)') from None
+    """All arrays of a MATLAB v5 file (tinybin.matfile: NumPy only, numeric arrays only)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no model file at {path}")
     try:
-        data = scipy.io.loadmat(str(path))
-    except Exception as e:  # scipy raises ValueError, TypeError, OSError... on broken files
-        raise ModelFileError(f"{path} is not a readable MATLAB v5 file ({type(e).__name__}: {e})") from None
-    return {k: v for k, v in data.items() if not k.startswith("__")}
+        return matfile.read_mat(path)
+    except (matfile.MatFileError, OSError) as e:
+        raise ModelFileError(f"{path} is not a readable MATLAB v5 file of arrays ({e})") from None
 
 
 def _layer_number(key: str) -> int:
@@ -85,14 +81,28 @@ def conv_bits_to_weight(bits: np.ndarray, key: str = "conv") -> np.ndarray:
     return np.where(bits == 1, c, -c).astype(np.float32)
 
 
-def load_mcdonnell(path):
-    """The released Keras 1-bit WRN-20-10 in `path` as a tinybin model in eval mode.
+def mcdonnell_file(model="cifar10", data_dir=None) -> Path:
+    """The path of a released model: "cifar10" (shipped in datasets/), "cifar100" (downloaded into
+    the data folder on first use; SHA-256 checked) or a .mat file's path."""
+    from .data import known_file
 
+    if model in ("cifar10", "cifar100"):
+        return known_file(f"mcdonnell-{model}", data_dir)
+    path = Path(model)
+    if not path.is_file():
+        raise FileNotFoundError(f"no file {path} (--mcdonnell takes cifar10, cifar100 or a .mat file)")
+    return path
+
+
+def load_mcdonnell(path="cifar10", data_dir=None):
+    """The released Keras 1-bit WRN-20-10 as a tinybin model in eval mode.
+
+    `path`: "cifar10" (the shipped file), "cifar100" (downloaded on first use) or a .mat file.
     Classes (10 or 100) come from the head conv. BN layers use the file's moving averages
     (eps 1e-5); the input BN gets its gamma and beta too. Raises ModelFileError (a ValueError)
-    naming what is wrong with a file that is not one of the authors', ImportError without scipy.
+    naming what is wrong with a file that is not one of the authors'.
     """
-    path = Path(path)
+    path = mcdonnell_file(path, data_dir)
     arrays = read_mat(path)
     conv_keys, bn_keys = _sorted_keys(arrays, "conv2d"), _sorted_keys(arrays, "batch_normalization_v1")
     if not conv_keys or not bn_keys:
@@ -149,26 +159,28 @@ def run_evaluate(args) -> int:
     """`python -m tinybin evaluate --mcdonnell FILE [--npz FILE | --dataset D --archive A]`:
     accuracy and speed of a released model."""
     import time
-    import warnings
 
     from .cli import UsageError
-    from .data import ArchiveError, DownloadError, load_cifar10, load_cifar100, stratified_sample
+    from .data import ArchiveError, DownloadError, load_cifar10, load_cifar10_subset, load_cifar100, stratified_sample
     from .train import evaluate
 
     try:
-        model = load_mcdonnell(args.mcdonnell)
+        path = mcdonnell_file(args.mcdonnell, args.data_dir)
+        model = load_mcdonnell(path)
         classes = model.config["num_classes"]
         if args.npz is not None:
             x, y, source = *load_npz_images(args.npz), args.npz
         else:
-            dataset = args.dataset or ("cifar100" if classes == 100 else "cifar10")
-            if dataset not in ("cifar10", "cifar100"):
-                raise ValueError(f"a released model is evaluated on cifar10 or cifar100, not {dataset}")
-            load = load_cifar100 if dataset == "cifar100" else load_cifar10
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
+            dataset = args.dataset or ("cifar100" if classes == 100 else "cifar10-subset")
+            if dataset not in ("cifar10-subset", "cifar10", "cifar100"):
+                raise ValueError(f"a released model is evaluated on cifar10-subset, cifar10 or cifar100, not {dataset}")
+            if dataset == "cifar10-subset" and args.archive is None:
+                _, (x, y) = load_cifar10_subset(args.data_dir)
+                source = "the shipped CIFAR-10 subset"
+            else:
+                load = load_cifar100 if dataset == "cifar100" else load_cifar10
                 _, (x, y) = load(data_dir=args.data_dir, archive=args.archive)
-            source = args.archive or dataset
+                source = args.archive or dataset
         if args.test_subset:
             x, y = stratified_sample(x, y, args.test_subset)
         if y.max() >= classes:
@@ -178,6 +190,6 @@ def run_evaluate(args) -> int:
     t = time.perf_counter()
     loss, acc = evaluate(model, x, y, batch_size=args.batch_size)
     seconds = time.perf_counter() - t
-    print(f"{Path(args.mcdonnell).name} (WRN-{DEPTH}-{WIDTH} baseline2 1-bit, {classes} classes): test accuracy "
+    print(f"{path.name} (WRN-{DEPTH}-{WIDTH} baseline2 1-bit, {classes} classes): test accuracy "
           f"{100 * acc:.2f} % ({round(acc * len(x))}/{len(x)}) on {source} (loss {loss:.4f}; {len(x) / seconds:.1f} images/s)")
     return 0

@@ -2,7 +2,7 @@
 
     from tinybin.data import load_cifar10, balanced_subset, Batches
 
-    (x_train, y_train), (x_test, y_test) = load_cifar10()        # uint8 NHWC, int64
+    (x_train, y_train), (x_test, y_test) = load_cifar10_subset() # shipped 4000/1000; uint8 NHWC, int64
     x_small, y_small = balanced_subset(x_train, y_train, n_per_class=500, seed=0)
     train = Batches(x_small, y_small, batch_size=125, augment=True, seed=0)
     for epoch in range(10):
@@ -10,21 +10,21 @@
             ...
 
 Images are uint8 until a batch is formed; batches are float32 with raw 0..255 values unless
-standardisation is asked for. METHOD.md §5 gives the augmentation and the batch size.
+standardisation is asked for. The paper (P2 §V) gives the augmentation and the batch size.
 """
 
 from .augmentation import augment
 from .batching import Batches, batches, channel_stats
 from .cifar import (
-    ArchiveError,
-    DownloadError,
     UnofficialArchiveWarning,
-    cache_dir,
+    UnsafeArchiveError,
     cifar_class_names,
-    download,
     load_cifar10,
+    load_cifar10_subset,
     load_cifar100,
 )
+from .download import ArchiveError, DownloadError, cache_dir, download
+from .files import known_file
 from .folder import load_image_folder
 from .subset import balanced_subset, stratified_sample, train_val_split
 
@@ -33,6 +33,7 @@ __all__ = [
     "Batches",
     "DownloadError",
     "UnofficialArchiveWarning",
+    "UnsafeArchiveError",
     "augment",
     "balanced_subset",
     "batches",
@@ -40,7 +41,9 @@ __all__ = [
     "channel_stats",
     "cifar_class_names",
     "download",
+    "known_file",
     "load_cifar10",
+    "load_cifar10_subset",
     "load_cifar100",
     "load_image_folder",
     "stratified_sample",

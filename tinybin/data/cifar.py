@@ -17,33 +17,34 @@ into tinybin's NHWC layout.
 Where the archive comes from, in order: ``archive=`` (any file in the official layout, e.g. a
 subset holding fewer batches); else ``<cache>/cifar-10-python.tar.gz`` (or the CIFAR-100
 name), downloaded on first use. The cache folder is ``data_dir``, else ``$TINYBIN_DATA``,
-else ``./datasets``.
+else ``./datasets``. ``load_cifar10_subset()`` reads the 4000/1000-image subset shipped in
+``datasets/`` (no network).
+
+A pickle can name any Python callable to run while it loads, so a crafted archive could run
+code. The members are therefore read by an unpickler that admits only what the official files
+hold -- dicts, lists, bytes, str, int, float and NumPy's array reconstruction -- and refuses any
+other global with an error naming the member, before anything is called.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
 import pickle
-import sys
 import tarfile
-import tempfile
-import urllib.error
-import urllib.request
 import warnings
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from .download import ArchiveError, DownloadError, by_hand, cache_dir, download, file_digest
+from .files import known_file, known_name
+
 __all__ = [
-    "ArchiveError",
-    "DownloadError",
     "UnofficialArchiveWarning",
-    "cache_dir",
+    "UnsafeArchiveError",
     "cifar_class_names",
-    "download",
     "load_cifar10",
+    "load_cifar10_subset",
     "load_cifar100",
 ]
 
@@ -65,173 +66,75 @@ DATASETS = {
 }
 
 
-class DownloadError(OSError):
-    """The archive is not in the cache and could not be downloaded."""
-
-
-class ArchiveError(RuntimeError):
-    """An archive is truncated, corrupt, fails its checksum or lacks members."""
-
-
 class UnofficialArchiveWarning(UserWarning):
-    """An archive loads but its MD5 is not the published one (a subset, or modified)."""
+    """An archive loads but is neither the published one nor a file tinybin knows."""
 
 
-# --------------------------------------------------------------------------- cache and download
+class UnsafeArchiveError(ArchiveError):
+    """A member of an archive asks the unpickler to call something no CIFAR file needs."""
 
 
-def cache_dir(data_dir=None) -> Path:
-    """The cache folder: ``data_dir``, else ``$TINYBIN_DATA``, else ``./datasets``."""
-    if data_dir is not None:
-        return Path(data_dir)
-    env = os.environ.get("TINYBIN_DATA")
-    return Path(env) if env else Path("datasets")
+# --------------------------------------------------------------------------- finding archives
 
 
-def _md5(path, chunk=1 << 20) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _by_hand(url, folder) -> str:
-    return (
-        f"To place it by hand, download {url} on any machine with internet and copy the file, "
-        f"unchanged and not extracted, into {Path(folder).resolve()} (or pass archive=PATH, or set "
-        "$TINYBIN_DATA to the folder that holds it)."
-    )
-
-
-class _Progress:
-    """A one-line text progress bar on stderr: ``[#####.....]  52%  85.1/163.0 MB``."""
-
-    def __init__(self, total, label, stream=None, width=30):
-        self.total, self.label, self.width = total, label, width
-        self.stream = stream if stream is not None else sys.stderr
-        self.shown = -1
-
-    def update(self, done):
-        mb = done / 1e6
-        if self.total:
-            percent = min(100, int(100 * done / self.total))
-            if percent == self.shown:
-                return  # redraw only when the figure changes: a slow terminal stays cheap
-            self.shown = percent
-            filled = self.width * percent // 100
-            bar = "#" * filled + "." * (self.width - filled)
-            text = f"\r{self.label} [{bar}] {percent:3d}%  {mb:6.1f}/{self.total / 1e6:.1f} MB"
-        else:
-            shown = int(mb)
-            if shown == self.shown:
-                return
-            self.shown = shown
-            text = f"\r{self.label} {mb:6.1f} MB"
-        self.stream.write(text)
-        self.stream.flush()
-
-    def close(self):
-        self.stream.write("\n")
-        self.stream.flush()
-
-
-def download(url, dest, md5=None, progress=True, chunk=1 << 16) -> Path:
-    """Download ``url`` to ``dest`` atomically, checking its MD5.
-
-    The bytes go to a temporary file in ``dest``'s folder; only when the download is complete
-    and the checksum matches is it renamed to ``dest`` (``os.replace``, atomic on one file
-    system). Whatever goes wrong -- no network, a dropped connection, a wrong checksum,
-    Ctrl-C -- the temporary file is deleted, so the cache never holds half a file.
-
-    ``urllib.request.urlopen`` is looked up at call time, so tests replace it with a fake
-    serving local bytes (``monkeypatch.setattr(urllib.request, "urlopen", fake)``).
-
-    Raises DownloadError (network) or ArchiveError (checksum); returns ``dest``.
-    """
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    ok = False
-    try:
-        digest = hashlib.md5()
-        with os.fdopen(fd, "wb") as out:
-            try:
-                response = urllib.request.urlopen(url, timeout=60)
-                with response:
-                    total = int(response.headers.get("Content-Length") or 0)
-                    bar = _Progress(total, f"Downloading {dest.name}") if progress else None
-                    done = 0
-                    while block := response.read(chunk):
-                        out.write(block)
-                        digest.update(block)
-                        done += len(block)
-                        if bar:
-                            bar.update(done)
-                    if bar:
-                        bar.close()
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                raise DownloadError(
-                    f"Could not download {url} into the cache folder {dest.parent.resolve()}: "
-                    f"{exc}. {_by_hand(url, dest.parent)}"
-                ) from exc
-            if total and done != total:
-                raise DownloadError(
-                    f"Download of {url} stopped after {done} of {total} bytes. "
-                    + _by_hand(url, dest.parent)
-                )
-        if md5 is not None and digest.hexdigest() != md5:
-            raise ArchiveError(
-                f"Downloaded {url} but its MD5 is {digest.hexdigest()}, not the published {md5}; "
-                "the file was deleted. Try again later. " + _by_hand(url, dest.parent)
-            )
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a shared cache should stay readable
-        os.replace(tmp, dest)
-        ok = True
-    finally:
-        if not ok:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-    return dest
-
-
-def _resolve_archive(name, data_dir, archive, download_ok) -> Path:
-    """Find (or download) the archive for dataset ``name``; warn if it is not the official one."""
+def _resolve_archive(name, data_dir, archive, download_ok):
+    """(path, warning or None) for dataset ``name``: ``archive``, else the cache (downloaded on
+    first use). The warning, for an archive that is neither published nor known, is given by the
+    loader only once the archive has been read: a corrupt file gets its error, not a warning."""
     info = DATASETS[name]
     if archive is not None:
         path = Path(archive)
         if not path.is_file():
-            raise FileNotFoundError(f"No archive at {path}")
-        _check_official(path, info)
-        return path
+            raise FileNotFoundError(f"No archive at {path} (--archive)")
+        return path, _unofficial(path, info)
     folder = cache_dir(data_dir)
     path = folder / info["filename"]
     if path.is_file():
         # Downloaded files were checked before their rename; this catches a copy placed by hand.
-        _check_official(path, info)
-        return path
+        return path, _unofficial(path, info)
     if not download_ok:
         raise DownloadError(
             f"{info['filename']} is not in the cache folder {folder.resolve()} and download=False. "
-            + _by_hand(info["url"], folder)
+            + by_hand(info["url"], folder) + " Or name any archive in the official layout with "
+            "--archive PATH (archive=PATH in Python)."
         )
-    return download(info["url"], path, md5=info["md5"])
+    return download(info["url"], path, md5=info["md5"]), None
 
 
-def _check_official(path, info):
-    digest = _md5(path)
-    if digest != info["md5"]:
-        warnings.warn(
-            f"{path}: MD5 {digest} is not the published {info['md5']} of {info['filename']}; "
-            "loading it anyway (expected for a subset in the official layout).",
-            UnofficialArchiveWarning,
-            stacklevel=4,
-        )
+def _unofficial(path, info):
+    """None for the published archive or a file tinybin knows by SHA-256; else the warning text."""
+    digest = file_digest(path, "md5")
+    if digest == info["md5"] or known_name(path) is not None:
+        return None
+    return (f"{path}: MD5 {digest} is not the published {info['md5']} of {info['filename']}; "
+            "loaded anyway (a subset or a modified copy in the official layout).")
+
+
+def _warn(message):
+    if message is not None:
+        warnings.warn(message, UnofficialArchiveWarning, stacklevel=3)
 
 
 # --------------------------------------------------------------------------- reading archives
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Admits only the globals the official CIFAR pickles use (NumPy arrays; bytes in protocol 2)."""
+
+    ALLOWED = {
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("_codecs", "encode"),  # how a protocol-2 pickle written by Python 3 stores bytes
+    }
+
+    def find_class(self, module, name):
+        if (module, name) not in self.ALLOWED:
+            raise UnsafeArchiveError(f"{module}.{name}")
+        return super().find_class(module, name)
+
+
+def _unpickle(fileobj):
+    return _CifarUnpickler(fileobj, encoding="bytes").load()
 
 
 def _read_members(path, folder, wanted) -> dict:
@@ -248,7 +151,13 @@ def _read_members(path, folder, wanted) -> dict:
                 top, _, base = name.partition("/")
                 if top != folder or not member.isfile() or not wanted(base):
                     continue
-                found[base] = pickle.load(tar.extractfile(member), encoding="bytes")
+                try:
+                    found[base] = _unpickle(tar.extractfile(member))
+                except UnsafeArchiveError as exc:
+                    raise UnsafeArchiveError(
+                        f"{path}: member {name} asks to call {exc}, which no CIFAR file does; "
+                        "refused, nothing was run. The archive was crafted or modified: do not "
+                        "use it.") from None
     except (tarfile.TarError, EOFError, zlib.error, OSError, pickle.UnpicklingError,
             ValueError) as exc:
         raise ArchiveError(
@@ -299,8 +208,23 @@ def load_cifar10(data_dir=None, archive=None, download=True):
 
     ``download=False`` never touches the network (a missing archive is an error).
     """
+    path, unofficial = _resolve_archive("cifar10", data_dir, archive, download)
+    result = _read_cifar10(path)
+    _warn(unofficial)
+    return result
+
+
+def load_cifar10_subset(data_dir=None):
+    """The CIFAR-10 subset shipped in ``datasets/``: the first 4000 images of ``data_batch_1``
+    and the first 1000 of ``test_batch``, bit-exact, in the official order (no network).
+
+    Same return value as ``load_cifar10``; the file's SHA-256 is checked on every load.
+    """
+    return _read_cifar10(known_file("cifar10-subset", data_dir, download_ok=False))
+
+
+def _read_cifar10(path):
     info = DATASETS["cifar10"]
-    path = _resolve_archive("cifar10", data_dir, archive, download)
     found = _read_members(path, info["folder"], _cifar10_batches)
     _require(found, ["test_batch", "batches.meta"], path, info["folder"])
     train = [n for n in found if n.startswith("data_batch_")]
@@ -325,13 +249,14 @@ def load_cifar100(data_dir=None, archive=None, download=True, label_mode="fine")
     """
     key = _label_key(label_mode)
     info = DATASETS["cifar100"]
-    path = _resolve_archive("cifar100", data_dir, archive, download)
+    path, unofficial = _resolve_archive("cifar100", data_dir, archive, download)
     found = _read_members(path, info["folder"], lambda b: b in ("train", "test", "meta"))
     _require(found, ["train", "test", "meta"], path, info["folder"])
     x_train = _images(found["train"], path, "train")
     y_train = _labels(found["train"], key, path, "train")
     x_test = _images(found["test"], path, "test")
     y_test = _labels(found["test"], key, path, "test")
+    _warn(unofficial)
     return (x_train, y_train), (x_test, y_test)
 
 
@@ -355,9 +280,10 @@ def cifar_class_names(dataset="cifar10", data_dir=None, archive=None, download=T
     meta, key = ("batches.meta", b"label_names") if dataset == "cifar10" else (
         "meta", b"fine_label_names" if _label_key(label_mode) == b"fine_labels"
         else b"coarse_label_names")
-    path = _resolve_archive(dataset, data_dir, archive, download)
+    path, unofficial = _resolve_archive(dataset, data_dir, archive, download)
     found = _read_members(path, info["folder"], lambda b: b == meta)
     _require(found, [meta], path, info["folder"])
     if key not in found[meta]:
         raise ArchiveError(f"{path}: member {meta} has no {key!r}")
+    _warn(unofficial)
     return _decode_names(found[meta][key])

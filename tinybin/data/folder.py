@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .cifar import cache_dir
+from .download import cache_dir
 
 __all__ = ["IMAGE_EXTENSIONS", "load_image_folder"]
 
@@ -117,16 +117,35 @@ def _decode(path, size):
         return np.asarray(im)
 
 
+def _try_decode(path, size):
+    """``_decode``, or None for a file that is empty, truncated or not an image."""
+    try:
+        return _decode(path, size)
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):  # UnidentifiedImageError is an OSError
+        return None
+
+
 def _decode_chunk(paths, size, shape):
-    """Decode ``paths`` into one (n, H, W, 3) array; a file of another shape is reported
-    as ``(index, shape)`` instead, so the caller can name it."""
+    """Decode ``paths`` into one (n, H, W, 3) array and the indices of undecodable files; a file
+    of another shape is reported as ``(index, shape)`` instead, so the caller can name it."""
     out = np.empty((len(paths),) + shape, dtype=np.uint8)
+    bad = []
     for i, path in enumerate(paths):
-        image = _decode(path, size)
-        if image.shape != shape:
+        image = _try_decode(path, size)
+        if image is None:
+            bad.append(i)
+        elif image.shape != shape:
             return i, image.shape
-        out[i] = image
-    return out
+        else:
+            out[i] = image
+    return out, bad
+
+
+def _undecodable(root, bad, total):
+    return ValueError(
+        f"{bad[0]} cannot be decoded as an image (empty, truncated or not a PNG/JPEG); {len(bad)} of the "
+        f"{total} image files under {root} are like this: delete or replace them"
+    )
 
 
 def _mismatch(path, got, first, shape):
@@ -164,7 +183,11 @@ def load_image_folder(path, size=None, cache=True, workers=1):
 
     names = [f[0] for f in files]
     y = np.array([f[1] for f in files], dtype=np.int64)
-    shape = _decode(names[0], size).shape  # H, W, 3 of the first image sets the size
+    decoded = (_try_decode(name, size) for name in names)
+    first, image = next(((i, im) for i, im in enumerate(decoded) if im is not None), (None, None))
+    if image is None:
+        raise _undecodable(root, names, len(names))
+    shape = image.shape  # H, W, 3 of the first readable image sets the size
     chunk = CHUNK
     pieces = [names[i:i + chunk] for i in range(0, len(names), chunk)]
     if workers > 1 and len(pieces) > 1:
@@ -174,11 +197,16 @@ def load_image_folder(path, size=None, cache=True, workers=1):
     else:
         results = (_decode_chunk(p, size, shape) for p in pieces)
     x = np.empty((len(names),) + shape, dtype=np.uint8)  # N, H, W, 3
+    bad = []
     for k, result in enumerate(results):
-        if isinstance(result, tuple):
+        if isinstance(result[0], int):
             index, got = result
-            raise _mismatch(pieces[k][index], got, names[0], shape)
-        x[k * chunk:k * chunk + len(result)] = result
+            raise _mismatch(pieces[k][index], got, names[first], shape)
+        out, bad_here = result
+        x[k * chunk:k * chunk + len(out)] = out
+        bad += [pieces[k][i] for i in bad_here]
+    if bad:
+        raise _undecodable(root, bad, len(names))
 
     if cache:
         _write_cache(paths, key, x, y, classes)

@@ -8,10 +8,13 @@ from ..data.subset import stratified_sample
 from ..models.wrn import PADDINGS, variant_factories
 
 
+DATASETS = ("cifar10-subset", "cifar10", "cifar100", "folder")
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a run (the CLI flags of `python -m tinybin train`)."""
-    dataset: str = "cifar10"          # cifar10 | cifar100 | folder
+    dataset: str = "cifar10-subset"   # cifar10-subset (shipped) | cifar10 | cifar100 | folder
     data_dir: str | None = None       # archive cache folder, or for "folder" a root with train/ and test/
     archive: str | None = None        # an archive in the official CIFAR layout
     subset: int | None = 4000         # class-balanced training subset (None or 0: all)
@@ -79,7 +82,10 @@ def load_data(cfg: TrainConfig):
     """
     from .. import data
 
-    if cfg.dataset == "cifar10":
+    if cfg.dataset == "cifar10-subset" and cfg.archive is None:
+        (xtr, ytr), (xte, yte) = data.load_cifar10_subset(data_dir=cfg.data_dir)
+        names = None
+    elif cfg.dataset in ("cifar10", "cifar10-subset"):
         (xtr, ytr), (xte, yte) = data.load_cifar10(data_dir=cfg.data_dir, archive=cfg.archive)
         names = None
     elif cfg.dataset == "cifar100":
@@ -98,7 +104,7 @@ def load_data(cfg: TrainConfig):
         if test_names != names:
             raise ValueError(f"class folders differ between {root / 'train'} and {root / 'test'}")
     else:
-        raise ValueError(f"unknown dataset {cfg.dataset!r}; valid: cifar10, cifar100, folder")
+        raise ValueError(f"unknown dataset {cfg.dataset!r}; valid: {', '.join(DATASETS)}")
     if cfg.subset:
         if cfg.subset > len(xtr):
             raise ValueError(f"--subset {cfg.subset} is larger than the {len(xtr)} training images")

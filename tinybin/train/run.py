@@ -1,7 +1,7 @@
 """A training run: the recipe of P2 §IV.B around `fit`, with a run folder that survives crashes.
 
     from tinybin.train import TrainConfig, train
-    result = train(TrainConfig(width=1, variant="srelu", epochs=10, archive="cifar-10-subset.tar.gz"))
+    result = train(TrainConfig(width=1, variant="srelu", epochs=10, dataset="cifar10-subset"))
 
 One run writes into `out/`:
     checkpoint.npz   model + optimizer + epoch/step/config, rewritten atomically after each epoch
@@ -98,7 +98,7 @@ def train(cfg: TrainConfig, data=None, resume=False, log=print, after_backward=N
     if saved is not None:
         num_classes = saved[2]["num_classes"]
     else:
-        num_classes = {"cifar10": 10, "cifar100": 100}.get(cfg.dataset, int(max(ytr.max(), yte.max())) + 1)
+        num_classes = {"cifar10": 10, "cifar10-subset": 10, "cifar100": 100}.get(cfg.dataset, int(max(ytr.max(), yte.max())) + 1)
     if uses_temperature(cfg.variant) and cfg.temperature is None:
         cfg = dataclasses.replace(cfg, temperature=default_temperature(cfg.bits, num_classes))
         log(f"note: variant {cfg.variant} uses the authors' temperature T={cfg.temperature:g} "
