@@ -43,7 +43,7 @@ import numpy as np
 
 import tinybin as tb
 import tinybin.functional as F
-from tinybin import lesson
+import lesson
 from tinybin.ops import norm
 from tinybin.tensor import Function
 

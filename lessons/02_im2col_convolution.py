@@ -45,9 +45,10 @@ import numpy as np
 
 import tinybin as tb
 import tinybin.functional as F
-from tinybin import kernels, lesson
+import lesson
+from tinybin import kernels
 from tinybin.kernels import im2col_numba, im2col_ref
-from tinybin.kernels.bench import median_ms
+from tinybin.bench.timer import median_ms
 from tinybin.ops.conv import conv2d_backward, conv2d_forward
 
 NEEDS_DATA = False

@@ -47,7 +47,8 @@ import numpy as np
 
 import tinybin as tb
 import tinybin.functional as F
-from tinybin import lesson, nn
+import lesson
+from tinybin import nn
 from tinybin.data import Batches
 
 NEEDS_DATA = True

@@ -54,7 +54,7 @@ import numpy as np
 
 import tinybin as tb
 import tinybin.functional as F
-from tinybin import lesson
+import lesson
 from tinybin.data import Batches
 from tinybin.models import conv_weight_count, wrn
 from tinybin.ops.binarize import binarize_forward, pack_bits, unpack_bits

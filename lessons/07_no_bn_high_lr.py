@@ -59,7 +59,7 @@ Try next
 """
 import numpy as np
 
-from tinybin import lesson
+import lesson
 from tinybin.models import wrn
 from tinybin.probes import Probe, diagnose, short_run
 

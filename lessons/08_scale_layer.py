@@ -62,7 +62,7 @@ Try next
 import numpy as np
 
 import tinybin.functional as F
-from tinybin import lesson
+import lesson
 from tinybin.models import wrn
 from tinybin.probes import Probe, diagnose, short_run
 

@@ -74,7 +74,7 @@ Try next
 """
 import numpy as np
 
-from tinybin import lesson
+import lesson
 from tinybin.models import wrn
 from tinybin.probes import GRAD_LABELS, GRAD_POINTS, Probe, diagnose, plot_ccdf_phases, plot_over_time, short_run
 

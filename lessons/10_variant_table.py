@@ -62,7 +62,7 @@ import warnings
 
 import numpy as np
 
-from tinybin import lesson
+import lesson
 from tinybin.data import balanced_subset
 from tinybin.models.wrn import VARIANTS, default_temperature, uses_temperature
 from tinybin.train import Diverged, TrainConfig, train

@@ -53,7 +53,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tinybin import lesson, no_grad
+import lesson
+from tinybin import no_grad
 from tinybin.embedded import conv2d_addsub, op_counts, totals
 from tinybin.export import load_packed, pack, save_packed
 from tinybin.train import evaluate

@@ -230,6 +230,26 @@ class WRN(nn.Module):
                 f"bits={c['bits']}, T={c['temperature']}, padding={c['padding']}")
 
 
+def check_arguments(depth, width, num_classes, variant, bits, temperature, padding):
+    """ValueError naming the first argument of `wrn` that cannot work (nothing is built)."""
+    variant_factories(variant)  # an unknown name fails here, listing the known ones
+    if not isinstance(depth, (int, np.integer)) or depth < 8 or (depth - 2) % 6:
+        raise ValueError(f"depth must be 6n+2 with n >= 1 (8, 14, 20, 26, ...), got {depth}")
+    if not isinstance(width, (int, np.integer)) or width < 1:
+        raise ValueError(f"width must be a positive integer, got {width}")
+    if bits not in (1, 32):
+        raise ValueError(f"bits must be 1 or 32, got {bits}")
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
+    if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes}")
+    if temperature is not None and not uses_temperature(variant):
+        raise ValueError(f"variant {variant!r} has no scale layer; temperature applies only to "
+                         f"{', '.join(v for v in VARIANTS if uses_temperature(v))}")
+    if temperature is not None and not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+
+
 def wrn(depth=20, width=4, num_classes=10, variant="baseline2", bits=1, temperature=None, padding="symmetric",
         rng=None) -> WRN:
     """WRN-depth-width for `num_classes` classes, one of P2's six variants (METHOD.md §4).
@@ -244,28 +264,13 @@ def wrn(depth=20, width=4, num_classes=10, variant="baseline2", bits=1, temperat
       pad 0 before and 1 after, as the authors' Keras models; needed to load their weights).
     rng: seed or np.random.Generator for the He-normal initialisation.
     """
-    variant_factories(variant)  # an unknown name fails here, listing the known ones
-    if not isinstance(depth, (int, np.integer)) or depth < 8 or (depth - 2) % 6:
-        raise ValueError(f"depth must be 6n+2 with n >= 1 (8, 14, 20, 26, ...), got {depth}")
-    if not isinstance(width, (int, np.integer)) or width < 1:
-        raise ValueError(f"width must be a positive integer, got {width}")
-    if bits not in (1, 32):
-        raise ValueError(f"bits must be 1 or 32, got {bits}")
-    if padding not in PADDINGS:
-        raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
-    if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes}")
+    check_arguments(depth, width, num_classes, variant, bits, temperature, padding)
     if uses_temperature(variant):
         if temperature is None:
             temperature = default_temperature(bits, num_classes)
             warnings.warn(f"variant {variant!r} with no temperature: using the authors' T={temperature:g} "
                           f"({bits}-bit, {num_classes} classes)", stacklevel=2)
-        elif not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
         temperature = float(temperature)
-    elif temperature is not None:
-        raise ValueError(f"variant {variant!r} has no scale layer; temperature applies only to "
-                         f"{', '.join(v for v in VARIANTS if uses_temperature(v))}")
     return WRN(int(depth), int(width), int(num_classes), variant, bits, temperature, padding, _make_rng(rng))
 
 

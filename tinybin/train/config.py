@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.subset import stratified_sample
-from ..models.wrn import PADDINGS, variant_factories
+from ..models.wrn import check_arguments
 
 
 DATASETS = ("cifar10-subset", "cifar10", "cifar100", "folder")
@@ -55,17 +55,7 @@ class TrainConfig:
 
     def validate(self):
         """ValueError naming the first setting that cannot work (before any data is read)."""
-        variant_factories(self.variant)                  # lists the known variants if unknown
-        if self.depth < 8 or (self.depth - 2) % 6:
-            raise ValueError(f"depth must be 6n+2 with n >= 1 (8, 14, 20, 26, ...), got {self.depth}")
-        if self.width < 1:
-            raise ValueError(f"width must be a positive integer, got {self.width}")
-        if self.bits not in (1, 32):
-            raise ValueError(f"bits must be 1 or 32, got {self.bits}")
-        if self.padding not in PADDINGS:
-            raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {self.padding!r}")
-        if self.temperature is not None and not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        check_arguments(self.depth, self.width, 10, self.variant, self.bits, self.temperature, self.padding)
         if self.bn_stats not in ("recalibrated", "moving"):
             raise ValueError(f"bn_stats must be 'recalibrated' or 'moving', got {self.bn_stats!r}")
         if self.on_diverge not in ("stop", "continue"):

@@ -1,4 +1,4 @@
-"""Benchmark of the convolution: `python -m tinybin bench conv` (or `python -m tinybin.kernels.bench`).
+"""Benchmark of the convolution: `python -m tinybin bench conv`.
 
 For the three 3×3 convs of WRN-20-4 (stage maps 32×32×64, 16×16×128, 8×8×256; stride 1,
 pad 1, C_in = C_out) at batch 125 in float32 it prints, per layer, medians of several repeats:
@@ -18,7 +18,6 @@ and, measured in fresh processes, how long `import` plus a first small conv take
 empty Numba cache (compilation) and once with the cache the first process wrote (what every
 later start costs; target < 2 s).
 """
-import argparse
 import os
 import subprocess
 import sys
@@ -26,6 +25,8 @@ import tempfile
 import time
 
 import numpy as np
+
+from .timer import median_ms
 
 STAGES = [(32, 64), (16, 128), (8, 256)]  # (H = W, C) of WRN-20-4's three stages
 
@@ -39,24 +40,6 @@ out, cache = conv2d_forward(x, w, 1, 1); conv2d_backward(out, cache)
 t2 = time.perf_counter()
 print(f"{t1 - t0:.3f} {t2 - t1:.3f}")
 """
-
-
-def add_arguments(parser):
-    parser.add_argument("--batch", type=int, default=125, help="images per batch (default 125)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per figure; the median is shown")
-    parser.add_argument("--ref-repeats", type=int, default=2, help="repeats of the (slow) NumPy reference")
-    parser.add_argument("--quick", action="store_true", help="batch 25, 3 repeats, 1 reference repeat")
-    parser.add_argument("--no-startup", action="store_true", help="skip the fresh-process start-up timing")
-    return parser
-
-
-def median_ms(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(times))
 
 
 def startup_seconds():
@@ -75,22 +58,23 @@ def startup_seconds():
     return runs
 
 
-def run_bench(args):
-    from tinybin import kernels
-    from tinybin.ops.conv import conv2d_backward, conv2d_forward
-
-    if args.quick:
-        args.batch, args.repeats, args.ref_repeats = 25, 3, 1
-    N, R = args.batch, args.repeats
-    rng = np.random.default_rng(0)
-
+def run(batch=125, repeats=5, ref_repeats=2, quick=False, startup=True) -> dict:
+    """Print the table of the module docstring; returns {stage: {figure: ms or ratio}, "startup": ...}."""
     import numba
-    from tinybin.kernels import im2col_numba
-    from tinybin import threads
+
+    from .. import kernels, threads
+    from ..kernels import im2col_numba
+    from ..ops.conv import conv2d_backward, conv2d_forward
+
+    if quick:
+        batch, repeats, ref_repeats = 25, 3, 1
+    N, R = batch, repeats
+    rng = np.random.default_rng(0)
+    figures = {}
     layer = (f"numba {numba.__version__}, kernels " + (f"parallel on {numba.config.NUMBA_NUM_THREADS} threads"
              if im2col_numba.PARALLEL else "serial") + f" (BLAS threads sleep when idle: {threads.blas_threads_sleep()})")
     print(f"conv2d benchmark: batch {N}, float32, 3x3 stride 1 pad 1, median of {R}; numpy {np.__version__}, {layer}")
-    print(f"environment: " + ", ".join(f"{k}={os.environ.get(k, '-')}" for k in
+    print("environment: " + ", ".join(f"{k}={os.environ.get(k, '-')}" for k in
           ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY",
            "OPENBLAS_THREAD_TIMEOUT")) + f"; load average {os.getloadavg()[0]:.2f}")
     header = (f"{'layer':>12} {'fwd ms':>8} {'fwd+bwd':>8} {'GFLOP/s':>8} {'GEMM f':>7} {'dx':>7} {'dw':>7}"
@@ -123,28 +107,22 @@ def run_bench(args):
 
         kern = median_ms(kernels_once, R)
         with kernels.use_reference(True):
-            ref = median_ms(lambda: conv2d_backward(dout, conv2d_forward(x, w, 1, 1)[1]), args.ref_repeats)
-            kern_ref = median_ms(kernels_once, args.ref_repeats)
+            ref = median_ms(lambda: conv2d_backward(dout, conv2d_forward(x, w, 1, 1)[1]), ref_repeats)
+            kern_ref = median_ms(kernels_once, ref_repeats)
         gflops = 3 * 2 * M * K * C / (fwd_bwd * 1e-3) / 1e9
+        figures[f"{H}x{H}x{C}"] = dict(fwd_ms=fwd, fwd_bwd_ms=fwd_bwd, gflops=gflops, gemms_ms=gemms,
+                                       ratio=fwd_bwd / gemms, ref_ms=ref, kernels_ms=kern, kernels_ref_ms=kern_ref)
         print(f"{f'{H}x{H}x{C}':>12} {fwd:8.1f} {fwd_bwd:8.1f} {gflops:8.1f} {gemm_f:7.1f} {gemm_dx:7.1f} {gemm_dw:7.1f}"
               f" {gemms:8.1f} {fwd_bwd / gemms:6.2f} {ref:8.1f} {ref / fwd_bwd:7.1f}x"
               f" {kern:8.1f} {kern_ref:6.1f} {kern_ref / kern:7.1f}x")
     kernels.clear_workspaces()
     print(f"load average now {os.getloadavg()[0]:.2f} (other processes on the machine slow every figure)")
 
-    if not args.no_startup:
-        (imp1, conv1, wall1), (imp2, conv2, wall2) = startup_seconds()
+    if startup:
+        (imp1, conv1, wall1), (imp2, conv2, wall2) = figures["startup"] = startup_seconds()
         print(f"start-up, empty Numba cache:  import {imp1:.2f} s + first conv fwd+bwd {conv1:.2f} s "
               f"(compiling) = {imp1 + conv1:.2f} s; process wall {wall1:.2f} s")
         print(f"start-up, second process:     import {imp2:.2f} s + first conv fwd+bwd {conv2:.2f} s "
               f"(cache) = {imp2 + conv2:.2f} s; process wall {wall2:.2f} s")
 
-
-def main(argv=None):
-    parser = add_arguments(argparse.ArgumentParser(prog="python -m tinybin.kernels.bench", description=__doc__,
-                                                   formatter_class=argparse.RawDescriptionHelpFormatter))
-    run_bench(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    main()
+    return figures
