@@ -34,6 +34,7 @@ import sys
 import numpy as np
 
 import tinybin as tb
+
 import lesson
 
 NEEDS_DATA = False

@@ -43,9 +43,10 @@ import numpy as np
 
 import tinybin as tb
 import tinybin.functional as F
-import lesson
 from tinybin.ops import norm
 from tinybin.tensor import Function
+
+import lesson
 
 NEEDS_DATA = False
 FIGURES = ["fd_error_vs_h.png"]

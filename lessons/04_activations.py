@@ -42,6 +42,7 @@ import numpy as np
 
 import tinybin as tb
 import tinybin.functional as F
+
 import lesson
 
 NEEDS_DATA = False

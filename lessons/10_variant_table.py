@@ -62,10 +62,11 @@ import warnings
 
 import numpy as np
 
-import lesson
 from tinybin.data import balanced_subset
 from tinybin.models.wrn import VARIANTS, default_temperature, uses_temperature
 from tinybin.train import Diverged, TrainConfig, train
+
+import lesson
 
 NEEDS_DATA = True
 FIGURES = ["variant_table.png"]

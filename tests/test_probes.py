@@ -57,8 +57,8 @@ def test_gradients_at_z_h_logits_match_direct_autograd(variant):
     ref_logits.retain_grad()
     F.cross_entropy(ref_logits, y).backward()
     rec = probe.records[0]
-    for point, g in (("z", h_store["z"].grad), ("h", h_store["h"].grad), ("head_x", h_store["x"].grad), ("logits", ref_logits.grad),
-                     ("head_w", ref.head.conv.weight.grad)):
+    for point, g in (("z", h_store["z"].grad), ("h", h_store["h"].grad), ("head_x", h_store["x"].grad),
+                     ("logits", ref_logits.grad), ("head_w", ref.head.conv.weight.grad)):
         sampled = probe.values(point)
         full = np.sort((n * g).ravel())                        # summed-loss convention: × batch size
         assert rec["grad"][point]["n"] == g.size

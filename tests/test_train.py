@@ -8,8 +8,18 @@ import pytest
 from tinybin import nn
 from tinybin.models import wrn
 from tinybin.optim import SGD
-from tinybin.train import (DivergenceDetector, Diverged, TrainConfig, evaluate, load_checkpoint, read_checkpoint,
-                           recalibrate_bn, set_bn_stats, train, train_step)
+from tinybin.train import (
+    Diverged,
+    DivergenceDetector,
+    TrainConfig,
+    evaluate,
+    load_checkpoint,
+    read_checkpoint,
+    recalibrate_bn,
+    set_bn_stats,
+    train,
+    train_step,
+)
 
 
 def tiny_data(n_train=250, n_test=50, seed=0, size=16):

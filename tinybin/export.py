@@ -26,14 +26,13 @@ the logits agree to about 1e-7 relative, the predictions are the same.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from . import nn
-from .models import wrn
 from .io import save_npz
+from .models import wrn
 from .ops.binarize import pack_bits, unpack_bits
 
 FORMAT = "tinybin-packed-1"
@@ -98,10 +97,8 @@ def load_packed(path):
     if "format" not in arrays or str(arrays["format"]) != FORMAT:
         raise ValueError(f"{path} is not a packed tinybin model (no '{FORMAT}' format marker)")
     arch = json.loads(arrays["arch"].tobytes().decode())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = wrn(arch["depth"], arch["width"], num_classes=arch["num_classes"], variant=arch["variant"], bits=1,
-                    temperature=arch["temperature"], padding=arch["padding"], rng=0)
+    model = wrn(arch["depth"], arch["width"], num_classes=arch["num_classes"], variant=arch["variant"], bits=1,
+                temperature=arch["temperature"], padding=arch["padding"], rng=0)
     try:
         for name, conv in model.convs():
             shape, multiplier = tuple(arch["convs"][name]["shape"]), arch["convs"][name]["multiplier"]

@@ -79,10 +79,10 @@ class Tensor:
     def item(self) -> float:
         return self.data.item()
 
-    def detach(self) -> "Tensor":
+    def detach(self) -> Tensor:
         return Tensor(self.data)
 
-    def retain_grad(self) -> "Tensor":
+    def retain_grad(self) -> Tensor:
         """Keep `.grad` on this intermediate tensor after backward (probes read dL/dz this way)."""
         self._retain = True
         return self
@@ -211,7 +211,7 @@ class Function:
         return result
 
     @classmethod
-    def from_pair(cls, name: str, forward, backward, doc: str | None = None) -> type["Function"]:
+    def from_pair(cls, name: str, forward, backward, doc: str | None = None) -> type[Function]:
         """A Function that calls a `forward(*arrays, **opts) -> (out, cache)` /
         `backward(dout, cache) -> grads` pair: the usual shape of a tinybin op."""
 

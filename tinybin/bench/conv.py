@@ -97,7 +97,7 @@ def run(batch=125, repeats=5, ref_repeats=2, quick=False, startup=True) -> dict:
         gemm_f = median_ms(lambda: np.matmul(cols, w2d, out=out_f), R)
         gemm_dx = median_ms(lambda: np.matmul(G, w2d.T, out=out_dx), R)
         gemm_dw = median_ms(lambda: np.matmul(cols.T, G, out=out_dw), R)
-        del cols, out_dx
+        cols = out_dx = None  # free them before the next stage
         gemms = gemm_f + gemm_dx + gemm_dw
 
         def kernels_once():                                            # what one fwd+bwd runs

@@ -10,8 +10,6 @@ arithmetic, not a fast kernel.
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from .timer import median_ms
@@ -36,6 +34,7 @@ def images_per_second(model, batch_size, batches=3, warmup=1, forward=None, seed
 def run(mcdonnell=None, arch="20-10", variant="baseline2", batch_size=100, batches=3, warmup=1, addsub=False) -> dict:
     """Print images/s as the module docstring says; returns {"images_per_s": ..., ...}."""
     from ..models import wrn
+    from ..models.wrn import temperature_for
 
     if mcdonnell:
         from ..zoo import load_mcdonnell
@@ -45,9 +44,8 @@ def run(mcdonnell=None, arch="20-10", variant="baseline2", batch_size=100, batch
             depth, width = (int(v) for v in arch.split("-"))
         except ValueError:
             raise ValueError(f"--arch takes DEPTH-WIDTH, e.g. 20-10, not {arch!r}") from None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = wrn(depth, width, variant=variant, bits=1, padding="tf-same", rng=0)
+        model = wrn(depth, width, variant=variant, bits=1, padding="tf-same", rng=0,
+                    temperature=temperature_for(variant, 1))
         name = f"WRN-{depth}-{width} {variant} 1-bit, random weights"
     figures = {"images_per_s": images_per_second(model, batch_size, batches, warmup)}
     print(f"{name}: {figures['images_per_s']:.1f} images/s at batch {batch_size} (float32, eval, no_grad; "
@@ -55,9 +53,7 @@ def run(mcdonnell=None, arch="20-10", variant="baseline2", batch_size=100, batch
     if addsub:
         from ..embedded import addsub_forward
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            small = wrn(8, 1, variant="baseline2", bits=1, padding="tf-same", rng=0)
+        small = wrn(8, 1, variant="baseline2", bits=1, padding="tf-same", rng=0)
         fast = figures["small_images_per_s"] = images_per_second(small, 10, batches, warmup)
         slow = figures["addsub_images_per_s"] = images_per_second(small, 10, batches, warmup, forward=addsub_forward)
         print(f"WRN-8-1 baseline2 1-bit, batch 10: float path {fast:.0f} images/s, add/subtract reference path "

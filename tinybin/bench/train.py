@@ -67,16 +67,14 @@ def instrument_conv(timer: list):
 def measure(width, variant, bits=1, depth=20, batch_size=125, steps=5, warmup=2, seed=0) -> dict:
     """Time training steps of one configuration in this process; returns the figures."""
     import resource
-    import warnings
 
     from ..models import wrn
+    from ..models.wrn import temperature_for
     from ..optim import SGD
     from ..train import train_step
 
     rng = np.random.default_rng(seed)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the default temperature note
-        model = wrn(depth, width, variant=variant, bits=bits, rng=rng)
+    model = wrn(depth, width, variant=variant, bits=bits, rng=rng, temperature=temperature_for(variant, bits))
     opt = SGD(model.parameters(), lr=0.01)
     x = rng.integers(0, 256, (batch_size, 32, 32, 3)).astype(np.float32)
     y = rng.integers(0, 10, batch_size)

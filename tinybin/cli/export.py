@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 from ..embedded import comparison_report, format_op_counts, op_counts
@@ -10,6 +9,7 @@ from ..export import pack
 from ..io import save_npz
 from ..loader import load_model
 from ..models import conv_weight_count, wrn
+from ..models.wrn import temperature_for
 from .errors import UsageError, reported
 
 
@@ -45,9 +45,8 @@ def run(args) -> int:
                 depth, width = (int(v) for v in args.arch.split("-"))
             except ValueError:
                 raise ValueError(f"--arch takes DEPTH-WIDTH, e.g. 20-10, not {args.arch!r}") from None
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model = wrn(depth, width, num_classes=args.classes, variant=args.variant, bits=1, rng=0)
+            model = wrn(depth, width, num_classes=args.classes, variant=args.variant, bits=1, rng=0,
+                        temperature=temperature_for(args.variant, 1, args.classes))
         if args.out is not None:
             arrays = pack(model, fold_temperature=not args.no_fold)
             save_npz(args.out, arrays)

@@ -1,4 +1,4 @@
-"""WRN-depth-k ("ResNet 20-k") and the six variants of P2 (METHOD.md §1, §4).
+"""WRN-depth-k ("ResNet 20-k") and the six variants of P2 §IV.
 
     input (N, 32, 32, 3), raw pixels 0..255
     input_bn     BN with learned g, o on the 3 channels, no ReLU (acts as preprocessing)
@@ -13,8 +13,10 @@ with n = (depth − 2)/6 and, in every block, pre-activation units ("unit" → c
     out = shortcut(x) + conv_b(unit_b(conv_a(unit_a(x))))
 
 A "unit" is BN → ReLU in the BN baselines, a lone sReLU (or ELU) in the BN-free variants; the
-final layer is BN, mean-only BN or the constant scale 1/T. Module names are stable and readable
-(`stem`, `stage2.block0.conv_a`, `head.conv`, ...): probes and export walk them.
+final layer is BN, the constant scale 1/T, or 1/T then mean-only BN. Both are small named
+factories, and a variant is a row of the table VARIANTS naming its unit and final layer. Module
+names are stable and readable (`stem`, `stage2.block0.conv_a`, `head.conv`, ...): probes and
+export find layers by them.
 """
 from __future__ import annotations
 
@@ -32,14 +34,10 @@ PADDINGS = ("symmetric", "tf-same")
 
 
 def default_temperature(bits: int, num_classes: int) -> float:
-    """The authors' T (METHOD.md §4): 25 for CIFAR-100, else 40 for 1-bit and 80 for 32-bit."""
+    """The authors' T (P2 §IV): 25 for CIFAR-100, else 40 for 1-bit and 80 for 32-bit."""
     if num_classes == 100:
         return 25.0
     return 40.0 if bits == 1 else 80.0
-
-
-def _make_rng(rng):
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
 
 
 class Unit(nn.Module):
@@ -88,7 +86,7 @@ def bn_affine_final(channels):
 
 
 def scale_final(channels, temperature):
-    """×1/T: a softmax temperature, the paper's replacement for the final BN (P2 §III.C)."""
+    """×1/T: a softmax temperature, the paper's replacement for the final BN (P2 §III)."""
     return nn.Scale(1.0 / temperature)
 
 
@@ -104,7 +102,7 @@ def mean_bn_final(channels):
     return nn.BatchNorm2d(channels, mean_only=True)
 
 
-# variant -> (unit inside blocks and head, final layer before GAP): P2 §IV, Table I.
+# variant -> (unit inside blocks and head, final layer before GAP): the six of P2 §IV.
 # A new variant is one more row (tinybin.models.VARIANTS["name"] = (unit, final)).
 VARIANTS = {
     "baseline1": (bn_affine_relu_unit, bn_affine_final),
@@ -140,7 +138,7 @@ def uses_temperature(variant) -> bool:
 
 class DownsampleShortcut(nn.Module):
     """3×3 average pool, stride 2 (pad cells excluded), then `extra` zero channels appended
-    after the old ones. No 1×1 projection: no weights (METHOD.md §1)."""
+    after the old ones. No 1×1 projection: no weights (P1, P2)."""
 
     def __init__(self, extra: int, padding):
         super().__init__()
@@ -186,7 +184,7 @@ class Head(nn.Module):
 
 
 class WRN(nn.Module):
-    """Wide residual network of P2 §II (Fig. 1); build it with `wrn(...)`."""
+    """Wide residual network of P2; build it with `wrn(...)`."""
 
     def __init__(self, depth, width, num_classes, variant, bits, temperature, padding, rng):
         super().__init__()
@@ -212,7 +210,7 @@ class WRN(nn.Module):
     def forward(self, x):
         """x: (N, H, W, 3) raw pixels (ndarray of any numeric dtype, or Tensor) -> logits (N, classes)."""
         if not isinstance(x, Tensor):
-            x = Tensor(np.asarray(x, dtype=self.stem.weight.dtype))
+            x = Tensor(np.asarray(x, dtype=self.dtype))
         x = self.stem(self.input_bn(x))
         x = self.stage3(self.stage2(self.stage1(x)))
         return self.head(x)
@@ -228,6 +226,12 @@ class WRN(nn.Module):
         c = self.config
         return (f"depth={c['depth']}, width={c['width']}, classes={c['num_classes']}, variant={c['variant']}, "
                 f"bits={c['bits']}, T={c['temperature']}, padding={c['padding']}")
+
+
+def temperature_for(variant, bits, num_classes=10):
+    """The authors' T (default_temperature) for a variant with a ×1/T layer, None for the others:
+    what `wrn` picks, with a warning, when no temperature is given."""
+    return default_temperature(bits, num_classes) if uses_temperature(variant) else None
 
 
 def check_arguments(depth, width, num_classes, variant, bits, temperature, padding):
@@ -252,7 +256,7 @@ def check_arguments(depth, width, num_classes, variant, bits, temperature, paddi
 
 def wrn(depth=20, width=4, num_classes=10, variant="baseline2", bits=1, temperature=None, padding="symmetric",
         rng=None) -> WRN:
-    """WRN-depth-width for `num_classes` classes, one of P2's six variants (METHOD.md §4).
+    """WRN-depth-width for `num_classes` classes, one of P2's six variants (P2 §IV).
 
     variant: baseline1 (learned BN g, o everywhere), baseline2 (BN without g, o), final-bn (sReLU,
       one BN before GAP), srelu (sReLU, ×1/T before GAP), elu (ELU, ×1/T), mean-bn (sReLU, ×1/T,
@@ -271,7 +275,8 @@ def wrn(depth=20, width=4, num_classes=10, variant="baseline2", bits=1, temperat
             warnings.warn(f"variant {variant!r} with no temperature: using the authors' T={temperature:g} "
                           f"({bits}-bit, {num_classes} classes)", stacklevel=2)
         temperature = float(temperature)
-    return WRN(int(depth), int(width), int(num_classes), variant, bits, temperature, padding, _make_rng(rng))
+    return WRN(int(depth), int(width), int(num_classes), variant, bits, temperature, padding,
+               np.random.default_rng(rng))  # a seed, or a Generator (returned as it is)
 
 
 def conv_weight_count(model: nn.Module) -> int:

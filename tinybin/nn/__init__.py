@@ -1,7 +1,6 @@
-"""Building blocks of a network: Module, Parameter and the layers of METHOD.md §1–§4."""
-from .layers import (ELU, AvgPool2d, BatchNorm2d, Conv2d, GlobalAvgPool, ReLU, Scale,
-                     Sequential, SReLU)
+"""Building blocks of a network: Module, Parameter and the layers of P1 and P2."""
 from ..io import save_npz
+from .layers import ELU, AvgPool2d, BatchNorm2d, Conv2d, GlobalAvgPool, ReLU, Scale, Sequential, SReLU
 from .module import Module, Parameter
 
 __all__ = ["Module", "Parameter", "save_npz", "Conv2d", "BatchNorm2d", "ReLU", "SReLU", "ELU", "Scale",

@@ -21,7 +21,7 @@ from ..tensor import Tensor
 class Parameter(Tensor):
     """A trained array: a Tensor with requires_grad=True.
 
-    decay: whether weight decay applies (METHOD.md §5: conv latent weights yes, BN scale/shift no).
+    decay: whether weight decay applies (P1, P2: conv latent weights yes, BN scale/shift no).
     """
 
     def __init__(self, data, decay: bool = True):
@@ -98,6 +98,11 @@ class Module:
             for name in module._buffers:
                 yield (f"{prefix}.{name}" if prefix else name), getattr(module, name)
 
+    @property
+    def dtype(self):
+        """The dtype the module computes in: its parameters' (float32, or float64 for checks)."""
+        return next(p for _, p in self.named_parameters()).dtype
+
     def zero_grad(self):
         for p in self.parameters():
             p.grad = None
@@ -113,7 +118,7 @@ class Module:
         return self.train(False)
 
     # ----- state --------------------------------------------------------------------------
-    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Copies of every parameter and buffer, keyed by dotted name, in definition order."""
         state = OrderedDict()
         for name, p in self.named_parameters():

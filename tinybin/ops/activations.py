@@ -1,4 +1,4 @@
-"""ReLU, sReLU and ELU: the nonlinearities of the paper's variants (METHOD.md §4).
+"""ReLU, sReLU and ELU: the nonlinearities of the paper's variants (P2 §IV).
 
 Each derivative's value *at the kink* is a convention; it is stated here and pinned by tests.
 """

@@ -1,4 +1,4 @@
-"""One bit per weight: W_b = multiplier · sign(W), straight-through gradient (METHOD.md §2).
+"""One bit per weight: W_b = multiplier · sign(W), straight-through gradient (P1).
 
 Training keeps full-precision *latent* weights W; every forward and backward pass uses
 W_b = c·sign(W) with the constant c = sqrt(2 / (KH·KW·C_in)) (He init std, fan-in); only the

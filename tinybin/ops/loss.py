@@ -1,4 +1,4 @@
-"""Softmax cross-entropy with integer labels (METHOD.md §5)."""
+"""Softmax cross-entropy with integer labels (P1, P2)."""
 import numpy as np
 
 from ..tensor import Function, Tensor

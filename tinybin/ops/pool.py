@@ -1,8 +1,8 @@
 """Average pooling (padding excluded from the average) and global average pooling, NHWC."""
 import numpy as np
 
-from ..tensor import Function
 from ..geometry import as_padding, as_pair, output_size, window_counts
+from ..tensor import Function
 
 
 def avg_pool2d_forward(x, size=3, stride=2, padding=1):

@@ -8,7 +8,7 @@ def pad_channels_forward(x, extra):
     """out = concat(x, zeros with `extra` channels) on the last (channel) axis.
 
     The paper's downsampling shortcut doubles the channels without a 1×1 projection: old
-    channels first, then all-zero ones (METHOD.md §1).  dx = dout[..., :C].
+    channels first, then all-zero ones (P1, P2).  dx = dout[..., :C].
     Shapes: x (N, H, W, C) -> out (N, H, W, C + extra).
     """
     if extra < 0:

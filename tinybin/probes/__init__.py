@@ -2,7 +2,8 @@
 (statistics.py), their files (records.py), plots (plots.py) and short runs (short_run.py)."""
 from ..train.divergence import diagnose
 from .plots import plot_ccdf, plot_ccdf_phases, plot_over_time
-from .probe import GRAD_LABELS, GRAD_POINTS, POINTS, Probe, final_batch_norms, head_weight_grad
+from .points import GRAD_LABELS, GRAD_POINTS, POINTS, final_batch_norms, head_weight_grad
+from .probe import Probe
 from .records import layer_table, load
 from .short_run import short_run
 from .statistics import ccdf, kurtosis, moments_from_sums, pooled, power_sums, tail_stats

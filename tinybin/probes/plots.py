@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..figures import pyplot
-from .probe import GRAD_LABELS
+from .points import GRAD_LABELS
 from .statistics import ccdf
 
 

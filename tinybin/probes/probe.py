@@ -55,39 +55,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import nn
 from ..models.wrn import Block, Unit
 from ..tensor import is_grad_enabled
+from .points import POINTS, final_batch_norms, unit_floor
 from .statistics import pooled, tail_stats
-
-
-def head_weight_grad(model):
-    """dL/dW of the head conv's latent weights."""
-    return model.head.conv.weight.grad
-
-
-POINTS = {"logits": "", "z": "head.conv", "h": "head.conv:in", "head_x": "head.unit:in", "head_w": head_weight_grad}
-GRAD_POINTS = tuple(POINTS)
-GRAD_LABELS = {"logits": "dL/dlogits", "z": "dL/dz (head conv output)", "h": "dL/dh (head conv input)",
-               "head_x": "dL/dx (head unit input = last block output)", "head_w": "dL/dW (head conv weights)"}
-
-
-def final_batch_norms(model) -> list:
-    """Names of the BN layers inside the head's final layer (final-bn, baselines, mean-bn)."""
-    return [name for name, m in model.named_modules()
-            if isinstance(m, nn.BatchNorm2d) and (name == "head.final" or name.startswith("head.final."))]
-
-
-def _floor_of(unit):
-    """The value below which a unit's output cannot go, and the tolerance for 'at the floor'."""
-    act = getattr(unit, "act", unit)
-    if isinstance(act, nn.ReLU):
-        return 0.0, 0.0
-    if isinstance(act, nn.SReLU):
-        return -1.0, 0.0
-    if isinstance(act, nn.ELU):
-        return -act.alpha, 0.01 * act.alpha          # ELU only approaches −α: count ≤ −0.99α
-    return None, None
 
 
 def _norm(a) -> float:
@@ -159,7 +130,7 @@ class Probe:
         if self.activations:
             for name, mod in modules.items():
                 if isinstance(mod, Unit):
-                    self._hook(mod, self._stat_hook("units", name, _floor_of(mod)))
+                    self._hook(mod, self._stat_hook("units", name, unit_floor(mod)))
                 elif isinstance(mod, Block) or name == "stem":
                     self._hook(mod, self._stat_hook("stream", name, (None, None)))
 

@@ -1,4 +1,4 @@
-"""Batch-norm statistics after training (P2 §IV.B): recalibration, the choice between
+"""Batch-norm statistics after training (P2 §IV): recalibration, the choice between
 recalibrated and moving averages, and the final test with the chosen ones."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def bn_layers(model):
 
 
 def recalibrate_bn(model, batches):
-    """Post-training BN statistics (METHOD.md §3): weights frozen, every BN layer's inference
+    """Post-training BN statistics (P1; Ioffe & Szegedy 2015): weights frozen, every BN layer's inference
     mean and variance become the average of its per-batch means and biased variances over
     `batches` (an iterable of (x, y) or of x). Moving averages are left as they are. Returns the
     number of batches; 0 (and nothing changes) if the model has no BN layer."""
@@ -49,7 +49,7 @@ def set_bn_stats(model, which: str):
 
 
 def final_test(model, recalibration_batches, x, y, bn_stats="recalibrated", log=print) -> dict:
-    """After training: choose the BN inference statistics (METHOD.md §3), then test on (x, y).
+    """After training: choose the BN inference statistics (P1; Ioffe & Szegedy 2015), then test on (x, y).
 
     With BN layers, the moving averages are tested too; "recalibrated" then recomputes the
     statistics over `recalibration_batches` (one epoch of augmented training batches).

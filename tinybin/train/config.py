@@ -7,7 +7,6 @@ from pathlib import Path
 from ..data.subset import stratified_sample
 from ..models.wrn import check_arguments
 
-
 DATASETS = ("cifar10-subset", "cifar10", "cifar100", "folder")
 
 
@@ -106,7 +105,7 @@ def load_data(cfg: TrainConfig):
 
 
 def train_batches(cfg: TrainConfig, x, y):
-    """The augmented, shuffled batches of METHOD.md §5 (batch 125; a last partial batch is
+    """The augmented, shuffled batches of P1 and P2 (batch 125; a last partial batch is
     dropped so every BN batch has the same size)."""
     from ..data import Batches
 

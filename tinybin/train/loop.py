@@ -1,4 +1,4 @@
-"""The training loop a learner reads: one step, evaluation, and `fit` (P2 §IV.B's recipe is
+"""The training loop a learner reads: one step, evaluation, and `fit` (P2 §IV's recipe is
 in the schedule and the batches handed to it; tinybin.train.run adds the run folder around it).
 
     from tinybin.train import fit
@@ -66,11 +66,10 @@ def evaluate(model, x, y, batch_size=500):
     was_training = model.training
     model.eval()
     total_loss, correct = 0.0, 0
-    dtype = model.parameters()[0].dtype
     try:
         with no_grad():
             for i in range(0, len(x), batch_size):
-                xb, yb = np.asarray(x[i:i + batch_size], dtype=dtype), np.asarray(y[i:i + batch_size])
+                xb, yb = np.asarray(x[i:i + batch_size], dtype=model.dtype), np.asarray(y[i:i + batch_size])
                 logits = model(xb)
                 total_loss += float(cross_entropy(logits, yb).data) * len(yb)
                 correct += int((logits.data.argmax(axis=1) == yb).sum())

@@ -1,4 +1,4 @@
-"""A training run: the recipe of P2 §IV.B around `fit`, with a run folder that survives crashes.
+"""A training run: the recipe of P2 §IV around `fit`, with a run folder that survives crashes.
 
     from tinybin.train import TrainConfig, train
     result = train(TrainConfig(width=1, variant="srelu", epochs=10, dataset="cifar10-subset"))
@@ -27,7 +27,7 @@ import numpy as np
 
 from ..data.subset import stratified_sample
 from ..models import wrn
-from ..models.wrn import default_temperature, uses_temperature
+from ..models.wrn import temperature_for, uses_temperature
 from ..optim import SGD, Schedule
 from .bn_stats import final_test
 from .checkpoint import read_checkpoint, save_checkpoint
@@ -100,7 +100,7 @@ def train(cfg: TrainConfig, data=None, resume=False, log=print, after_backward=N
     else:
         num_classes = {"cifar10": 10, "cifar10-subset": 10, "cifar100": 100}.get(cfg.dataset, int(max(ytr.max(), yte.max())) + 1)
     if uses_temperature(cfg.variant) and cfg.temperature is None:
-        cfg = dataclasses.replace(cfg, temperature=default_temperature(cfg.bits, num_classes))
+        cfg = dataclasses.replace(cfg, temperature=temperature_for(cfg.variant, cfg.bits, num_classes))
         log(f"note: variant {cfg.variant} uses the authors' temperature T={cfg.temperature:g} "
             f"({cfg.bits}-bit, {num_classes} classes); set it with --temperature")
 
