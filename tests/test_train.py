@@ -220,3 +220,33 @@ def test_final_test_uses_the_chosen_bn_statistics(tmp_path, bn_stats):
     loss, acc = evaluate(model, x_test, y_test)
     assert (result["test_loss"], result["test_acc"]) == (pytest.approx(loss), pytest.approx(acc))
     assert result["bn_stats"] == bn_stats and result["test_images"] == 50
+
+
+def test_fit_is_train_step_in_a_loop_with_hooks():
+    """fit = train_step per batch at the scheduled lr, hooks in order, records numbered from start."""
+    from tinybin.train import fit
+
+    (x, y), _ = tiny_data(40)
+    batches = [(x[i:i + 10], y[i:i + 10]) for i in range(0, 40, 10)]
+    a, b = (wrn(8, 1, variant="baseline2", bits=1, rng=3) for _ in range(2))
+    opt_a, opt_b = SGD(a.parameters(), lr=0.1), SGD(b.parameters(), lr=0.1)
+    schedule = lambda step: 0.1 / (1 + step)  # noqa: E731
+    events = []
+
+    class Hook:
+        def after_backward(self, model, logits, loss, labels):
+            events.append(("backward", model.stem.weight.grad is not None, len(labels)))
+
+        def after_step(self, model):
+            events.append(("step",))
+
+        def end_step(self, record):
+            events.append(("end", record["step"]))
+
+    records = fit(a, opt_a, iter(batches), schedule, steps=3, hooks=[Hook()], start=5)
+    by_hand = [train_step(b, opt_b, xb, yb, schedule(5 + i)) for i, (xb, yb) in enumerate(batches[:3])]
+    assert [r["step"] for r in records] == [5, 6, 7] and [r["lr"] for r in records] == [0.1 / 6, 0.1 / 7, 0.1 / 8]
+    assert [r["loss"] for r in records] == [loss for loss, _ in by_hand]
+    assert [r["acc"] for r in records] == [correct / 10 for _, correct in by_hand]
+    assert events[:3] == [("backward", True, 10), ("step",), ("end", 5)] and len(events) == 9
+    np.testing.assert_array_equal(a.stem.weight.data, b.stem.weight.data)

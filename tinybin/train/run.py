@@ -64,8 +64,9 @@ class _Meter:
         self.records.append(dict(step=record["step"], epoch=self.epoch, lr=record["lr"], loss=record["loss"],
                                  acc=record["acc"]))
         n = record["images"]
-        self.loss_sum, self.correct, self.seen = self.loss_sum + record["loss"] * n, self.correct + round(
-            record["acc"] * n), self.seen + n
+        self.loss_sum += record["loss"] * n
+        self.correct += round(record["acc"] * n)
+        self.seen += n
         rate = self.seen / (time.perf_counter() - self.began)
         eta = (self.total - record["step"] - 1) * self.batch_size / max(rate, 1e-9)
         self.progress.update(record["step"], self.epoch, record["loss"], record["acc"], rate, eta)
@@ -156,8 +157,7 @@ def train(cfg: TrainConfig, data=None, resume=False, log=print, after_backward=N
             progress.clear()
             history = dict(kind="epoch", epoch=epoch + 1, step=(epoch + 1) * steps_per_epoch, lr=steps[-1]["lr"],
                            train_loss=meter.loss_sum / meter.seen, train_acc=meter.correct / meter.seen,
-                           test_loss=test_loss,
-                           test_acc=test_acc, test_images=len(eval_x), bn_stats="moving",
+                           test_loss=test_loss, test_acc=test_acc, test_images=len(eval_x), bn_stats="moving",
                            seconds=time.perf_counter() - meter.began, images_per_s=meter.seen / train_time)
             append_jsonl(steps_path, *meter.records)
             append_jsonl(metrics_path, history)
