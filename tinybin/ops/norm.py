@@ -83,8 +83,9 @@ def batch_norm_inference_forward(x, weight, bias, mean, var, eps=1e-5):
     """
     _check(x, weight=weight, bias=bias, mean=mean, var=var)
     xr = _rows(x)                                            # m, C
-    inv_std = (1.0 / np.sqrt(np.asarray(var, np.float64) + eps)).astype(x.dtype)  # C
-    xhat, y = _normalize(xr - mean.astype(x.dtype), inv_std, weight, bias)        # m, C
+    mean, var = mean.astype(x.dtype), var.astype(x.dtype)    # C   (stored in float32 or float64)
+    inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype)     # C   as in batch_norm_forward
+    xhat, y = _normalize(xr - mean, inv_std, weight, bias)   # m, C
     return y.reshape(x.shape), (xhat, inv_std, weight, bias is not None)
 
 
