@@ -155,9 +155,10 @@ def main():
     dx_nb = im2col_numba.col2im(cols_ref, np.empty_like(xb), 3, 3, 1, 1, 1, 1, 1, 1)
     diff_col2im = float(np.abs(dx_ref - dx_nb).max())
 
-    def conv_step():
-        out, cache = conv2d_forward(xb, wb, 1, 1)
-        conv2d_backward(Gb, cache)
+    def conv_step():                                                 # im2col, whatever TINYBIN_CONV says
+        with kernels.use_conv("im2col"):                             # (lesson 12 times Winograd)
+            out, cache = conv2d_forward(xb, wb, 1, 1)
+            conv2d_backward(Gb, cache)
 
     r = args.repeats
     ms = {

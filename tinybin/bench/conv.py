@@ -14,6 +14,12 @@ pad 1, C_in = C_out) at batch 125 in float32 it prints, per layer, medians of se
                          once): Numba, NumPy reference, and their ratio (target >= 5). The
                          whole conv cannot gain 5x: the GEMMs, the same in both, dominate it.
 
+then, for the same layers and WRN-20-1's first stage (32×32×16), forward and forward+backward
+with each convolution algorithm -- im2col, Winograd F(2×2, 3×3), Winograd F(4×4, 3×3) -- timed
+in turn within every repeat so that a busy machine slows all alike, and im2col / Winograd (the
+speed-up). Winograd layers compute dw by im2col (the default) or, in the last column, by
+Winograd too. The first table measures im2col, whatever TINYBIN_CONV says.
+
 and, measured in fresh processes, how long `import` plus a first small conv take: once with an
 empty Numba cache (compilation) and once with the cache the first process wrote (what every
 later start costs; target < 2 s).
@@ -29,14 +35,18 @@ import numpy as np
 from .timer import median_ms
 
 STAGES = [(32, 64), (16, 128), (8, 256)]  # (H = W, C) of WRN-20-4's three stages
+NARROW = [(32, 16)]                         # WRN-20-1's first stage: too narrow for Winograd
+ALGORITHMS = {"im2col": ("im2col", "im2col"), "winograd2": ("winograd2", "im2col"),   # label: (use_conv name, dw)
+              "winograd4": ("winograd4", "im2col"), "w4, dw w4": ("winograd4", "winograd")}
 
 FIRST_CONV = """
 import time; t0 = time.perf_counter()
 from tinybin.ops.conv import conv2d_forward, conv2d_backward  # tinybin first, as `python -m tinybin`
 import numpy as np
 t1 = time.perf_counter()
-x = np.ones((2, 8, 8, 16), np.float32); w = np.ones((3, 3, 16, 16), np.float32)
-out, cache = conv2d_forward(x, w, 1, 1); conv2d_backward(out, cache)
+x = np.ones((2, 8, 8, 64), np.float32); w = np.ones((3, 3, 64, 64), np.float32)
+out, cache = conv2d_forward(x, w, 1, 1); conv2d_backward(out, cache)  # Winograd by default
+out, cache = conv2d_forward(x, w, 2, 1); conv2d_backward(out, cache)  # im2col (stride 2)
 t2 = time.perf_counter()
 print(f"{t1 - t0:.3f} {t2 - t1:.3f}")
 """
@@ -59,12 +69,12 @@ def startup_seconds():
 
 
 def run(batch=125, repeats=5, ref_repeats=2, quick=False, startup=True) -> dict:
-    """Print the table of the module docstring; returns {stage: {figure: ms or ratio}, "startup": ...}."""
+    """Print the tables of the module docstring; returns their figures ({"im2col": ..., "algorithms": ...,
+    "startup": ...})."""
     import numba
 
     from .. import kernels, threads
     from ..kernels import im2col_numba
-    from ..ops.conv import conv2d_backward, conv2d_forward
 
     if quick:
         batch, repeats, ref_repeats = 25, 3, 1
@@ -77,6 +87,27 @@ def run(batch=125, repeats=5, ref_repeats=2, quick=False, startup=True) -> dict:
     print("environment: " + ", ".join(f"{k}={os.environ.get(k, '-')}" for k in
           ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY",
            "OPENBLAS_THREAD_TIMEOUT")) + f"; load average {os.getloadavg()[0]:.2f}")
+    with kernels.use_conv("im2col"):
+        figures["im2col"] = im2col_table(N, R, ref_repeats, rng)
+    figures["algorithms"] = algorithm_table(N, R, rng)
+    kernels.clear_workspaces()
+    print(f"load average now {os.getloadavg()[0]:.2f} (other processes on the machine slow every figure)")
+
+    if startup:
+        (imp1, conv1, wall1), (imp2, conv2, wall2) = figures["startup"] = startup_seconds()
+        print(f"start-up, empty Numba cache:  import {imp1:.2f} s + first convs fwd+bwd {conv1:.2f} s "
+              f"(compiling) = {imp1 + conv1:.2f} s; process wall {wall1:.2f} s")
+        print(f"start-up, second process:     import {imp2:.2f} s + first convs fwd+bwd {conv2:.2f} s "
+              f"(cache) = {imp2 + conv2:.2f} s; process wall {wall2:.2f} s")
+    return figures
+
+
+def im2col_table(N, R, ref_repeats, rng):
+    """The im2col convolution: whole, its GEMMs alone, its kernels alone, and the NumPy reference."""
+    from .. import kernels
+    from ..ops.conv import conv2d_backward, conv2d_forward
+
+    figures = {}
     header = (f"{'layer':>12} {'fwd ms':>8} {'fwd+bwd':>8} {'GFLOP/s':>8} {'GEMM f':>7} {'dx':>7} {'dw':>7}"
               f" {'3 GEMMs':>8} {'ratio':>6} {'ref ms':>8} {'speed-up':>8} {'kern ms':>8} {'ref':>6} {'speed-up':>8}")
     print(header)
@@ -97,7 +128,7 @@ def run(batch=125, repeats=5, ref_repeats=2, quick=False, startup=True) -> dict:
         gemm_f = median_ms(lambda: np.matmul(cols, w2d, out=out_f), R)
         gemm_dx = median_ms(lambda: np.matmul(G, w2d.T, out=out_dx), R)
         gemm_dw = median_ms(lambda: np.matmul(cols.T, G, out=out_dw), R)
-        cols = out_dx = None  # free them before the next stage
+        cols = out_dx = None                                           # free them before the reference runs
         gemms = gemm_f + gemm_dx + gemm_dw
 
         def kernels_once():                                            # what one fwd+bwd runs
@@ -115,14 +146,44 @@ def run(batch=125, repeats=5, ref_repeats=2, quick=False, startup=True) -> dict:
         print(f"{f'{H}x{H}x{C}':>12} {fwd:8.1f} {fwd_bwd:8.1f} {gflops:8.1f} {gemm_f:7.1f} {gemm_dx:7.1f} {gemm_dw:7.1f}"
               f" {gemms:8.1f} {fwd_bwd / gemms:6.2f} {ref:8.1f} {ref / fwd_bwd:7.1f}x"
               f" {kern:8.1f} {kern_ref:6.1f} {kern_ref / kern:7.1f}x")
-    kernels.clear_workspaces()
-    print(f"load average now {os.getloadavg()[0]:.2f} (other processes on the machine slow every figure)")
-
-    if startup:
-        (imp1, conv1, wall1), (imp2, conv2, wall2) = figures["startup"] = startup_seconds()
-        print(f"start-up, empty Numba cache:  import {imp1:.2f} s + first conv fwd+bwd {conv1:.2f} s "
-              f"(compiling) = {imp1 + conv1:.2f} s; process wall {wall1:.2f} s")
-        print(f"start-up, second process:     import {imp2:.2f} s + first conv fwd+bwd {conv2:.2f} s "
-              f"(cache) = {imp2 + conv2:.2f} s; process wall {wall2:.2f} s")
-
     return figures
+
+
+def algorithm_table(N, R, rng):
+    """Forward and forward+backward by each algorithm, timed in turn within every repeat (so not
+    by median_ms: a busy machine then slows every algorithm of a round alike)."""
+    from .. import kernels
+    from ..ops.conv import conv2d_backward, conv2d_forward
+
+    figures = {}
+    print(f"3x3 stride-1 conv by algorithm (ms, median of {R} rounds, the algorithms in turn in each round; "
+          f"speed-up = im2col / Winograd; TINYBIN_CONV={kernels.conv_algorithm()}, Winograd from "
+          f"{kernels.conv_min_channels()} channels):")
+    print(f"{'layer':>12} " + " ".join(f"{a + ' fwd':>14} {'fwd+bwd':>8}" + ("" if a == "im2col" else f" {'speed-up':>8}")
+                                      for a in ALGORITHMS))
+    for H, C in STAGES + NARROW:
+        x = rng.standard_normal((N, H, H, C), dtype=np.float32)
+        w = rng.standard_normal((3, 3, C, C), dtype=np.float32)
+        dout = rng.standard_normal((N, H, H, C), dtype=np.float32)
+        times = {a: ([], []) for a in ALGORITHMS}
+        for rep in range(R + 1):                                       # round 0 compiles and warms up
+            for a in ALGORITHMS:
+                with kernels.use_conv(ALGORITHMS[a][0], min_channels=1, dw=ALGORITHMS[a][1]):
+                    t0 = time.perf_counter()
+                    out, cache = conv2d_forward(x, w, 1, 1)
+                    t1 = time.perf_counter()
+                    conv2d_backward(dout, cache)
+                    t2 = time.perf_counter()
+                if rep:
+                    times[a][0].append(t1 - t0)
+                    times[a][1].append(t2 - t0)
+        fwd = {a: 1e3 * float(np.median(f)) for a, (f, _) in times.items()}
+        both = {a: 1e3 * float(np.median(b)) for a, (_, b) in times.items()}
+        cells = []
+        for a in ALGORITHMS:
+            cells.append(f"{fwd[a]:14.1f} {both[a]:8.1f}" + ("" if a == "im2col" else f" {both['im2col'] / both[a]:7.2f}x"))
+        note = f"   (< {kernels.conv_min_channels()} channels: im2col is used)" if C < kernels.conv_min_channels() else ""
+        print(f"{f'{H}x{H}x{C}':>12} " + " ".join(cells) + note)
+        figures[f"{H}x{H}x{C}"] = dict(fwd_ms=fwd, fwd_bwd_ms=both)
+    return figures
+

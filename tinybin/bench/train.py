@@ -11,7 +11,9 @@ For each configuration (WRN-20-1 and WRN-20-4, baseline2 and srelu, 1-bit by def
                         WRN-20-4 srelu 1-bit)
   peak MB               the process's peak resident memory (ru_maxrss; target <= 3 GB)
 
-Each configuration runs in a fresh process, so peak memory is its own. The paper's argument for
+Each configuration runs in a fresh process, so peak memory is its own. `--conv im2col,winograd4`
+runs every configuration once per convolution algorithm (TINYBIN_CONV, one process each, in turn)
+and prints each step's speed-up over the first algorithm's. The paper's argument for
 dropping BN on embedded hardware is that it costs work; here srelu should be measurably faster
 than baseline2 at the same width.
 """
@@ -98,17 +100,18 @@ def measure(width, variant, bits=1, depth=20, batch_size=125, steps=5, warmup=2,
                 peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def _run_one(width, variant, bits, depth, batch_size, steps, warmup) -> dict:
+def _run_one(width, variant, bits, depth, batch_size, steps, warmup, conv="") -> dict:
     code = (f"import json; from tinybin.bench.train import measure; "
             f"print(json.dumps(measure({width}, {variant!r}, {bits}, {depth}, {batch_size}, {steps}, {warmup})))")
     cmd = [sys.executable, "-c", code]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ, TINYBIN_CONV=conv) if conv else None
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark of WRN-{depth}-{width} {variant} failed:\n{proc.stderr.strip()}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run(configs=DEFAULT_CONFIGS, bits=1, batch_size=125, steps=5, warmup=2, depth=20, quick=False) -> dict:
+def run(configs=DEFAULT_CONFIGS, bits=1, batch_size=125, steps=5, warmup=2, depth=20, quick=False, conv="") -> dict:
     """Print the table of the module docstring; returns {"WRN-20-4 srelu": figures, ...}."""
     if quick:
         steps, warmup = 2, 1
@@ -119,13 +122,21 @@ def run(configs=DEFAULT_CONFIGS, bits=1, batch_size=125, steps=5, warmup=2, dept
     print(f"training step: forward + loss + backward + SGD, batch {batch_size}, {bits}-bit, "
           f"median of {steps} steps after {warmup} warm-up; threads: "
           f"NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'default')}, {os.cpu_count()} CPUs")
-    print(f"{'model':<22}{'step ms':>9}{'images/s':>10}{'conv ms':>9}{'step/conv':>11}{'peak MB':>9}")
+    print(f"{'model':<32}{'step ms':>9}{'images/s':>10}{'conv ms':>9}{'step/conv':>11}{'peak MB':>9}"
+          + (f"  speed-up over {conv.split(',')[0].strip()}" if conv else ""))
     results = []
+    convs = [c.strip() for c in conv.split(",") if c.strip()]
     for width, variant in configs:
-        r = _run_one(width, variant, bits, depth, batch_size, steps, warmup)
-        results.append(r)
-        print(f"{f'WRN-{depth}-{width} {variant}':<22}{r['step_ms']:9.0f}{r['images_per_s']:10.1f}"
-              f"{r['conv_ms']:9.0f}{r['ratio']:11.2f}{r['peak_mb']:9.0f}", flush=True)
+        step_ms = {}
+        for algorithm in convs or [""]:
+            r = _run_one(width, variant, bits, depth, batch_size, steps, warmup, algorithm)
+            step_ms[algorithm] = r["step_ms"]
+            if algorithm == (convs or [""])[0]:
+                results.append(r)
+            label = f"WRN-{depth}-{width} {variant}" + (f" {algorithm}" if algorithm else "")
+            gain = f"{step_ms[convs[0]] / r['step_ms']:7.2f}x" if algorithm and algorithm != convs[0] else ""
+            print(f"{label:<32}{r['step_ms']:9.0f}{r['images_per_s']:10.1f}"
+                  f"{r['conv_ms']:9.0f}{r['ratio']:11.2f}{r['peak_mb']:9.0f}{gain}", flush=True)
     by = {(r["width"], r["variant"]): r for r in results}
     for width in sorted({w for w, _ in configs}):
         if (width, "srelu") in by and (width, "baseline2") in by:

@@ -37,6 +37,8 @@ def _train(p):
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (Numba compilation, page faults)")
     p.add_argument("--depth", type=int, default=20)
     p.add_argument("--quick", action="store_true", help="2 timed steps, 1 warm-up")
+    p.add_argument("--conv", default="", help="comma-separated convolution algorithms to compare "
+                   "(im2col, winograd2, winograd4); default: the selected one (TINYBIN_CONV)")
 
 
 def _infer(p):

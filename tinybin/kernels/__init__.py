@@ -29,16 +29,54 @@ Threads. The matrix products run on OpenBLAS's threads, the Numba kernels on Num
 `tinybin/threads.py` for why that matters on a machine with few cores). TINYBIN_PARALLEL=0
 keeps the kernels serial; to limit OpenBLAS itself, set OPENBLAS_NUM_THREADS before Python
 starts.
+
+Convolution algorithm. 3×3 stride-1 layers can run as im2col + one GEMM or by Winograd's
+F(2×2, 3×3) or F(4×4, 3×3) (winograd_ref.py, tinybin/ops/conv_winograd.py); stride-2, 1×1 and
+other layers always use im2col:
+
+    TINYBIN_CONV=im2col|winograd2|winograd4 python ...     # read at import
+    kernels.use_conv("im2col")                             # switch from now on
+    with kernels.use_conv("winograd2"):                    # ... or only inside a block
+        ...
+
+The default is winograd4. `python -m tinybin bench conv` at batch 125, float32, forward +
+backward, im2col's time over Winograd's on WRN-20-4's stages 32×32×64, 16×16×128, 8×8×256
+(one run each, on a shared 2-core machine at load average 13–17):
+    serial (OPENBLAS_NUM_THREADS=1 TINYBIN_PARALLEL=0):  winograd2 1.02, 1.09, 1.41×;
+                                                         winograd4 1.27, 1.18, 3.09×
+    default threads:                                     winograd2 1.24, 1.22, 1.00×;
+                                                         winograd4 1.16, 1.17, 1.18×
+F(4×4) gains more and more steadily (1.16–3.09× against 1.00–1.41×); in `python -m tinybin
+bench train --conv im2col,winograd4` (same machine, load ~20) a WRN-20-4 srelu training step
+took 1.69× less time with it. Its float32 error is larger -- relative RMS error against
+the float64 convolution ~1.7e-6 against im2col's ~3e-7 and winograd2's ~2.5e-7 (1-bit weights,
+normal inputs; lessons/12_winograd.py shows where it comes from) -- but far below what one
+mini-batch changes, and the authors' released model keeps its 96.30 % (963/1000).
+Narrow layers lose (WRN-20-1's 32×32×16 stage: 0.55–0.74×; the 3-channel stem more), so
+Winograd runs only where input and output have >= min_channels channels (64;
+TINYBIN_CONV_MIN_CHANNELS, or use_conv(name, min_channels=...)).
+
+The weight gradient of a Winograd layer is computed by im2col unless dw="winograd"
+(TINYBIN_CONV_DW=winograd). Serial, Winograd's dw is the faster (whole conv 1.37, 1.75, 4.73×
+im2col's in the run above), but its (m+2)² products each reduce over all tiles (a long inner
+dimension, a small C×OC result), and multi-threaded OpenBLAS synchronises its threads many
+times in each: with threads on the busy machine the whole conv fell to 0.23–0.57× im2col's.
+im2col's dw, one product, is the robust choice.
 """
 import os
 
 import numpy as np
 
 from ..geometry import output_size
-from . import im2col_ref
+from . import im2col_ref, winograd_ref
 
 _use_reference = os.environ.get("TINYBIN_REFERENCE", "0").strip() not in ("", "0")
 _workspaces: dict = {}  # dtype -> one flat buffer, grown on demand
+CONV_ALGORITHMS = {"im2col": 0, "winograd2": 2, "winograd4": 4}  # name -> Winograd tile size m
+DEFAULT_CONV, DEFAULT_MIN_CHANNELS, DEFAULT_DW = "winograd4", 64, "im2col"  # measured: see above
+_conv = {"conv": os.environ.get("TINYBIN_CONV", "").strip() or DEFAULT_CONV,       # checked when first used
+         "min_channels": os.environ.get("TINYBIN_CONV_MIN_CHANNELS", "").strip() or str(DEFAULT_MIN_CHANNELS),
+         "dw": os.environ.get("TINYBIN_CONV_DW", "").strip() or DEFAULT_DW}
 
 
 class use_reference:
@@ -62,6 +100,76 @@ class use_reference:
 def using_reference() -> bool:
     """True when the NumPy reference kernels are selected."""
     return _use_reference
+
+
+class use_conv:
+    """use_conv(name, min_channels=64, dw="im2col") selects the algorithm of 3×3 stride-1
+    convolutions (name in CONV_ALGORITHMS), the fewest input and output channels a layer needs to
+    run by Winograd, and how such a layer computes its weight gradient ("im2col" or "winograd").
+    Takes effect at once; used as a context manager it restores the previous choice."""
+
+    def __init__(self, name: str, min_channels: int = DEFAULT_MIN_CHANNELS, dw: str = DEFAULT_DW):
+        global _conv
+        new = {"conv": name, "min_channels": str(min_channels), "dw": dw}
+        _check_conv(new, "use_conv")
+        self.previous, _conv = _conv, new
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        global _conv
+        _conv = self.previous
+        return False
+
+
+def _check_conv(settings, source):
+    if settings["conv"] not in CONV_ALGORITHMS:
+        raise ValueError(f"{source}: unknown convolution algorithm {settings['conv']!r}; "
+                         f"known: {', '.join(CONV_ALGORITHMS)}")
+    if not settings["min_channels"].isdigit():
+        raise ValueError(f"{source}: min_channels must be an int >= 0, got {settings['min_channels']!r}")
+    if settings["dw"] not in ("im2col", "winograd"):
+        raise ValueError(f"{source}: dw must be 'im2col' or 'winograd', got {settings['dw']!r}")
+
+
+def _settings():
+    _check_conv(_conv, "TINYBIN_CONV / TINYBIN_CONV_MIN_CHANNELS / TINYBIN_CONV_DW")
+    return _conv
+
+
+def conv_algorithm() -> str:
+    """The name of the selected convolution algorithm ("im2col", "winograd2" or "winograd4")."""
+    return _settings()["conv"]
+
+
+def conv_min_channels() -> int:
+    """Winograd runs layers with at least this many input and output channels."""
+    return int(_settings()["min_channels"])
+
+
+def winograd_weight_gradient() -> bool:
+    """True when layers run by Winograd compute their weight gradient by Winograd too."""
+    return _settings()["dw"] == "winograd"
+
+
+def winograd_tile(w_shape, stride, padding) -> int:
+    """The Winograd tile size m (2 or 4) for this layer, or 0 for im2col: Winograd runs 3×3,
+    stride-1 layers with every pad <= 2 (the input gradient's padding is 2 - pad) and at least
+    min_channels input and output channels."""
+    m = CONV_ALGORITHMS[conv_algorithm()]
+    if (m and tuple(w_shape[:2]) == (3, 3) and tuple(stride) == (1, 1) and max(padding) <= 2
+            and min(w_shape[2:]) >= conv_min_channels()):
+        return m
+    return 0
+
+
+def winograd_implementation():
+    """The Winograd transform module in use: winograd_ref or winograd_numba (as implementation())."""
+    if _use_reference:
+        return winograd_ref
+    from . import winograd_numba
+    return winograd_numba
 
 
 def implementation():

@@ -206,6 +206,13 @@ class GlobalAvgPool(Module):
         return F.global_avg_pool(x)
 
 
+class Identity(Module):
+    """y = x (a placeholder where a layer is optional)."""
+
+    def forward(self, x):
+        return x
+
+
 class Sequential(Module):
     """Modules applied in order; children are named '0', '1', ... (or pass name=module pairs)."""
 

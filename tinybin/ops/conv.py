@@ -9,6 +9,7 @@ import numpy as np
 from .. import kernels
 from ..geometry import as_padding, as_pair, output_size
 from ..tensor import Function
+from .conv_winograd import winograd_forward, winograd_grad_input, winograd_grad_weights
 
 
 def _check_conv_inputs(x, w):
@@ -55,6 +56,9 @@ def conv2d_forward(x, w, stride=1, padding=0):
     if OH < 1 or OW < 1:
         raise ValueError(f"conv2d output would be {OH}x{OW}: input x {x.shape} with padding {padding} is "
                          f"smaller than the kernel of w {w.shape}")
+    m = kernels.winograd_tile(w.shape, stride, padding)  # 3×3 stride 1: Winograd (conv_winograd.py)
+    if m:
+        return winograd_forward(x, w, padding, m), (x, w, stride, padding)
     cols = kernels.im2col(x, KH, KW, stride, padding)  # N*OH*OW, KH*KW*C (shared workspace)
     out = cols @ w.reshape(KH * KW * C, OC)            # N*OH*OW, OC
     return out.reshape(N, OH, OW, OC), (x, w, stride, padding)
@@ -88,10 +92,15 @@ def conv2d_backward(dout, cache, needs=(True, True)):
     KH, KW, C, OC = w.shape
     G = np.ascontiguousarray(dout, dtype=x.dtype).reshape(-1, OC)  # N*OH*OW, OC
     dx = dw = None
-    if needs[1]:
+    m = kernels.winograd_tile(w.shape, stride, padding)  # 3×3 stride 1: Winograd (conv_winograd.py)
+    if needs[1] and m and kernels.winograd_weight_gradient():
+        dw = winograd_grad_weights(x, G.reshape(dout.shape), padding, m)
+    elif needs[1]:
         cols = kernels.im2col(x, KH, KW, stride, padding)          # N*OH*OW, KH*KW*C
         dw = (cols.T @ G).reshape(w.shape)                         # KH*KW*C, OC -> KH, KW, C, OC
-    if needs[0]:
+    if needs[0] and m:
+        dx = winograd_grad_input(G.reshape(dout.shape), w, x.shape, padding, m)
+    elif needs[0]:
         dcols = kernels.workspace((G.shape[0], KH * KW * C), x.dtype)  # N*OH*OW, KH*KW*C (reuses cols)
         np.matmul(G, w.reshape(KH * KW * C, OC).T, out=dcols)      # N*OH*OW, KH*KW*C
         dx = kernels.col2im(dcols, x.shape, KH, KW, stride, padding)  # N, H, W, C

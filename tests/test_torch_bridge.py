@@ -1,0 +1,288 @@
+"""tinybin.torch: the WRN in PyTorch computes what tinybin computes; state goes both ways;
+data-parallel training equals one process on the global batch.
+
+Exactness: float64, "relative" means max |a − b| / max |b| over the whole tensor.
+Needs PyTorch (pip install '.[torch]'); without it every test here skips with that reason.
+"""
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="PyTorch is not installed: pip install '.[torch]' runs these tests")
+
+from tinybin.data import load_cifar10
+from tinybin.models import wrn
+from tinybin.models.wrn import PADDINGS, VARIANTS
+from tinybin.optim import SGD
+from tinybin.tensor import Tensor
+from tinybin.torch import (
+    binarize,
+    from_torch,
+    make_sgd,
+    optimizer_state_from_torch,
+    optimizer_state_to_torch,
+    to_torch,
+)
+from tinybin.train import train_step
+
+pytestmark = pytest.mark.torch
+
+ROOT = Path(__file__).resolve().parents[1]
+ARCHIVE = ROOT / "datasets" / "cifar-10-subset-python.tar.gz"
+MAT = ROOT / "datasets" / "mcdonnell" / "CIFAR10_allparams.mat"
+
+
+def rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-300)
+
+
+def tb_layout(g):
+    """A torch conv gradient (C_out, C_in, KH, KW) in tinybin's layout (KH, KW, C_in, C_out)."""
+    g = g.detach().numpy()
+    return g.transpose(2, 3, 1, 0) if g.ndim == 4 else g
+
+
+@pytest.fixture(scope="module")
+def test_images():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, (x, y) = load_cifar10(archive=ARCHIVE)
+    return x, y
+
+
+def small_model(variant, bits, padding, seed=0, dtype=np.float64):
+    """WRN-8-1 with random latent weights and (where learned) random BN g and o."""
+    rng = np.random.default_rng(seed + 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # the authors' T for scale variants
+        model = wrn(8, 1, variant=variant, bits=bits, padding=padding, rng=seed)
+    for p in model.parameters():
+        p.data = p.data.astype(dtype)
+    for _, bn in model.batch_norms():
+        if bn.weight is not None:
+            bn.weight.data = (1 + 0.3 * rng.standard_normal(bn.weight.shape)).astype(dtype)
+        if bn.bias is not None:
+            bn.bias.data = (0.3 * rng.standard_normal(bn.bias.shape)).astype(dtype)
+    return model
+
+
+def test_binarize_sign_zero_and_identity_gradient():
+    """c·sign(W) with sign(0) = +1; the latent gradient is the upstream one, not ×c (a reference
+    test: the true derivative of sign is 0, so finite differences cannot check a straight-through rule)."""
+    c = 0.125
+    w = torch.tensor([-2.0, -1e-30, 0.0, 1e-30, 3.0], dtype=torch.float64, requires_grad=True)
+    out = binarize(w, c)
+    np.testing.assert_array_equal(out.detach().numpy(), [-c, -c, c, c, c])
+    dout = torch.tensor([0.3, -1.7, 2.0, 5.0, -0.25], dtype=torch.float64)
+    out.backward(dout)
+    np.testing.assert_array_equal(w.grad.numpy(), dout.numpy())
+
+
+@pytest.mark.parametrize("padding", PADDINGS)
+@pytest.mark.parametrize("bits", [1, 32])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_logits_and_latent_gradients_equal_tinybin(variant, bits, padding, test_images):
+    """Training mode (batch statistics), 8 real test images, random upstream gradient: logits and
+    the gradient of every parameter (conv latent weights, BN g and o) equal to 1e-10 relative."""
+    x = test_images[0][:8].astype(np.float64)
+    model = small_model(variant, bits, padding)
+    net = to_torch(model)
+    upstream = np.random.default_rng(1).standard_normal((8, 10))
+
+    logits = model(x)
+    (logits * Tensor(upstream)).sum().backward()
+    tlogits = net(torch.from_numpy(x))
+    (tlogits * torch.from_numpy(upstream)).sum().backward()
+
+    assert tlogits.dtype == torch.float64
+    assert rel(tlogits.detach().numpy(), logits.data) < 1e-10
+    torch_params = dict(net.named_parameters())
+    assert set(torch_params) == {name for name, _ in model.named_parameters()}
+    for name, p in model.named_parameters():
+        assert rel(tb_layout(torch_params[name].grad), p.grad) < 1e-10, name
+    # the moving averages that training-mode forward updates agree too
+    tb_buffers, t_buffers = dict(model.named_buffers()), dict(net.named_buffers())
+    for name, value in tb_buffers.items():
+        if name.endswith("running_mean"):
+            assert rel(t_buffers[name].numpy(), value) < 1e-6, name
+
+
+@pytest.mark.parametrize("stats", ["moving", "recalibrated"])
+@pytest.mark.parametrize("variant", ["baseline1", "baseline2", "mean-bn", "final-bn"])
+def test_eval_mode_equal_tinybin(variant, stats, test_images):
+    """Inference with stored statistics (random ones here), either kind, equals tinybin's."""
+    x = test_images[0][:8].astype(np.float64)
+    model = small_model(variant, 1, "tf-same")
+    rng = np.random.default_rng(2)
+    for _, bn in model.batch_norms():
+        scale = 50.0 if bn.num_channels == 3 else 1.0
+        bn.running_mean = (scale * rng.standard_normal(bn.num_channels)).astype(np.float32)
+        bn.running_var = (scale ** 2 * rng.uniform(0.5, 2, bn.num_channels)).astype(np.float32)
+        bn.calib_mean = scale * rng.standard_normal(bn.num_channels)
+        bn.calib_var = scale ** 2 * rng.uniform(0.5, 2, bn.num_channels)
+        bn.calib_batches = np.array(3, np.int64)
+        bn.inference_stats = stats
+    model.eval()
+    net = to_torch(model)
+    assert not net.training
+    assert rel(net(torch.from_numpy(x)).detach().numpy(), model(x).data) < 1e-10
+
+
+def test_layouts_and_dtypes_give_the_same_logits(test_images):
+    """NHWC, NCHW, channels_last model and uint8 pixels: the same logits; ambiguous shapes refused."""
+    model = small_model("baseline2", 1, "symmetric", dtype=np.float32).eval()
+    net = to_torch(model)
+    x = test_images[0][:4]
+    reference = model(x.astype(np.float32)).data
+    nhwc = torch.from_numpy(x.astype(np.float32))
+    with torch.no_grad():
+        outs = {"nhwc": net(nhwc), "nchw": net(nhwc.permute(0, 3, 1, 2).contiguous()),
+                "uint8": net(torch.from_numpy(x))}
+        outs["channels_last"] = to_torch(model).to(memory_format=torch.channels_last)(nhwc)
+    for name, out in outs.items():
+        assert rel(out.numpy(), reference) < 1e-5, name
+    with pytest.raises(ValueError, match="cannot tell NHWC from NCHW"):
+        net(torch.zeros(2, 3, 8, 3))
+    net.layout = "nhwc"
+    assert net(torch.zeros(2, 3, 8, 3)).shape == (2, 10)
+
+
+def test_round_trip_is_bit_identical(test_images):
+    """tinybin → torch → tinybin after training steps and a recalibration: every parameter, buffer
+    (moving and recalibrated statistics, counters), dtype, inference choice and SGD velocity."""
+    x, y = test_images[0][:16].astype(np.float32), test_images[1][:16]
+    model = small_model("baseline1", 1, "tf-same", dtype=np.float32)
+    optimizer = SGD(model.parameters(), lr=0.1)
+    for _ in range(2):
+        train_step(model, optimizer, x, y, 0.1)
+    for _, bn in model.batch_norms():
+        bn.start_recalibration()
+    model(x)
+    for _, bn in model.batch_norms():
+        bn.finish_recalibration()
+        bn.inference_stats = "moving"
+    model.eval()
+
+    net = to_torch(model)
+    back = from_torch(net)
+    before, after = model.state_dict(), back.state_dict()
+    assert list(before) == list(after)
+    for name in before:
+        assert before[name].dtype == after[name].dtype, name
+        np.testing.assert_array_equal(before[name], after[name], err_msg=name)
+    assert not back.training
+    assert all(bn.inference_stats == "moving" for _, bn in back.batch_norms())
+    channels_last = from_torch(to_torch(model).to(memory_format=torch.channels_last)).state_dict()
+    for name in before:
+        np.testing.assert_array_equal(before[name], channels_last[name], err_msg=name)
+
+    torch_sgd = make_sgd(net)
+    optimizer_state_to_torch(optimizer.state_dict(), torch_sgd, net)
+    state = optimizer.state_dict()
+    for name, value in optimizer_state_from_torch(torch_sgd, net).items():
+        np.testing.assert_array_equal(value, state[name], err_msg=name)
+
+
+def test_sgd_steps_equal_tinybin(test_images):
+    """Two steps of tinybin's recipe (train_step, SGD momentum 0.9, wd 5e-4 on conv latent weights
+    only) at two learning rates: torch ends with the same weights and velocities (float64, 1e-10).
+    torch.optim.SGD would not: its momentum buffer is multiplied by the current lr."""
+    x, y = test_images[0][:8].astype(np.float64), test_images[1][:8]
+    model = small_model("baseline1", 1, "symmetric")
+    net = to_torch(model)
+    optimizer, torch_sgd = SGD(model.parameters(), lr=0.1), make_sgd(net, lr=0.1)
+    for lr in (0.1, 0.05):
+        train_step(model, optimizer, x, y, lr)
+        torch_sgd.set_lr(lr)
+        torch_sgd.zero_grad()
+        torch.nn.functional.cross_entropy(net(torch.from_numpy(x)), torch.from_numpy(y)).backward()
+        torch_sgd.step()
+    back = from_torch(net)
+    for (name, p), (_, q) in zip(model.named_parameters(), back.named_parameters()):
+        assert rel(q.data, p.data) < 1e-10, name
+    state = optimizer.state_dict()
+    for name, value in optimizer_state_from_torch(torch_sgd, net).items():
+        assert rel(value, state[name]) < 1e-10, name
+
+
+@pytest.mark.slow
+def test_released_model_converted_keeps_its_accuracy(test_images):
+    """The authors' 1-bit WRN-20-10, converted: 963 of the 1000 shipped test images (96.30 %).
+    Slow: 1000 WRN-20-10 forwards on the CPU (8.5 minutes on 2 heavily shared cores)."""
+    pytest.importorskip("scipy.io", reason="reading .mat files needs scipy")
+    from tinybin.zoo import load_mcdonnell
+
+    net = to_torch(load_mcdonnell(MAT))
+    x, y = test_images
+    correct = 0
+    with torch.no_grad():
+        for i in range(0, len(x), 250):
+            correct += int((net(torch.from_numpy(x[i:i + 250])).argmax(1).numpy() == y[i:i + 250]).sum())
+    assert (correct, len(x)) == (963, 1000)
+
+
+# ------------------------------------------------------------------------ data-parallel training
+
+
+def run_train(tmp_path, name, variant, nproc):
+    """One epoch of one step of 128 images (WRN-8-1) by `python -m tinybin.torch.train`, under
+    torchrun with `nproc` gloo processes (2 × 64 images) or in one process."""
+    out = tmp_path / name
+    flags = ["--archive", str(ARCHIVE), "--subset", "128", "--batch-size", "128", "--epochs", "1", "--depth", "8",
+             "--variant", variant, "--test-subset", "100", "--epoch-eval-size", "100", "--out", str(out)]
+    if variant == "srelu":
+        flags += ["--temperature", "40"]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc else [sys.executable]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(launcher + ["-m", "tinybin.torch.train"] + flags, capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, done.stdout
+
+
+@pytest.mark.parametrize("variant", ["srelu", "baseline2"])
+def test_ddp_step_equals_single_process_step(tmp_path, variant):
+    """2 gloo processes × 64 images = 1 process × 128 images, to float32 tolerance: weights, SGD
+    velocities and BN statistics (moving and recalibrated: BN sees the global batch). The run
+    folder is tinybin's: `python -m tinybin evaluate` reads it and gets the run's own accuracy
+    (checked once, for baseline2, whose BN statistics it must also read)."""
+    ddp, log = run_train(tmp_path, "ddp", variant, nproc=2)
+    single, _ = run_train(tmp_path, "single", variant, nproc=0)
+    assert "over 2 process(es)" in log
+    with np.load(ddp / "checkpoint.npz") as a, np.load(single / "checkpoint.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        arrays = [k for k in a.files if k != "meta"]
+        assert any(k.startswith("optim/velocity") for k in arrays)
+        for k in arrays:
+            assert rel(a[k], b[k]) < 1e-4, k
+        start = wrn(8, 1, variant=variant, bits=1, temperature=40 if variant == "srelu" else None, rng=0)
+        assert rel(a["model/stem.weight"], start.stem.weight.data) > 1e-6   # it did take a step
+    if variant != "baseline2":
+        return
+    done = subprocess.run([sys.executable, "-m", "tinybin", "evaluate", str(ddp), "--test-subset", "100"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    accuracy = log.strip().splitlines()[-1].split("test accuracy: ")[1].split(" %")[0]
+    assert f"test accuracy {accuracy} % on 100 images" in done.stdout
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--variant", "nope"], "unknown variant 'nope'"),
+    (["--depth", "9"], "depth must be 6n+2"),
+    (["--batch-size", "0"], "must be positive"),
+    (["--bn-stats", "both"], "invalid choice: 'both'"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--archive", "/nonexistent/cifar.tar.gz"], "/nonexistent/cifar.tar.gz"),
+])
+def test_bad_flags_give_one_line_and_exit_2(flags, message, capsys, tmp_path):
+    from tinybin.torch.train import main
+
+    assert main(flags + ["--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and message in err, err

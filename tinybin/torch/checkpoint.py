@@ -1,0 +1,64 @@
+"""tinybin's run folder, read and written from PyTorch.
+
+A run trained here leaves what `python -m tinybin train` leaves — checkpoint.npz (model,
+optimizer and meta with the run's config), metrics.jsonl, steps.jsonl, curves.png — so
+`python -m tinybin evaluate RUNDIR`, `export`, `tinybin.train.load_checkpoint` and the probes
+take it as they take a tinybin run. This is the only module of tinybin.torch that imports
+tinybin's training code.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from ..optim import SGD as TinybinSGD
+from ..train import (
+    DivergenceDetector,
+    TrainConfig,
+    load_checkpoint,
+    load_data,
+    plot_curves,
+    read_checkpoint,
+    save_checkpoint,
+)
+from .convert import from_torch, to_torch
+from .optim import optimizer_state_from_torch, optimizer_state_to_torch
+
+__all__ = [
+    "DivergenceDetector",
+    "TrainConfig",
+    "load_data",
+    "load_optimizer_state",
+    "load_tinybin_checkpoint",
+    "plot_curves",
+    "run_config",
+    "save_tinybin_checkpoint",
+]
+
+
+def run_config(**values) -> dict:
+    """A run's config as tinybin records it: TrainConfig's fields, defaults where not given
+    (values for other keys are dropped, so `evaluate` can rebuild TrainConfig from it)."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return dataclasses.asdict(TrainConfig(**{k: v for k, v in values.items() if k in names}))
+
+
+def save_tinybin_checkpoint(path, module, optimizer, meta: dict):
+    """Write `module` (made by to_torch, or DDP around it) and `optimizer` (tinybin.torch.SGD) as
+    a tinybin checkpoint, atomically. meta needs at least config, arch, num_classes, epoch."""
+    model = from_torch(module)
+    sgd = TinybinSGD(model.parameters())
+    sgd.load_state_dict(optimizer_state_from_torch(optimizer, module))
+    save_checkpoint(path, model, sgd, meta)
+
+
+def load_tinybin_checkpoint(path):
+    """(torch module in eval mode with the run's BN statistics, meta) from a tinybin checkpoint
+    (file or run folder) — one trained by tinybin or by tinybin.torch."""
+    model, meta = load_checkpoint(path)
+    return to_torch(model), meta
+
+
+def load_optimizer_state(path, optimizer, module):
+    """Put a checkpoint's SGD velocities (and lr, momentum, weight decay) into `optimizer`."""
+    _, optim_state, _ = read_checkpoint(path)
+    return optimizer_state_to_torch(optim_state, optimizer, module)

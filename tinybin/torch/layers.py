@@ -1,0 +1,247 @@
+"""tinybin's layers in PyTorch, computing what tinybin's ops compute (tinybin/ops, tinybin/nn).
+
+Layout: tensors are NCHW as torch expects (they may be channels_last in memory); conv weights
+are (C_out, C_in, KH, KW). Every layer keeps tinybin's conventions:
+  * 1-bit conv: forward with c·sign(W), sign(0) = +1, backward the identity to the latent W;
+  * asymmetric padding (top, bottom, left, right), e.g. TensorFlow "same" (0, 1, 0, 1);
+  * average pooling that leaves padded cells out of the average;
+  * batch norm with biased variance, optional learned g and o, mean-only, moving averages that
+    start from the first batch, post-training recalibration, and (across processes) statistics
+    of the global batch.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as TF
+from torch import nn
+
+from .distributed import all_reduce_sum
+
+
+def as_padding(padding):
+    """int p or (top, bottom, left, right) -> 4 ints (tinybin's convention)."""
+    return (int(padding),) * 4 if isinstance(padding, int) else tuple(int(p) for p in padding)
+
+
+def pad2d(x, pads):
+    """Zero-pad H and W of an NCHW tensor by (top, bottom, left, right)."""
+    t, b, l, r = pads
+    return TF.pad(x, (l, r, t, b)) if any(pads) else x
+
+
+class Binarize(torch.autograd.Function):
+    """W_b = c·sign(W) with sign(0) = +1;  dL/dW := dL/dW_b (identity, unscaled, unclipped).
+
+    The constant c lives inside the op: writing c * ste_sign(W) through autograd would multiply
+    the latent gradient by c and silently lower the learning rate.
+    Reference: McDonnell 2018 (arXiv:1802.08530) §2; McDonnell et al. 2019 §II.
+    """
+
+    @staticmethod
+    def forward(ctx, w, multiplier):
+        return torch.where(w >= 0, w.new_tensor(multiplier), w.new_tensor(-multiplier))
+
+    @staticmethod
+    def backward(ctx, dout):
+        return dout, None
+
+
+def binarize(w, multiplier):
+    return Binarize.apply(w, float(multiplier))
+
+
+class Conv2d(nn.Module):
+    """y = conv(x, W), no bias; bits=1 convolves with c·sign(W), c = sqrt(2 / (k·k·C_in)).
+
+    Shapes: x (N, C_in, H, W), weight (C_out, C_in, k, k) -> y (N, C_out, OH, OW).
+    """
+
+    def __init__(self, c_in, c_out, k, stride=1, padding=0, bits=32):
+        super().__init__()
+        self.c_in, self.c_out, self.k, self.stride, self.bits = c_in, c_out, k, stride, bits
+        self.padding = as_padding(padding)
+        self.multiplier = math.sqrt(2.0 / (k * k * c_in))
+        self.weight = nn.Parameter(torch.empty(c_out, c_in, k, k))
+
+    def effective_weight(self):
+        return binarize(self.weight, self.multiplier) if self.bits == 1 else self.weight
+
+    def forward(self, x):
+        t, b, l, r = self.padding
+        if t == b and l == r:   # torch pads symmetrically itself
+            return TF.conv2d(x, self.effective_weight(), stride=self.stride, padding=(t, l))
+        return TF.conv2d(pad2d(x, self.padding), self.effective_weight(), stride=self.stride)
+
+    def extra_repr(self):
+        return f"{self.c_in}, {self.c_out}, k={self.k}, stride={self.stride}, padding={self.padding}, bits={self.bits}"
+
+
+class BatchNorm2d(nn.Module):
+    """y = g·(x − μ)/sqrt(σ² + ε) + o per channel; mean_only: y = x − μ (+ o).
+
+    Training: μ, σ² (biased, 1/m) of the batch — of the *global* batch when `process_group` is set
+    (sums all-reduced in forward, their gradients all-reduced in backward). Inference: the moving
+    averages or the recalibrated statistics, chosen by `inference_stats` exactly as in
+    tinybin.nn.BatchNorm2d, whose buffers (same names, same dtypes) this layer holds.
+    Reference: Ioffe & Szegedy 2015 (Algorithm 2 for recalibration); Salimans & Kingma 2016.
+    """
+
+    def __init__(self, num_channels, affine=False, mean_only=False, eps=1e-5, momentum=0.99):
+        super().__init__()
+        self.num_channels, self.affine, self.mean_only = num_channels, affine, mean_only
+        self.eps, self.momentum = eps, momentum
+        self.weight = nn.Parameter(torch.ones(num_channels)) if affine and not mean_only else None
+        self.bias = nn.Parameter(torch.zeros(num_channels)) if affine else None
+        self.register_buffer("running_mean", torch.zeros(num_channels, dtype=torch.float32))
+        self.register_buffer("running_var", torch.ones(num_channels, dtype=torch.float32))
+        self.register_buffer("moving_batches", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("calib_mean", torch.zeros(num_channels, dtype=torch.float64))
+        self.register_buffer("calib_var", torch.ones(num_channels, dtype=torch.float64))
+        self.register_buffer("calib_batches", torch.zeros((), dtype=torch.int64))
+        self.inference_stats = "auto"
+        self.process_group = None   # set by tinybin.torch.synchronise_batch_norm
+        self._calib = None
+
+    def start_recalibration(self):
+        z = torch.zeros(self.num_channels, dtype=torch.float64, device=self.running_mean.device)
+        self._calib = [z, z.clone(), 0]
+
+    def finish_recalibration(self):
+        sum_mean, sum_var, count = self._calib
+        self._calib = None
+        if count == 0:
+            raise RuntimeError("recalibration saw no batches")
+        self.calib_mean.copy_(sum_mean / count)
+        self.calib_var.copy_(sum_var / count)
+        self.calib_batches.fill_(count)
+
+    def inference_mean_var(self):
+        mode = self.inference_stats
+        if mode not in ("auto", "moving", "recalibrated"):
+            raise ValueError(f"inference_stats must be 'auto', 'moving' or 'recalibrated', got {mode!r}")
+        calibrated = int(self.calib_batches) > 0
+        if mode == "recalibrated" and not calibrated:
+            raise RuntimeError("recalibrated statistics requested but never computed")
+        if mode == "recalibrated" or (mode == "auto" and calibrated):
+            return self.calib_mean, self.calib_var
+        return self.running_mean, self.running_var
+
+    def _batch_stats(self, x):
+        C = x.shape[1]
+        total = x.sum(dim=(0, 2, 3))                                            # C
+        count = total.new_full((1,), x.numel() // C)
+        if self.process_group is not None:    # one all-reduce for the sums and the count
+            packed = all_reduce_sum(torch.cat([total, count]), self.process_group)
+            total, count = packed[:C], packed[C:].detach()
+        mean = total / count                                                    # C
+        xc = x - mean.view(1, C, 1, 1)                                          # N, C, H, W
+        if self.mean_only:
+            return xc, mean, None
+        var = all_reduce_sum((xc * xc).sum(dim=(0, 2, 3)), self.process_group) / count  # C, biased
+        return xc, mean, var
+
+    @torch.no_grad()
+    def _record(self, mean, var):
+        if self._calib is not None:            # recalibration: plain averages over the batches
+            self._calib[0] += mean.double()
+            if var is not None:
+                self._calib[1] += var.double()
+            self._calib[2] += 1
+            return
+        m = torch.where(self.moving_batches > 0, self.momentum, 0.0)  # the first batch initialises
+        self.running_mean.copy_(m * self.running_mean + (1 - m) * mean)
+        if var is not None:
+            self.running_var.copy_(m * self.running_var + (1 - m) * var)
+        self.moving_batches += 1
+
+    def forward(self, x):
+        C = self.num_channels
+        if self.training:
+            xc, mean, var = self._batch_stats(x)
+            self._record(mean.detach(), None if var is None else var.detach())
+            if self.mean_only:
+                out = xc
+            else:
+                out = xc * (1.0 / torch.sqrt(var + self.eps)).view(1, C, 1, 1)
+                if self.weight is not None:
+                    out = out * self.weight.view(1, C, 1, 1)
+        else:   # the same arithmetic as tinybin's eval branch, statistics in float64
+            mean, var = self.inference_mean_var()
+            dtype = x.dtype
+            if self.mean_only:
+                out = x + (-mean).to(dtype).view(1, C, 1, 1)
+            else:
+                inv_std = 1.0 / torch.sqrt(var.double() + self.eps)
+                if self.weight is None:
+                    out = x * inv_std.to(dtype).view(1, C, 1, 1) + (-mean.double() * inv_std).to(dtype).view(1, C, 1, 1)
+                else:
+                    out = (x + (-mean).to(dtype).view(1, C, 1, 1)) * (self.weight * inv_std.to(dtype)).view(1, C, 1, 1)
+        if self.bias is not None:
+            out = out + self.bias.view(1, C, 1, 1)
+        return out
+
+    def extra_repr(self):
+        kind = "mean_only" if self.mean_only else "full"
+        return f"{self.num_channels}, affine={self.affine}, {kind}, eps={self.eps}, momentum={self.momentum}"
+
+
+class SReLU(nn.Module):
+    """max(−1, x); derivative 1 if x > −1 else 0 (0 at the kink, as tinybin)."""
+
+    def forward(self, x):
+        return torch.where(x > -1, x, x.new_tensor(-1.0))
+
+
+class Scale(nn.Module):
+    """y = c·x, a fixed constant (c = 1/T before global average pooling: softmax temperature T)."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.c = float(c)
+
+    def forward(self, x):
+        return x * self.c
+
+    def extra_repr(self):
+        return f"c={self.c:g}"
+
+
+class AvgPool2d(nn.Module):
+    """size×size average pool, stride, padding (int or (top, bottom, left, right)); padded cells
+    are excluded from each average: out = window sum / number of real cells in the window."""
+
+    def __init__(self, size=3, stride=2, padding=1):
+        super().__init__()
+        self.size, self.stride, self.padding = size, stride, as_padding(padding)
+
+    def forward(self, x):
+        sums = TF.avg_pool2d(pad2d(x, self.padding), self.size, self.stride, divisor_override=1)
+        ones = x.new_ones((1, 1) + tuple(x.shape[2:]))
+        count = TF.avg_pool2d(pad2d(ones, self.padding), self.size, self.stride, divisor_override=1)
+        return sums / count
+
+    def extra_repr(self):
+        return f"size={self.size}, stride={self.stride}, padding={self.padding}"
+
+
+class GlobalAvgPool(nn.Module):
+    """(N, C, H, W) -> (N, C): the mean over H and W."""
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+
+
+class PadChannels(nn.Module):
+    """Append `extra` all-zero channels after the existing ones (the downsampling shortcut)."""
+
+    def __init__(self, extra):
+        super().__init__()
+        self.extra = int(extra)
+
+    def forward(self, x):
+        if self.extra == 0:
+            return x
+        n, _, h, w = x.shape
+        return torch.cat([x, x.new_zeros((n, self.extra, h, w))], dim=1)
