@@ -34,7 +34,8 @@ import sys
 import numpy as np
 
 import tinybin as tb
-from tinybin import lesson
+
+import lesson
 
 NEEDS_DATA = False
 FIGURES = []

@@ -43,9 +43,10 @@ import numpy as np
 
 import tinybin as tb
 import tinybin.functional as F
-from tinybin import lesson
 from tinybin.ops import norm
 from tinybin.tensor import Function
+
+import lesson
 
 NEEDS_DATA = False
 FIGURES = ["fd_error_vs_h.png"]
@@ -71,9 +72,10 @@ def finite_differences(x, G, h):
 
 def wrong_bn_backward(dout, cache):
     """A classic mistake: treat the variance as a constant, i.e. drop the x̂·mean(dx̂·x̂) term."""
-    d = dout.reshape(-1, cache["shape"][-1])      # m, C
-    dx = (d - d.mean(axis=0)) * cache["inv_std"]  # m, C  (only the path through the mean)
-    return dx.reshape(cache["shape"])
+    xhat, inv_std = cache[:2]                     # cache = (x̂, 1/σ, g, has bias, μ, σ²)
+    d = dout.reshape(xhat.shape)                  # m, C
+    dx = (d - d.mean(axis=0)) * inv_std           # m, C  (only the path through the mean)
+    return dx.reshape(dout.shape)
 
 
 def main():

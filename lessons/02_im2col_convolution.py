@@ -45,10 +45,12 @@ import numpy as np
 
 import tinybin as tb
 import tinybin.functional as F
-from tinybin import kernels, lesson
+from tinybin import kernels
+from tinybin.bench.timer import median_ms
 from tinybin.kernels import im2col_numba, im2col_ref
-from tinybin.kernels.bench import median_ms
 from tinybin.ops.conv import conv2d_backward, conv2d_forward
+
+import lesson
 
 NEEDS_DATA = False
 FIGURES = ["im2col_speed.png"]

@@ -47,8 +47,10 @@ import numpy as np
 
 import tinybin as tb
 import tinybin.functional as F
-from tinybin import lesson, nn
+from tinybin import nn
 from tinybin.data import Batches
+
+import lesson
 
 NEEDS_DATA = True
 FIGURES = ["batch_dependence.png", "inference_stats.png"]

@@ -42,7 +42,8 @@ import numpy as np
 
 import tinybin as tb
 import tinybin.functional as F
-from tinybin import lesson
+
+import lesson
 
 NEEDS_DATA = False
 FIGURES = ["activations.png"]

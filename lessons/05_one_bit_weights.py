@@ -54,11 +54,12 @@ import numpy as np
 
 import tinybin as tb
 import tinybin.functional as F
-from tinybin import lesson
 from tinybin.data import Batches
 from tinybin.models import conv_weight_count, wrn
 from tinybin.ops.binarize import binarize_forward, pack_bits, unpack_bits
 from tinybin.optim import SGD
+
+import lesson
 
 NEEDS_DATA = True
 FIGURES = ["flip_ratio.png"]

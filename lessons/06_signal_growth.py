@@ -67,9 +67,10 @@ Try next
 import numpy as np
 
 import tinybin.functional as F
-from tinybin import lesson
 from tinybin.models import wrn
 from tinybin.probes import Probe
+
+import lesson
 
 NEEDS_DATA = True
 FIGURES = ["signal_growth.png"]

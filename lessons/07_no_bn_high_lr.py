@@ -59,9 +59,10 @@ Try next
 """
 import numpy as np
 
-from tinybin import lesson
 from tinybin.models import wrn
 from tinybin.probes import Probe, diagnose, short_run
+
+import lesson
 
 NEEDS_DATA = True
 FIGURES = ["lr_sweep.png"]

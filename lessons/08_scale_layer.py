@@ -62,9 +62,10 @@ Try next
 import numpy as np
 
 import tinybin.functional as F
-from tinybin import lesson
 from tinybin.models import wrn
 from tinybin.probes import Probe, diagnose, short_run
+
+import lesson
 
 NEEDS_DATA = True
 FIGURES = ["temperature_sweep.png", "t_vs_lr.png"]

@@ -74,9 +74,10 @@ Try next
 """
 import numpy as np
 
-from tinybin import lesson
 from tinybin.models import wrn
 from tinybin.probes import GRAD_LABELS, GRAD_POINTS, Probe, diagnose, plot_ccdf_phases, plot_over_time, short_run
+
+import lesson
 
 NEEDS_DATA = True
 FIGURES = ["ccdf_z.png", "ccdf_h.png", "ccdf_head_x.png", "ccdf_head_w.png", "over_time_z.png", "over_time_h.png", "layer_grad_ratio.png"]

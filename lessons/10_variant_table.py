@@ -62,10 +62,11 @@ import warnings
 
 import numpy as np
 
-from tinybin import lesson
 from tinybin.data import balanced_subset
-from tinybin.models.wrn import VARIANTS, default_temperature
+from tinybin.models.wrn import VARIANTS, default_temperature, uses_temperature
 from tinybin.train import Diverged, TrainConfig, train
+
+import lesson
 
 NEEDS_DATA = True
 FIGURES = ["variant_table.png"]
@@ -107,7 +108,7 @@ def main():
     table = {}
     for variant in args.variants:
         for bits in args.bits:
-            T = default_temperature(bits, 10) if VARIANTS[variant][1] == "scale" else None
+            T = default_temperature(bits, 10) if uses_temperature(variant) else None
             accs, diverged = [], []
             for s in range(args.seed, args.seed + args.seeds):
                 cfg = dataclasses.replace(base, variant=variant, bits=bits, temperature=T, seed=s,

@@ -53,11 +53,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tinybin import lesson, no_grad
+from tinybin import no_grad
 from tinybin.embedded import conv2d_addsub, op_counts, totals
 from tinybin.export import load_packed, pack, save_packed
 from tinybin.train import evaluate
 from tinybin.zoo import load_mcdonnell, mcdonnell_file
+
+import lesson
 
 NEEDS_DATA = True
 FIGURES = ["layers.png"]

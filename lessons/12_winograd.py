@@ -64,10 +64,12 @@ import time
 
 import numpy as np
 
-from tinybin import kernels, lesson
+from tinybin import kernels
 from tinybin.kernels import winograd_ref
 from tinybin.kernels.winograd_ref import matrices
 from tinybin.ops.conv import conv2d_backward, conv2d_forward
+
+import lesson
 
 NEEDS_DATA = False
 FIGURES = ["winograd.png"]

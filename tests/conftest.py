@@ -8,7 +8,6 @@ which skips them, with the reason, where the folder is absent.
 from pathlib import Path
 
 import numpy as np
-
 import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"

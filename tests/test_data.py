@@ -21,9 +21,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from archives import CIFAR10_NAMES, cifar10_archive, cifar10_members, planar, py2_pickle, write_tar
 from tinybin import data
 from tinybin.data import cifar, folder
+
+from archives import CIFAR10_NAMES, cifar10_archive, cifar10_members, planar, py2_pickle, write_tar
 
 SHIPPED_SUBSET = os.path.join(os.path.dirname(__file__), "..", "datasets", "cifar-10-subset-python.tar.gz")
 

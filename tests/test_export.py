@@ -12,6 +12,7 @@ from tinybin.cli import main
 from tinybin.embedded import addsub_forward, comparison_report, conv2d_addsub, op_counts, totals
 from tinybin.export import load_packed, pack, save_packed
 from tinybin.models import VARIANTS, conv_weight_count, wrn
+from tinybin.models.wrn import uses_temperature
 from tinybin.train import recalibrate_bn
 
 RNG = np.random.default_rng(0)
@@ -49,7 +50,7 @@ def test_round_trip_with_folded_temperature(tmp_path, variant):
     model = tiny(variant)
     save_packed(model, tmp_path / "m.npz")
     loaded, ref = logits(load_packed(tmp_path / "m.npz")), logits(model)
-    if VARIANTS[variant][1] == "scale":
+    if uses_temperature(variant):
         assert json.loads(pack(model)["arch"].tobytes())["temperature_folded"]
         np.testing.assert_allclose(loaded, ref, rtol=1e-5, atol=1e-6 * np.abs(ref).max())
         np.testing.assert_array_equal(loaded.argmax(1), ref.argmax(1))
@@ -100,6 +101,32 @@ def test_cli_export_of_a_checkpoint(tmp_path, capsys):
     assert "wrote" in out and "MB" in out
     original, _ = load_checkpoint(tmp_path)
     np.testing.assert_array_equal(logits(load_packed(tmp_path / "packed.npz")), logits(original))
+
+
+def test_evaluate_reads_checkpoints_and_packed_exports_alike(tmp_path, capsys):
+    """One loader under `evaluate`: a checkpoint and its packed export give the same accuracy."""
+    import re
+
+    from tinybin.loader import load_model
+    from tinybin.optim import SGD
+    from tinybin.train import TrainConfig, save_checkpoint
+
+    model = tiny("srelu")
+    cfg = TrainConfig(width=1, depth=8, variant="srelu", temperature=model.config["temperature"], padding="tf-same")
+    meta = dict(config=vars(cfg), arch=cfg.arch(), num_classes=10, epoch=1, bn_stats="moving")
+    save_checkpoint(tmp_path / "run" / "checkpoint.npz", model, SGD(model.parameters(), lr=0.1), meta)
+    save_packed(model, tmp_path / "packed.npz", fold_temperature=False)
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "images.npz", x=rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8), y=np.arange(12) % 10)
+    assert load_model(tmp_path / "packed.npz")[1]["kind"] == "packed"
+    assert load_model(tmp_path / "run")[1]["kind"] == "checkpoint"
+    found = []
+    for source in (tmp_path / "run", tmp_path / "packed.npz"):
+        assert main(["evaluate", str(source), "--npz", str(tmp_path / "images.npz")]) == 0
+        found.append(re.search(r"test accuracy ([\d.]+ %) on 12 images", capsys.readouterr().out).group(1))
+    assert found[0] == found[1]
+    assert main(["evaluate", str(tmp_path / "nothing.npz")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
 
 
 def test_cli_export_with_nothing_to_do(tmp_path, capsys):

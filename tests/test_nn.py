@@ -229,3 +229,17 @@ def test_scale_activations_and_pool_layers():
     np.testing.assert_allclose(nn.ELU()(x).data, np.where(x.data > 0, x.data, np.expm1(x.data)), rtol=1e-6)
     np.testing.assert_allclose(nn.GlobalAvgPool()(x).data, x.data.mean(axis=(1, 2)), rtol=1e-6)
     assert nn.AvgPool2d(3, 2, 1)(x).shape == (4, 3, 3, 3)
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_bn_inference_is_the_training_formula(affine):
+    """Eval mode with stored statistics equal to the batch's own gives the training output bit for
+    bit: one formula, y = g·(x − μ)·(1/σ) + o, in both paths (float32, the buffers' dtype)."""
+    dtype = np.float32
+    rng = np.random.default_rng(4)
+    bn = nn.BatchNorm2d(5, affine=affine)
+    for p in bn.parameters():
+        p.data = (p.data + rng.standard_normal(5)).astype(dtype)
+    x = Tensor((rng.standard_normal((3, 4, 4, 5)) * 3 + 1).astype(dtype))
+    train_out = bn.train()(x).data                  # the first batch sets the moving averages exactly
+    np.testing.assert_array_equal(bn.eval()(x).data, train_out)

@@ -109,9 +109,10 @@ def test_batch_norm_statistics_are_per_channel_and_biased():
 
 def _wrong_bn_backward(dout, cache):
     """A classic mistake: drops the path through the variance (the x̂·mean(dx̂·x̂) term)."""
-    d = dout.reshape(-1, cache["shape"][-1])
-    dx = (d - d.mean(axis=0)) * cache["inv_std"]
-    return dx.reshape(cache["shape"]), None, None
+    xhat, inv_std = cache[:2]
+    d = dout.reshape(xhat.shape)
+    dx = (d - d.mean(axis=0)) * inv_std
+    return dx.reshape(dout.shape), None, None
 
 
 def test_sum_upstream_would_hide_a_wrong_batch_norm_backward():

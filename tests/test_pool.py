@@ -2,10 +2,17 @@
 import numpy as np
 import pytest
 
-from conftest import numerical_grad, rel_error
-from tinybin.ops.pool import (avg_pool2d, avg_pool2d_backward, avg_pool2d_forward, global_avg_pool,
-                              global_avg_pool_backward, global_avg_pool_forward)
+from tinybin.ops.pool import (
+    avg_pool2d,
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    global_avg_pool,
+    global_avg_pool_backward,
+    global_avg_pool_forward,
+)
 from tinybin.tensor import Tensor
+
+from conftest import numerical_grad, rel_error
 
 
 def naive_avg_pool(x, k, s, pads):

@@ -57,8 +57,8 @@ def test_gradients_at_z_h_logits_match_direct_autograd(variant):
     ref_logits.retain_grad()
     F.cross_entropy(ref_logits, y).backward()
     rec = probe.records[0]
-    for point, g in (("z", h_store["z"].grad), ("h", h_store["h"].grad), ("head_x", h_store["x"].grad), ("logits", ref_logits.grad),
-                     ("head_w", ref.head.conv.weight.grad)):
+    for point, g in (("z", h_store["z"].grad), ("h", h_store["h"].grad), ("head_x", h_store["x"].grad),
+                     ("logits", ref_logits.grad), ("head_w", ref.head.conv.weight.grad)):
         sampled = probe.values(point)
         full = np.sort((n * g).ravel())                        # summed-loss convention: × batch size
         assert rec["grad"][point]["n"] == g.size
@@ -161,15 +161,14 @@ def test_off_records_nothing_and_leaves_the_model_alone():
     x, y = batch()
     model = tiny()
     probe = Probe(model, enabled=False)
-    assert not model.probe and not model._hooks
+    assert all(not m._hooks for m in model.modules())
     step(model, probe, x, y)
     assert probe.records == [] and probe.values("z").size == 0
-    assert model.head_out is None and all(not m._hooks for m in model.modules())
     probe.enabled = True
     step(model, probe, x, y)
-    assert len(probe.records) == 1 and model.head_out is not None
+    assert len(probe.records) == 1 and probe.values("z").size > 0
     probe.enabled = False
-    assert not model.probe and model.head_out is None and all(not m._hooks for m in model.modules())
+    assert all(not m._hooks for m in model.modules())
 
 
 def test_eval_batches_are_not_recorded():
@@ -237,3 +236,39 @@ def test_save_load_and_table(tmp_path):
     fig.savefig(tmp_path / "c.png")
     fig2.savefig(tmp_path / "t.png")
     assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_a_probe_point_is_added_by_module_name_or_callable():
+    x, y = batch()
+    model = tiny()
+    points = {**probes.POINTS, "stage2": "stage2.block0", "stem_w": lambda m: m.stem.weight.grad}
+    probe = Probe(model, points=points, sample=10 ** 6)
+    ref = tiny()
+    kept = {}
+    ref.stage2.block0.register_forward_hook(lambda m, i, o: kept.update(o=o.retain_grad()))
+    F.cross_entropy(ref(x), y).backward()
+    step(model, probe, x, y)
+    g = kept["o"].grad * len(y)                                  # summed-loss convention
+    assert probe.records[0]["grad"]["stage2"]["std"] == pytest.approx(g.std(), rel=1e-10)
+    gw = ref.stem.weight.grad * len(y)
+    rec = probe.records[0]["grad"]["stem_w"]
+    assert (rec["n"], rec["max"]) == (gw.size, pytest.approx(np.abs(gw).max(), rel=1e-10))
+    assert np.isin(probe.values("stem_w"), gw.astype(np.float32)).all()
+    with pytest.raises(ValueError, match="no module 'stage9'"):
+        Probe(model, points={"x": "stage9"})
+
+
+@pytest.mark.parametrize("variant,name", [("final-bn", "head.final"), ("mean-bn", "head.final.bn")])
+def test_the_final_bn_sigma_is_a_probe_point(variant, name):
+    x, y = batch()
+    model = wrn(depth=8, width=1, num_classes=4, variant=variant, bits=1, rng=0,
+                **({"temperature": 5.0} if variant == "mean-bn" else {}))
+    seen = {}
+    model.head.conv.register_forward_hook(lambda m, i, z: seen.update(z=z.data))
+    probe = Probe(model)
+    assert probe.bn_names == [name]
+    step(model, probe, x, y)
+    z = seen["z"].reshape(-1, 4).astype(np.float64) / (5.0 if variant == "mean-bn" else 1.0)
+    bn = probe.records[0]["bn"][name]
+    np.testing.assert_allclose(bn["sigma"], np.sqrt(z.var(axis=0) + 1e-5), rtol=1e-5)
+    np.testing.assert_allclose(bn["mean"], z.mean(axis=0), rtol=1e-5, atol=1e-6)

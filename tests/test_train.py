@@ -8,8 +8,18 @@ import pytest
 from tinybin import nn
 from tinybin.models import wrn
 from tinybin.optim import SGD
-from tinybin.train import (DivergenceDetector, Diverged, TrainConfig, evaluate, load_checkpoint, read_checkpoint,
-                           recalibrate_bn, set_bn_stats, train, train_step)
+from tinybin.train import (
+    Diverged,
+    DivergenceDetector,
+    TrainConfig,
+    evaluate,
+    load_checkpoint,
+    read_checkpoint,
+    recalibrate_bn,
+    set_bn_stats,
+    train,
+    train_step,
+)
 
 
 def tiny_data(n_train=250, n_test=50, seed=0, size=16):
@@ -158,14 +168,20 @@ def test_keep_going_watches_a_divergence_run_on(tmp_path):
 
 def test_divergence_detector_kinds():
     d = DivergenceDetector(10, factor=100, window=5)
-    assert d.check(2.3, 0.1) is None
-    assert d.check(float("nan"), 0.1) == "non-finite"
-    assert d.check(1e10, 0.1) == "exploded"  # no NaN needed
+    assert d.check(2.3, False) is None
+    assert d.check(float("nan"), False) == "non-finite"
+    assert d.check(1e10, False) == "exploded"  # no NaN needed
     d = DivergenceDetector(10, factor=100, window=5)
-    reasons = [d.check(2.302585, 0.1) for _ in range(5)]
+    reasons = [d.check(2.302585, True) for _ in range(5)]  # the same logits for every image
     assert reasons[:4] == [None] * 4 and reasons[4].startswith("dead")
-    d = DivergenceDetector(10, factor=100, window=5)  # slowly learning: varying loss, not dead
-    assert all(d.check(2.3 - 0.01 * i, 0.12) is None for i in range(20))
+    d = DivergenceDetector(10, factor=100, window=5)  # one image differs now and then: not dead
+    assert all(d.check(2.302585, i % 4 != 0) is None for i in range(20))
+
+
+def test_dead_means_the_same_logits_for_every_image():
+    from tinybin.train import same_output
+    assert same_output(np.tile([[0.5, -1.0, 3.0]], (6, 1)))
+    assert not same_output(np.array([[0.5, -1.0, 3.0], [0.5, -1.0, 3.01]]))
 
 
 def test_resume_without_checkpoint_fails_clearly(tmp_path):
@@ -204,3 +220,33 @@ def test_final_test_uses_the_chosen_bn_statistics(tmp_path, bn_stats):
     loss, acc = evaluate(model, x_test, y_test)
     assert (result["test_loss"], result["test_acc"]) == (pytest.approx(loss), pytest.approx(acc))
     assert result["bn_stats"] == bn_stats and result["test_images"] == 50
+
+
+def test_fit_is_train_step_in_a_loop_with_hooks():
+    """fit = train_step per batch at the scheduled lr, hooks in order, records numbered from start."""
+    from tinybin.train import fit
+
+    (x, y), _ = tiny_data(40)
+    batches = [(x[i:i + 10], y[i:i + 10]) for i in range(0, 40, 10)]
+    a, b = (wrn(8, 1, variant="baseline2", bits=1, rng=3) for _ in range(2))
+    opt_a, opt_b = SGD(a.parameters(), lr=0.1), SGD(b.parameters(), lr=0.1)
+    schedule = lambda step: 0.1 / (1 + step)  # noqa: E731
+    events = []
+
+    class Hook:
+        def after_backward(self, model, logits, loss, labels):
+            events.append(("backward", model.stem.weight.grad is not None, len(labels)))
+
+        def after_step(self, model):
+            events.append(("step",))
+
+        def end_step(self, record):
+            events.append(("end", record["step"]))
+
+    records = fit(a, opt_a, iter(batches), schedule, steps=3, hooks=[Hook()], start=5)
+    by_hand = [train_step(b, opt_b, xb, yb, schedule(5 + i)) for i, (xb, yb) in enumerate(batches[:3])]
+    assert [r["step"] for r in records] == [5, 6, 7] and [r["lr"] for r in records] == [0.1 / 6, 0.1 / 7, 0.1 / 8]
+    assert [r["loss"] for r in records] == [loss for loss, _ in by_hand]
+    assert [r["acc"] for r in records] == [correct / 10 for _, correct in by_hand]
+    assert events[:3] == [("backward", True, 10), ("step",), ("end", 5)] and len(events) == 9
+    np.testing.assert_array_equal(a.stem.weight.data, b.stem.weight.data)

@@ -7,12 +7,13 @@ import pytest
 import tinybin.functional as F
 from tinybin import Tensor, gradcheck, nn
 from tinybin.models import VARIANTS, conv_weight_count, default_temperature, wrn
+from tinybin.models.wrn import uses_temperature
 
 ALL = list(VARIANTS)
 
 
 def tiny(variant, bits=32, depth=8, **kw):
-    kw.setdefault("temperature", 40.0 if VARIANTS[variant][1] == "scale" else None)
+    kw.setdefault("temperature", 40.0 if uses_temperature(variant) else None)
     return wrn(depth, 1, variant=variant, bits=bits, rng=0, **kw)
 
 
@@ -68,7 +69,7 @@ def test_structure_names_channels_and_shapes():
 
 @pytest.mark.parametrize("variant,n_bn,final", [("baseline1", 9, nn.BatchNorm2d), ("baseline2", 9, nn.BatchNorm2d),
                                                  ("final-bn", 2, nn.BatchNorm2d), ("srelu", 1, nn.Scale),
-                                                 ("elu", 1, nn.Scale), ("mean-bn", 2, nn.BatchNorm2d)])
+                                                 ("elu", 1, nn.Scale), ("mean-bn", 2, nn.Sequential)])
 def test_variant_table(variant, n_bn, final):
     """WRN-8-1: the input BN, 6 block units, the head unit, the final layer."""
     model = tiny(variant)
@@ -80,7 +81,8 @@ def test_variant_table(variant, n_bn, final):
     if variant == "baseline1":
         assert all(bn.affine for _, bn in bns)
     if variant == "mean-bn":
-        assert model.head.final.mean_only and model.head.final.parameters() == []
+        assert model.head.final.bn.mean_only and model.head.final.parameters() == []
+        assert model.head.final.scale.c == pytest.approx(1 / 40)
     if final is nn.Scale:
         assert model.head.final.c == pytest.approx(1 / 40)
 
@@ -218,24 +220,26 @@ def test_input_gradient_with_tinybin_gradcheck_eval_mode():
 # ------------------------------------------------------------------------ probes and persistence
 
 
-def test_probe_keeps_head_output_and_its_gradient():
-    """srelu: logits = GAP(z)/T, so with the mean loss dL/dz = (softmax − onehot)/(N·T·H·W)."""
+def test_head_output_gradient_by_module_name():
+    """srelu: logits = GAP(z)/T, so with the mean loss dL/dz = (softmax − onehot)/(N·T·H·W).
+    The model has no probe code: a forward hook on `head.conv` keeps z and h."""
     model = tiny("srelu", temperature=40.0)
-    model.probe = True
+    kept = {}
+    remove = model.head.conv.register_forward_hook(lambda m, h, z: kept.update(h=h.retain_grad(), z=z.retain_grad()))
     x, y = pixels(3, 8, seed=7), np.array([1, 4, 9])
     logits = model(x)
     F.cross_entropy(logits, y).backward()
-    z = model.head_out
-    assert z.shape == (3, 2, 2, 10) and model.head_in.shape == (3, 2, 2, 64)
+    z = kept["z"]
+    assert z.shape == (3, 2, 2, 10) and kept["h"].shape == (3, 2, 2, 64)
     p = np.exp(logits.data - logits.data.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     p[np.arange(3), y] -= 1
     expect = np.broadcast_to((p / (3 * 40 * 4))[:, None, None, :], z.shape)
     np.testing.assert_allclose(z.grad, expect, rtol=1e-4, atol=1e-9)
-    assert model.head_in.grad is not None
-    model.probe = False
+    assert kept["h"].grad is not None
+    remove()
     model(x)
-    assert model.head_out is z  # not replaced when probing is off
+    assert kept["z"] is z  # not replaced once the hook is removed
 
 
 def test_save_load_identical_logits(tmp_path):
@@ -250,3 +254,52 @@ def test_save_load_identical_logits(tmp_path):
     other.load(tmp_path / "w.npz")
     other.eval()
     np.testing.assert_array_equal(other(x).data, before)
+
+
+def test_mean_bn_is_the_papers_variant_6_scale_then_mean_only_bn():
+    """P2 variant 6: sReLU units, ×1/T, then a mean-only BN without bias: logits = GAP(meanonlyBN(z/T))."""
+    model = tiny("mean-bn", temperature=25.0)
+    head = [name for name, _ in model.head.named_modules()][1:]
+    assert head == ["unit", "unit.act", "conv", "final", "final.scale", "final.bn", "pool"]
+    assert model.head.final.bn.bias is None and model.head.final.bn.weight is None
+    assert {type(m) for m in model.modules() if isinstance(m, (nn.ReLU, nn.SReLU, nn.ELU))} == {nn.SReLU}
+    seen = {}
+    model.head.conv.register_forward_hook(lambda m, i, z: seen.update(z=z.data))
+    logits = model(pixels(4)).data
+    zt = seen["z"] / 25.0                                     # N, H, W, C
+    expected = (zt - zt.mean(axis=(0, 1, 2))).mean(axis=(1, 2))
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+    with pytest.warns(UserWarning, match="T=40"):                # default T as for srelu
+        assert wrn(8, 1, variant="mean-bn", bits=1, rng=0).config["temperature"] == 40
+
+
+def test_mean_bn_without_the_division_is_only_an_ablation():
+    from tinybin.models.wrn import ABLATIONS, mean_bn_final
+    assert "mean-bn-no-scale" not in VARIANTS and ABLATIONS["mean-bn-no-scale"][1] is mean_bn_final
+    model = wrn(8, 1, variant="mean-bn-no-scale", bits=1, rng=0)
+    assert isinstance(model.head.final, nn.BatchNorm2d) and model.head.final.mean_only
+    assert "division" in mean_bn_final.__doc__
+    with pytest.raises(ValueError, match="no scale layer"):
+        wrn(8, 1, variant="mean-bn-no-scale", temperature=40)
+
+
+def test_a_new_variant_is_one_table_row(monkeypatch):
+    from tinybin.models.wrn import elu_unit
+    from tinybin.train import TrainConfig
+
+    def half_scale_final(channels, temperature):        # a researcher's own final layer
+        return nn.Sequential(scale=nn.Scale(0.5 / temperature))
+
+    monkeypatch.setitem(VARIANTS, "elu-half", (elu_unit, half_scale_final))
+    model = wrn(8, 1, variant="elu-half", bits=1, temperature=10.0, rng=0)
+    assert model.head.final.scale.c == pytest.approx(0.05) and isinstance(model.head.unit.act, nn.ELU)
+    assert uses_temperature("elu-half") and model(pixels(2)).shape == (2, 10)
+    TrainConfig(variant="elu-half").validate()
+
+
+def test_unknown_variant_unit_or_final_is_a_loud_error(monkeypatch):
+    with pytest.raises(ValueError, match=r"unknown variant 'bn-free'; valid: baseline1, .*mean-bn-no-scale"):
+        wrn(variant="bn-free")
+    monkeypatch.setitem(VARIANTS, "typo", ("srelu", "scale"))   # names instead of factories
+    with pytest.raises(ValueError, match="variant 'typo': its unit 'srelu' is not a factory"):
+        wrn(8, 1, variant="typo", rng=0)

@@ -2,6 +2,7 @@
 wide ResNets (McDonnell, Mostafa, Wang & van Schaik, 2019)."""
 from . import threads  # noqa: F401 -- first: sets the BLAS/OpenMP thread environment before NumPy loads
 from .gradcheck import GradcheckError, gradcheck
+from .ops import arith as _arith  # noqa: F401 -- binds Tensor's operators (+, *, @, sum, ...)
 from .tensor import Function, Tensor, is_grad_enabled, no_grad
 
 __version__ = "0.1.0"

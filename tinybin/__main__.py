@@ -1,4 +1,4 @@
-"""`python -m tinybin ...`: see tinybin/cli.py."""
+"""`python -m tinybin ...`: see tinybin/cli/."""
 import sys
 
 from .cli import main

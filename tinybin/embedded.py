@@ -43,16 +43,13 @@ each BN → ReLU by a single comparison and keeps only the input BN's three chan
 """
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from . import nn
+from .geometry import as_padding, as_pair, output_size, window_counts
 from .kernels import im2col_ref
 from .models import wrn
-from .models.wrn import Block
-from .ops.conv import as_padding, as_pair
-from .ops.pool import window_counts
+from .models.wrn import Block, temperature_for
 from .tensor import Tensor, no_grad
 
 # --------------------------------------------------------------------------------- add/subtract path
@@ -69,7 +66,7 @@ def conv2d_addsub(x, bits, multiplier, stride=1, padding=0):
     (SH, SW), pads = as_pair(stride, "stride"), as_padding(padding)
     N, H, W, C = x.shape
     KH, KW, _, OC = bits.shape
-    OH, OW = im2col_ref.output_size(H, W, KH, KW, SH, SW, *pads)
+    OH, OW = output_size(H, W, KH, KW, SH, SW, *pads)
     cols = np.empty((N * OH * OW, KH * KW * C), x.dtype)
     im2col_ref.im2col(x, cols, KH, KW, SH, SW, *pads)              # N*OH*OW, KH*KW*C
     plus = bits.reshape(KH * KW * C, OC)                           # KH*KW*C, OC
@@ -168,7 +165,7 @@ def op_counts(model, image_shape=(32, 32, 3)):
     model.eval()
     try:
         with no_grad():
-            model(np.zeros((1, *image_shape), model.stem.weight.dtype))
+            model(np.zeros((1, *image_shape), model.dtype))
     finally:
         for remove in removers:
             remove()
@@ -222,9 +219,8 @@ def comparison_report(depth, width, num_classes=10) -> str:
              f"{'':10s} " + " ".join(f"{c:>15s}" for c in COLUMNS)]
     result = {}
     for variant in ("baseline2", "srelu"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = wrn(depth, width, num_classes=num_classes, variant=variant, bits=1, rng=0)
+        model = wrn(depth, width, num_classes=num_classes, variant=variant, bits=1, rng=0,
+                    temperature=temperature_for(variant, 1, num_classes))
         result[variant] = t = totals(op_counts(model))
         lines.append(f"{variant:10s} " + " ".join(f"{t[c]:>15,}" for c in COLUMNS))
     b, s = result["baseline2"], result["srelu"]

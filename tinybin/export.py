@@ -16,7 +16,7 @@ and its gamma and beta where learned; and as JSON the architecture, each conv's 
 and each BN's row names. WRN-20-10's 26.7 M weights take 3.34 MB
 instead of the 107 MB of float32 latent weights.
 
-The 1/T layer of the srelu and elu variants is folded into the head conv (`fold_temperature`,
+The 1/T layer of the srelu, elu and mean-bn variants is folded into the head conv (`fold_temperature`,
 on by default): the head is 1×1 conv → ×1/T → GAP, so a head multiplier c/T does the same and
 the deployed net has no scale layer. Round trip: without folding, the loaded model computes
 exactly what the original did — the same weights ±c, the same statistics — so the logits are
@@ -26,22 +26,26 @@ the logits agree to about 1e-7 relative, the predictions are the same.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from . import nn
-from .models import conv_weight_count, wrn
-from .models.wrn import VARIANTS
-from .nn.module import save_npz
+from .io import save_npz
+from .models import wrn
 from .ops.binarize import pack_bits, unpack_bits
 
 FORMAT = "tinybin-packed-1"
 
 
-def _is_scale_variant(variant: str) -> bool:
-    return VARIANTS[variant][1] == "scale"
+def _scale_layer(model):
+    """(owner, attribute name) of the ×1/T layer right after the head conv (srelu, elu: the final
+    layer; mean-bn: its first part), or None."""
+    final = model.head.final
+    if isinstance(final, nn.Scale):
+        return model.head, "final"
+    name, first = next(iter(final._modules.items()), (None, None))
+    return (final, name) if isinstance(first, nn.Scale) else None
 
 
 def pack(model, fold_temperature: bool = True) -> dict:
@@ -50,12 +54,13 @@ def pack(model, fold_temperature: bool = True) -> dict:
     if config["bits"] != 1:
         raise ValueError(f"this model has {config['bits']}-bit weights: only a model trained with bits=1 can be "
                          f"stored at one bit per weight")
-    fold = bool(fold_temperature and _is_scale_variant(config["variant"]))
+    scale = _scale_layer(model)
+    fold = bool(fold_temperature and scale is not None)
     arrays, convs, bns = {}, {}, {}
     for name, conv in model.convs():
         multiplier = float(conv.multiplier)
         if fold and conv is model.head.conv:
-            multiplier *= model.head.final.c  # ×1/T moves into the head's multiplier
+            multiplier *= getattr(*scale).c  # ×1/T moves into the head's multiplier
         arrays[f"conv/{name}"] = pack_bits(conv.weight.data)
         convs[name] = dict(shape=list(conv.weight.shape), multiplier=multiplier)  # JSON keeps a float exactly
     for name, bn in model.batch_norms():
@@ -92,10 +97,8 @@ def load_packed(path):
     if "format" not in arrays or str(arrays["format"]) != FORMAT:
         raise ValueError(f"{path} is not a packed tinybin model (no '{FORMAT}' format marker)")
     arch = json.loads(arrays["arch"].tobytes().decode())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = wrn(arch["depth"], arch["width"], num_classes=arch["num_classes"], variant=arch["variant"], bits=1,
-                    temperature=arch["temperature"], padding=arch["padding"], rng=0)
+    model = wrn(arch["depth"], arch["width"], num_classes=arch["num_classes"], variant=arch["variant"], bits=1,
+                temperature=arch["temperature"], padding=arch["padding"], rng=0)
     try:
         for name, conv in model.convs():
             shape, multiplier = tuple(arch["convs"][name]["shape"]), arch["convs"][name]["multiplier"]
@@ -116,86 +119,5 @@ def load_packed(path):
     except KeyError as e:
         raise ValueError(f"{path} is incomplete: no entry {e}") from None
     if arch["temperature_folded"]:
-        model.head.final = nn.Scale(1.0)  # 1/T already sits in head.conv's multiplier
+        setattr(*_scale_layer(model), nn.Scale(1.0))  # 1/T already sits in head.conv's multiplier
     return model.eval()
-
-
-def load_any(source):
-    """A model in eval mode from a training checkpoint (file or run folder), a packed .npz, or one
-    of the authors' released .mat files."""
-    source = Path(source)
-    if source.suffix == ".mat":
-        from .zoo import load_mcdonnell
-        return load_mcdonnell(source)
-    if source.is_file():
-        with np.load(source) as f:
-            if "format" in f.files:
-                return load_packed(source)
-    from .train import load_checkpoint
-    return load_checkpoint(source)[0]
-
-
-def _megabytes(n: int) -> str:
-    return f"{n / 1e6:.2f} MB"
-
-
-# --------------------------------------------------------------------------------- CLI
-
-
-def add_arguments(p):
-    p.add_argument("source", nargs="?", default=None,
-                   help="a checkpoint.npz written by `train` (or its run folder), or the authors' .mat model")
-    p.add_argument("--out", default=None, help="write the packed model here (.npz)")
-    p.add_argument("--no-fold", action="store_true",
-                   help="keep the ×1/T layer of srelu/elu separate instead of folding it into the head conv "
-                        "(folding is the default)")
-    p.add_argument("--report", action="store_true",
-                   help="print multiplications, additions, comparisons and bytes per layer for one image, "
-                        "and baseline2 against srelu of the same size")
-    p.add_argument("--arch", default="20-10", help="DEPTH-WIDTH of a fresh model for --report without a source")
-    p.add_argument("--variant", default="baseline2", help="variant of that fresh model")
-    p.add_argument("--classes", type=int, default=10, help="classes of that fresh model")
-
-
-def run(args) -> int:
-    from .cli import UsageError
-    from .embedded import comparison_report, op_counts, format_op_counts
-    from .zoo import ModelFileError
-
-    if args.out is None and not args.report:
-        raise UsageError("nothing to do: give --out FILE to export, and/or --report")
-    if args.source is None and args.out is not None:
-        raise UsageError("export needs a checkpoint (or an authors' .mat file) to pack")
-    try:
-        if args.source is not None:
-            model = load_any(args.source)
-        else:
-            try:
-                depth, width = (int(v) for v in args.arch.split("-"))
-            except ValueError:
-                raise ValueError(f"--arch takes DEPTH-WIDTH, e.g. 20-10, not {args.arch!r}") from None
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model = wrn(depth, width, num_classes=args.classes, variant=args.variant, bits=1, rng=0)
-        if args.out is not None:
-            arrays = pack(model, fold_temperature=not args.no_fold)
-            save_npz(args.out, arrays)
-    except (ValueError, FileNotFoundError, ModelFileError, ImportError, KeyError) as e:
-        raise UsageError(str(e)) from None
-    c = model.config
-    name = f"WRN-{c['depth']}-{c['width']} {c['variant']}, {c['num_classes']} classes"
-    if args.out is not None:
-        n = conv_weight_count(model)
-        bits = sum(v.nbytes for k, v in arrays.items() if k.startswith("conv/"))
-        stats = sum(v.nbytes for k, v in arrays.items() if k.startswith("bn/"))
-        size = Path(args.out).stat().st_size
-        print(f"{name}: wrote {args.out}, {_megabytes(size)} = {_megabytes(bits)} of weight bits ({n:,} weights) + "
-              f"{_megabytes(stats)} of BN statistics + {_megabytes(size - bits - stats)} of layout; "
-              f"as float32 weights {_megabytes(4 * n)} ({4 * n / size:.0f}× larger)")
-        if json.loads(arrays["arch"].tobytes().decode())["temperature_folded"]:
-            print(f"the ×1/T layer (T = {c['temperature']:g}) is folded into head.conv's multiplier")
-    if args.report:
-        print(format_op_counts(op_counts(model), title=f"{name}: operations for one 32×32 image"))
-        print()
-        print(comparison_report(c["depth"], c["width"], c["num_classes"]))
-    return 0

@@ -1,6 +1,6 @@
 """SGD with momentum and weight decay in the papers' form, and the learning-rate schedules.
 
-METHOD.md §5:  v ← m·v − lr·(g + wd·W);  W ← W + v   (momentum 0.9, not Nesterov)
+SGD of P1 and P2:  v ← m·v − lr·(g + wd·W);  W ← W + v   (momentum 0.9, not Nesterov)
 
 Weight decay acts on conv latent weights only: a Parameter's `decay` flag says whether it
 applies (nn.Conv2d sets True, nn.BatchNorm2d's g and o False). The learning rate is passed to

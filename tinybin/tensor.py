@@ -76,16 +76,13 @@ class Tensor:
         grad = ", requires_grad=True" if self.requires_grad else ""
         return f"Tensor({np.array2string(self.data, precision=4, threshold=8)}, dtype={self.dtype}{grad})"
 
-    def numpy(self) -> np.ndarray:
-        return self.data
-
     def item(self) -> float:
         return self.data.item()
 
-    def detach(self) -> "Tensor":
+    def detach(self) -> Tensor:
         return Tensor(self.data)
 
-    def retain_grad(self) -> "Tensor":
+    def retain_grad(self) -> Tensor:
         """Keep `.grad` on this intermediate tensor after backward (probes read dL/dz this way)."""
         self._retain = True
         return self
@@ -141,72 +138,8 @@ class Tensor:
             t._node = None  # free the graph (and the arrays it saved) as we go
             node.ctx = None
 
-    # ----- operators (defined in tinybin/ops, imported lazily to avoid an import cycle) -----
-    def __add__(self, other):
-        return _ops().add(self, other)
-
-    def __radd__(self, other):
-        return _ops().add(other, self)
-
-    def __sub__(self, other):
-        return _ops().sub(self, other)
-
-    def __rsub__(self, other):
-        return _ops().sub(other, self)
-
-    def __mul__(self, other):
-        return _ops().mul(self, other)
-
-    def __rmul__(self, other):
-        return _ops().mul(other, self)
-
-    def __truediv__(self, other):
-        return _ops().div(self, other)
-
-    def __rtruediv__(self, other):
-        return _ops().div(other, self)
-
-    def __neg__(self):
-        return _ops().neg(self)
-
-    def __pow__(self, exponent):
-        return _ops().power(self, exponent)
-
-    def __matmul__(self, other):
-        return _ops().matmul(self, other)
-
-    def __rmatmul__(self, other):
-        return _ops().matmul(other, self)
-
-    def __getitem__(self, index):
-        return _ops().getitem(self, index)
-
-    def sum(self, axis=None, keepdims=False):
-        return _ops().sum(self, axis=axis, keepdims=keepdims)
-
-    def mean(self, axis=None, keepdims=False):
-        return _ops().mean(self, axis=axis, keepdims=keepdims)
-
-    def reshape(self, *shape):
-        return _ops().reshape(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
-
-    def transpose(self, *axes):
-        return _ops().transpose(self, axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else (axes or None))
-
-    @property
-    def T(self):
-        return self.transpose()
-
-    def exp(self):
-        return _ops().exp(self)
-
-    def log(self):
-        return _ops().log(self)
-
-
-def _ops():
-    from .ops import arith
-    return arith
+    # Operators (+, -, *, /, **, @, [], sum, mean, reshape, transpose, exp, log) are bound to
+    # this class in one place, tinybin/ops/arith.py, where the ops they call are defined.
 
 
 def _topological_order(root: Tensor) -> list[Tensor]:
@@ -235,10 +168,6 @@ class Context:
 
     def __init__(self, needs_input_grad):
         self.needs_input_grad: tuple[bool, ...] = needs_input_grad
-        self.saved: tuple = ()
-
-    def save_for_backward(self, *values):
-        self.saved = values
 
 
 class _Node:
@@ -282,7 +211,7 @@ class Function:
         return result
 
     @classmethod
-    def from_pair(cls, name: str, forward, backward, doc: str | None = None) -> type["Function"]:
+    def from_pair(cls, name: str, forward, backward, doc: str | None = None) -> type[Function]:
         """A Function that calls a `forward(*arrays, **opts) -> (out, cache)` /
         `backward(dout, cache) -> grads` pair: the usual shape of a tinybin op."""
 

@@ -72,6 +72,7 @@ import os
 
 import numpy as np
 
+from ..geometry import output_size
 from . import im2col_ref, winograd_ref
 
 _use_reference = os.environ.get("TINYBIN_REFERENCE", "0").strip() not in ("", "0")
@@ -212,7 +213,7 @@ def im2col(x, KH, KW, stride, padding) -> np.ndarray:
     """
     (SH, SW), (PT, PB, PL, PR) = stride, padding
     N, H, W, C = x.shape
-    OH, OW = im2col_ref.output_size(H, W, KH, KW, SH, SW, PT, PB, PL, PR)
+    OH, OW = output_size(H, W, KH, KW, SH, SW, PT, PB, PL, PR)
     cols = workspace((N * OH * OW, KH * KW * C), x.dtype)
     return implementation().im2col(np.ascontiguousarray(x), cols, KH, KW, SH, SW, PT, PB, PL, PR)
 

@@ -1,4 +1,4 @@
-"""WRN-depth-k ("ResNet 20-k") and the six variants of P2 (METHOD.md §1, §4).
+"""WRN-depth-k ("ResNet 20-k") and the six variants of P2 §IV.
 
     input (N, 32, 32, 3), raw pixels 0..255
     input_bn     BN with learned g, o on the 3 channels, no ReLU (acts as preprocessing)
@@ -13,11 +13,15 @@ with n = (depth − 2)/6 and, in every block, pre-activation units ("unit" → c
     out = shortcut(x) + conv_b(unit_b(conv_a(unit_a(x))))
 
 A "unit" is BN → ReLU in the BN baselines, a lone sReLU (or ELU) in the BN-free variants; the
-final layer is BN, mean-only BN or the constant scale 1/T. Module names are stable and readable
-(`stem`, `stage2.block0.conv_a`, `head.conv`, ...): probes and export walk them.
+final layer is BN, the constant scale 1/T, or 1/T then mean-only BN. Both are small named
+factories, and a variant is a row of the table VARIANTS naming its unit and final layer. Module
+names are stable and readable (`stem`, `stage2.block0.conv_a`, `head.conv`, ...): probes and
+export find layers by them.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import warnings
 
 import numpy as np
@@ -26,48 +30,115 @@ from .. import functional as F
 from .. import nn
 from ..tensor import Tensor
 
-# variant -> (unit inside blocks and head, final layer before GAP)   METHOD.md §4
-VARIANTS = {
-    "baseline1": ("bn-relu-affine", "bn-affine"),
-    "baseline2": ("bn-relu", "bn"),
-    "final-bn": ("srelu", "bn"),
-    "srelu": ("srelu", "scale"),
-    "elu": ("elu", "scale"),
-    "mean-bn": ("srelu", "mean-bn"),
-}
 PADDINGS = ("symmetric", "tf-same")
 
 
 def default_temperature(bits: int, num_classes: int) -> float:
-    """The authors' T (METHOD.md §4): 25 for CIFAR-100, else 40 for 1-bit and 80 for 32-bit."""
+    """The authors' T (P2 §IV): 25 for CIFAR-100, else 40 for 1-bit and 80 for 32-bit."""
     if num_classes == 100:
         return 25.0
     return 40.0 if bits == 1 else 80.0
 
 
-def _make_rng(rng):
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-
-
 class Unit(nn.Module):
-    """The pre-activation unit before a conv: BN → ReLU (baselines) or sReLU / ELU (BN-free)."""
+    """The pre-activation unit before a conv: BN → ReLU (baselines) or a lone sReLU / ELU (BN-free)."""
 
-    def __init__(self, kind: str, channels: int):
+    def __init__(self, bn, act):
         super().__init__()
-        if kind.startswith("bn-relu"):
-            self.bn = nn.BatchNorm2d(channels, affine=kind.endswith("affine"))
-            self.act = nn.ReLU()
-        else:
-            self.bn = None
-            self.act = nn.SReLU() if kind == "srelu" else nn.ELU(1.0)
+        self.bn = bn
+        self.act = act
 
     def forward(self, x):
         return self.act(self.bn(x) if self.bn is not None else x)
 
 
+# ----- units: channels -> Module ------------------------------------------------------------
+def bn_relu_unit(channels):
+    """BN (g = 1, o = 0 fixed) → ReLU: baseline 2."""
+    return Unit(nn.BatchNorm2d(channels), nn.ReLU())
+
+
+def bn_affine_relu_unit(channels):
+    """BN with learned g, o → ReLU: baseline 1."""
+    return Unit(nn.BatchNorm2d(channels, affine=True), nn.ReLU())
+
+
+def srelu_unit(channels):
+    """sReLU = max(−1, x), no BN (P2 §III.B)."""
+    return Unit(None, nn.SReLU())
+
+
+def elu_unit(channels):
+    """ELU (α = 1), no BN (P2 variant 5)."""
+    return Unit(None, nn.ELU(1.0))
+
+
+# ----- final layers before the global average pool: (channels[, temperature]) -> Module ------
+# A factory that takes `temperature` gets T (the authors' value when none is given).
+def bn_final(channels):
+    """BN without g, o (baseline 2, final-bn)."""
+    return nn.BatchNorm2d(channels)
+
+
+def bn_affine_final(channels):
+    """BN with learned g, o (baseline 1)."""
+    return nn.BatchNorm2d(channels, affine=True)
+
+
+def scale_final(channels, temperature):
+    """×1/T: a softmax temperature, the paper's replacement for the final BN (P2 §III)."""
+    return nn.Scale(1.0 / temperature)
+
+
+def scale_mean_bn_final(channels, temperature):
+    """×1/T, then mean-only BN without bias (P2 variant 6: sReLU and the scale layer, and a
+    mean-only BN at the end)."""
+    return nn.Sequential(scale=nn.Scale(1.0 / temperature), bn=nn.BatchNorm2d(channels, mean_only=True))
+
+
+def mean_bn_final(channels):
+    """Mean-only BN without bias and *without* ×1/T. An ablation, not one of the paper's variants:
+    it exists to show why the division matters — at lr 0.1 the logits explode within a few steps."""
+    return nn.BatchNorm2d(channels, mean_only=True)
+
+
+# variant -> (unit inside blocks and head, final layer before GAP): the six of P2 §IV.
+# A new variant is one more row (tinybin.models.VARIANTS["name"] = (unit, final)).
+VARIANTS = {
+    "baseline1": (bn_affine_relu_unit, bn_affine_final),
+    "baseline2": (bn_relu_unit, bn_final),
+    "final-bn": (srelu_unit, bn_final),
+    "srelu": (srelu_unit, scale_final),
+    "elu": (elu_unit, scale_final),
+    "mean-bn": (srelu_unit, scale_mean_bn_final),
+}
+# rows that are not the paper's: experiments that show why a design choice matters
+ABLATIONS = {
+    "mean-bn-no-scale": (srelu_unit, mean_bn_final),
+}
+
+
+def variant_factories(variant):
+    """(unit, final) of a variant name; ValueError listing the known names for anything else."""
+    table = {**VARIANTS, **ABLATIONS}
+    if variant not in table:
+        raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(table)}")
+    unit, final = table[variant]
+    for kind, factory in (("unit", unit), ("final layer", final)):
+        if not callable(factory):
+            raise ValueError(f"variant {variant!r}: its {kind} {factory!r} is not a factory (a function of "
+                             f"the channel count), e.g. srelu_unit or scale_final")
+    return unit, final
+
+
+def uses_temperature(variant) -> bool:
+    """Whether the variant's final layer takes a temperature T (its factory has that argument)."""
+    return "temperature" in inspect.signature(variant_factories(variant)[1]).parameters
+
+
 class DownsampleShortcut(nn.Module):
     """3×3 average pool, stride 2 (pad cells excluded), then `extra` zero channels appended
-    after the old ones. No 1×1 projection: no weights (METHOD.md §1)."""
+    after the old ones. No 1×1 projection: no weights (P1, P2)."""
 
     def __init__(self, extra: int, padding):
         super().__init__()
@@ -83,10 +154,10 @@ class Block(nn.Module):
 
     def __init__(self, c_in, c_out, stride, unit, bits, stride2_padding, rng):
         super().__init__()
-        self.unit_a = Unit(unit, c_in)
+        self.unit_a = unit(c_in)
         self.conv_a = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1 if stride == 1 else stride2_padding,
                                 bits=bits, rng=rng)
-        self.unit_b = Unit(unit, c_out)
+        self.unit_b = unit(c_out)
         self.conv_b = nn.Conv2d(c_out, c_out, 3, stride=1, padding=1, bits=bits, rng=rng)
         if stride != 1 or c_in != c_out:
             self.shortcut = DownsampleShortcut(c_out - c_in, stride2_padding)
@@ -99,65 +170,47 @@ class Block(nn.Module):
 
 
 class Head(nn.Module):
-    """unit → 1×1 conv 64k → classes → final layer (BN | ×1/T | mean-only BN) → global average pool.
+    """unit → 1×1 conv 64k → classes (z) → final layer (BN | ×1/T | ×1/T → mean-only BN) → global average pool."""
 
-    With `probe` set, the forward keeps the head conv's input h and output z (`head_in`,
-    `head_out`) with `retain_grad()`, so after backward `head_out.grad` is dL/dz.
-    """
-
-    def __init__(self, channels, num_classes, unit, final, temperature, bits, rng):
+    def __init__(self, channels, num_classes, unit, final, bits, rng):
         super().__init__()
-        self.unit = Unit(unit, channels)
+        self.unit = unit(channels)
         self.conv = nn.Conv2d(channels, num_classes, 1, bits=bits, rng=rng)
-        if final == "scale":
-            self.final = nn.Scale(1.0 / temperature)
-        else:
-            self.final = nn.BatchNorm2d(num_classes, affine=final == "bn-affine", mean_only=final == "mean-bn")
+        self.final = final(num_classes)
         self.pool = nn.GlobalAvgPool()
-        self.probe = False
-        self.head_in = self.head_out = None
 
     def forward(self, x):
-        h = self.unit(x)
-        z = self.conv(h)
-        if self.probe:
-            self.head_in, self.head_out = h.retain_grad(), z.retain_grad()
-        return self.pool(self.final(z))
+        return self.pool(self.final(self.conv(self.unit(x))))
 
 
 class WRN(nn.Module):
-    """Wide residual network of METHOD.md §1; build it with `wrn(...)`."""
+    """Wide residual network of P2; build it with `wrn(...)`."""
 
     def __init__(self, depth, width, num_classes, variant, bits, temperature, padding, rng):
         super().__init__()
-        unit, final = VARIANTS[variant]
+        unit, final = variant_factories(variant)
+        if temperature is not None:
+            final = functools.partial(final, temperature=temperature)
         n = (depth - 2) // 6
         stride2 = 1 if padding == "symmetric" else (0, 1, 0, 1)  # TF "same", 3×3 stride 2, even map
         self.config = dict(depth=depth, width=width, num_classes=num_classes, variant=variant, bits=bits,
                            temperature=temperature, padding=padding)
-        channels = [16 * width, 32 * width, 64 * width]
-        self.input_bn = nn.BatchNorm2d(3, affine=True)
-        self.stem = nn.Conv2d(3, channels[0], 3, stride=1, padding=1, bits=bits, rng=rng)
-        c_in = channels[0]
-        for s, c_out in enumerate(channels):
-            blocks = nn.Sequential()
-            for b in range(n):
-                stride = 2 if (s > 0 and b == 0) else 1
-                setattr(blocks, f"block{b}", Block(c_in, c_out, stride, unit, bits, stride2, rng))
-                c_in = c_out
-            setattr(self, f"stage{s + 1}", blocks)
-        self.head = Head(c_in, num_classes, unit, final, temperature, bits, rng)
+        c1, c2, c3 = 16 * width, 32 * width, 64 * width
 
-    # dL/dz for probes: set model.probe = True, run forward + backward, read model.head_out.grad
-    probe = property(lambda self: self.head.probe,
-                     lambda self, on: setattr(self.head, "probe", bool(on)))
-    head_in = property(lambda self: self.head.head_in)
-    head_out = property(lambda self: self.head.head_out)
+        def stage(c_in, c_out, stride):  # n blocks; the first one changes width and map size
+            return nn.Sequential(**{f"block{b}": Block(c_in if b == 0 else c_out, c_out, stride if b == 0 else 1,
+                                                       unit, bits, stride2, rng) for b in range(n)})
+        self.input_bn = nn.BatchNorm2d(3, affine=True)
+        self.stem = nn.Conv2d(3, c1, 3, stride=1, padding=1, bits=bits, rng=rng)
+        self.stage1 = stage(c1, c1, 1)
+        self.stage2 = stage(c1, c2, 2)
+        self.stage3 = stage(c2, c3, 2)
+        self.head = Head(c3, num_classes, unit, final, bits, rng)
 
     def forward(self, x):
         """x: (N, H, W, 3) raw pixels (ndarray of any numeric dtype, or Tensor) -> logits (N, classes)."""
         if not isinstance(x, Tensor):
-            x = Tensor(np.asarray(x, dtype=self.stem.weight.dtype))
+            x = Tensor(np.asarray(x, dtype=self.dtype))
         x = self.stem(self.input_bn(x))
         x = self.stage3(self.stage2(self.stage1(x)))
         return self.head(x)
@@ -175,21 +228,15 @@ class WRN(nn.Module):
                 f"bits={c['bits']}, T={c['temperature']}, padding={c['padding']}")
 
 
-def wrn(depth=20, width=4, num_classes=10, variant="baseline2", bits=1, temperature=None, padding="symmetric",
-        rng=None) -> WRN:
-    """WRN-depth-width for `num_classes` classes, one of P2's six variants (METHOD.md §4).
+def temperature_for(variant, bits, num_classes=10):
+    """The authors' T (default_temperature) for a variant with a ×1/T layer, None for the others:
+    what `wrn` picks, with a warning, when no temperature is given."""
+    return default_temperature(bits, num_classes) if uses_temperature(variant) else None
 
-    variant: baseline1 (learned BN g, o everywhere), baseline2 (BN without g, o), final-bn (sReLU,
-      one BN before GAP), srelu (sReLU, ×1/T before GAP), elu (ELU, ×1/T), mean-bn (sReLU,
-      mean-only BN before GAP). The input BN (learned g, o, no ReLU) is in every variant.
-    bits: 1 → every conv (stem and head included) is binarized; 32 → full precision.
-    temperature: T of the ×1/T layer (srelu, elu); None → the authors' value, with a warning.
-    padding: "symmetric" (1 on each side everywhere) or "tf-same" (stride-2 conv and average pool
-      pad 0 before and 1 after, as the authors' Keras models; needed to load their weights).
-    rng: seed or np.random.Generator for the He-normal initialisation.
-    """
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; valid: {', '.join(VARIANTS)}")
+
+def check_arguments(depth, width, num_classes, variant, bits, temperature, padding):
+    """ValueError naming the first argument of `wrn` that cannot work (nothing is built)."""
+    variant_factories(variant)  # an unknown name fails here, listing the known ones
     if not isinstance(depth, (int, np.integer)) or depth < 8 or (depth - 2) % 6:
         raise ValueError(f"depth must be 6n+2 with n >= 1 (8, 14, 20, 26, ...), got {depth}")
     if not isinstance(width, (int, np.integer)) or width < 1:
@@ -200,17 +247,36 @@ def wrn(depth=20, width=4, num_classes=10, variant="baseline2", bits=1, temperat
         raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
     if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes}")
-    if VARIANTS[variant][1] == "scale":
+    if temperature is not None and not uses_temperature(variant):
+        raise ValueError(f"variant {variant!r} has no scale layer; temperature applies only to "
+                         f"{', '.join(v for v in VARIANTS if uses_temperature(v))}")
+    if temperature is not None and not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+
+
+def wrn(depth=20, width=4, num_classes=10, variant="baseline2", bits=1, temperature=None, padding="symmetric",
+        rng=None) -> WRN:
+    """WRN-depth-width for `num_classes` classes, one of P2's six variants (P2 §IV).
+
+    variant: baseline1 (learned BN g, o everywhere), baseline2 (BN without g, o), final-bn (sReLU,
+      one BN before GAP), srelu (sReLU, ×1/T before GAP), elu (ELU, ×1/T), mean-bn (sReLU, ×1/T,
+      then mean-only BN without bias); or any row added to VARIANTS. The input BN (learned g, o,
+      no ReLU) is in every variant.
+    bits: 1 → every conv (stem and head included) is binarized; 32 → full precision.
+    temperature: T of the ×1/T layer (srelu, elu, mean-bn); None → the authors' value, with a warning.
+    padding: "symmetric" (1 on each side everywhere) or "tf-same" (stride-2 conv and average pool
+      pad 0 before and 1 after, as the authors' Keras models; needed to load their weights).
+    rng: seed or np.random.Generator for the He-normal initialisation.
+    """
+    check_arguments(depth, width, num_classes, variant, bits, temperature, padding)
+    if uses_temperature(variant):
         if temperature is None:
             temperature = default_temperature(bits, num_classes)
             warnings.warn(f"variant {variant!r} with no temperature: using the authors' T={temperature:g} "
                           f"({bits}-bit, {num_classes} classes)", stacklevel=2)
-        elif not temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
         temperature = float(temperature)
-    elif temperature is not None:
-        raise ValueError(f"variant {variant!r} has no scale layer; temperature applies only to srelu and elu")
-    return WRN(int(depth), int(width), int(num_classes), variant, bits, temperature, padding, _make_rng(rng))
+    return WRN(int(depth), int(width), int(num_classes), variant, bits, temperature, padding,
+               np.random.default_rng(rng))  # a seed, or a Generator (returned as it is)
 
 
 def conv_weight_count(model: nn.Module) -> int:

@@ -14,14 +14,10 @@ from ..tensor import Tensor
 from .module import Module, Parameter
 
 
-def _rng(rng):
-    return rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-
-
 class Conv2d(Module):
     """y = conv(x, W) with W (KH, KW, C_in, C_out), no bias; `bits=1` convolves with c·sign(W).
 
-    bits=32: W is used as is. bits=1 (METHOD.md §2): W is the full-precision *latent* weight
+    bits=32: W is used as is. bits=1 (P1): W is the full-precision *latent* weight
     that SGD trains; forward and backward use W_b = c·sign(W) with the fixed constant
     c = sqrt(2 / (k·k·C_in)), and the gradient reaches W unchanged (F.binarize's backward is the
     identity, not ×c). Both start He-normal, std sqrt(2 / fan_in), fan_in = k·k·C_in, so a
@@ -39,7 +35,7 @@ class Conv2d(Module):
         self.padding = padding if isinstance(padding, int) else tuple(int(p) for p in padding)
         fan_in = k * k * c_in
         self.multiplier = math.sqrt(2.0 / fan_in)  # He std; the 1-bit constant c
-        w = _rng(rng).standard_normal((k, k, c_in, c_out), dtype=np.float32) * np.float32(self.multiplier)
+        w = np.random.default_rng(rng).standard_normal((k, k, c_in, c_out), dtype=np.float32) * np.float32(self.multiplier)
         self.weight = Parameter(w, decay=True)
 
     def effective_weight(self) -> Tensor:
@@ -57,7 +53,7 @@ class Conv2d(Module):
 
 
 class BatchNorm2d(Module):
-    """Per-channel batch norm (METHOD.md §3): y = g·(x − μ)/sqrt(σ² + ε) + o.
+    """Per-channel batch norm (P1; Ioffe & Szegedy 2015): y = g·(x − μ)/sqrt(σ² + ε) + o.
 
     affine: learn g (init 1) and o (init 0); otherwise they are fixed at 1 and 0 (baseline 2).
     mean_only: y = x − μ (+ o if affine) [Salimans & Kingma 2016], P2's variant 6.
@@ -139,18 +135,7 @@ class BatchNorm2d(Module):
                     self.running_var = (m * self.running_var + (1 - m) * var).astype(np.float32)
             return out
         mean, var = self.inference_mean_var()
-        dtype = x.dtype
-        if self.mean_only:
-            out = x + Tensor((-mean).astype(dtype))
-        else:
-            inv_std = (1.0 / np.sqrt(np.asarray(var, np.float64) + self.eps))
-            if self.weight is None:
-                out = x * Tensor(inv_std.astype(dtype)) + Tensor((-mean * inv_std).astype(dtype))
-            else:  # keep g differentiable: (x − μ)·(g/σ)
-                out = (x + Tensor((-mean).astype(dtype))) * (self.weight * Tensor(inv_std.astype(dtype)))
-        if self.bias is not None:
-            out = out + self.bias
-        return out
+        return F.batch_norm_inference(x, mean, None if self.mean_only else var, self.weight, self.bias, eps=self.eps)
 
     def extra_repr(self):
         kind = "mean_only" if self.mean_only else "full"
@@ -165,7 +150,7 @@ class ReLU(Module):
 
 
 class SReLU(Module):
-    """sReLU(x) = max(−1, x): the BN-free variants' activation (METHOD.md §4)."""
+    """sReLU(x) = max(−1, x): the BN-free variants' activation (P2 §IV)."""
 
     def forward(self, x):
         return F.srelu(x)
@@ -187,7 +172,7 @@ class ELU(Module):
 
 class Scale(Module):
     """y = c·x for a fixed constant c; with c = 1/T before global average pooling it is
-    softmax temperature T (METHOD.md §4)."""
+    softmax temperature T (P2 §IV)."""
 
     def __init__(self, c: float):
         super().__init__()
@@ -222,6 +207,8 @@ class GlobalAvgPool(Module):
 
 
 class Identity(Module):
+    """y = x (a placeholder where a layer is optional)."""
+
     def forward(self, x):
         return x
 

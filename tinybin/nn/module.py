@@ -10,20 +10,18 @@ makes the whole model compute in float64 (gradient checks), and buffers are cast
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from collections import OrderedDict
-from pathlib import Path
 
 import numpy as np
 
+from ..io import save_npz
 from ..tensor import Tensor
 
 
 class Parameter(Tensor):
     """A trained array: a Tensor with requires_grad=True.
 
-    decay: whether weight decay applies (METHOD.md §5: conv latent weights yes, BN scale/shift no).
+    decay: whether weight decay applies (P1, P2: conv latent weights yes, BN scale/shift no).
     """
 
     def __init__(self, data, decay: bool = True):
@@ -100,6 +98,11 @@ class Module:
             for name in module._buffers:
                 yield (f"{prefix}.{name}" if prefix else name), getattr(module, name)
 
+    @property
+    def dtype(self):
+        """The dtype the module computes in: its parameters' (float32, or float64 for checks)."""
+        return next(p for _, p in self.named_parameters()).dtype
+
     def zero_grad(self):
         for p in self.parameters():
             p.grad = None
@@ -115,7 +118,7 @@ class Module:
         return self.train(False)
 
     # ----- state --------------------------------------------------------------------------
-    def state_dict(self) -> "OrderedDict[str, np.ndarray]":
+    def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Copies of every parameter and buffer, keyed by dotted name, in definition order."""
         state = OrderedDict()
         for name, p in self.named_parameters():
@@ -177,18 +180,3 @@ class Module:
             child_repr = repr(child).replace("\n", "\n  ")
             lines.append(f"  ({name}): {child_repr}")
         return lines[0] + ")" if len(lines) == 1 else "\n".join(lines) + "\n)"
-
-
-def save_npz(path, arrays: dict):
-    """np.savez to `path` atomically: a crash never leaves half a file under the real name."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

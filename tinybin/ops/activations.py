@@ -1,4 +1,4 @@
-"""ReLU, sReLU and ELU: the nonlinearities of the paper's variants (METHOD.md §4).
+"""ReLU, sReLU and ELU: the nonlinearities of the paper's variants (P2 §IV).
 
 Each derivative's value *at the kink* is a convention; it is stated here and pinned by tests.
 """
@@ -55,3 +55,19 @@ def elu_backward(dout, cache):
 ReLU = Function.from_pair("ReLU", relu_forward, relu_backward)
 SReLU = Function.from_pair("SReLU", srelu_forward, srelu_backward)
 ELU = Function.from_pair("ELU", elu_forward, elu_backward)
+
+
+
+def relu(x):
+    """max(0, x)"""
+    return ReLU.apply(x)
+
+
+def srelu(x):
+    """max(-1, x)"""
+    return SReLU.apply(x)
+
+
+def elu(x, alpha=1.0):
+    """x if x > 0 else alpha·(exp(x) − 1)"""
+    return ELU.apply(x, alpha=alpha)

@@ -206,3 +206,26 @@ def getitem(a, index):
     if isinstance(index, Tensor):
         index = index.data
     return GetItem.apply(a, index=index)
+
+
+def _bind_tensor_operators():
+    """Give Tensor its operators, once, here where the ops are defined (DeZero's
+    `setup_variable`): tensor.py then needs no import of the ops, and no import cycle exists."""
+    def swap(fn):
+        return lambda self, other: fn(other, self)
+
+    def axes_or_tuple(fn):
+        return lambda self, *args: fn(self, args[0] if len(args) == 1 and isinstance(args[0], (tuple, list))
+                                      else (args or None))
+    Tensor.__add__, Tensor.__radd__ = add, swap(add)
+    Tensor.__sub__, Tensor.__rsub__ = sub, swap(sub)
+    Tensor.__mul__, Tensor.__rmul__ = mul, swap(mul)
+    Tensor.__truediv__, Tensor.__rtruediv__ = div, swap(div)
+    Tensor.__matmul__, Tensor.__rmatmul__ = matmul, swap(matmul)
+    Tensor.__neg__, Tensor.__pow__, Tensor.__getitem__ = neg, power, getitem
+    Tensor.sum, Tensor.mean, Tensor.exp, Tensor.log = sum, mean, exp, log
+    Tensor.reshape, Tensor.transpose = axes_or_tuple(reshape), axes_or_tuple(transpose)
+    Tensor.T = property(lambda self: transpose(self))
+
+
+_bind_tensor_operators()

@@ -1,4 +1,4 @@
-"""One bit per weight: W_b = multiplier · sign(W), straight-through gradient (METHOD.md §2).
+"""One bit per weight: W_b = multiplier · sign(W), straight-through gradient (P1).
 
 Training keeps full-precision *latent* weights W; every forward and backward pass uses
 W_b = c·sign(W) with the constant c = sqrt(2 / (KH·KW·C_in)) (He init std, fan-in); only the
@@ -42,3 +42,9 @@ def unpack_bits(bits: np.ndarray, shape, multiplier, dtype=np.float32) -> np.nda
     """Inverse of pack_bits: weights c·(2b − 1) with the given shape."""
     b = np.unpackbits(bits, count=int(np.prod(shape))).reshape(shape)
     return (multiplier * (2.0 * b - 1.0)).astype(dtype)
+
+
+
+def binarize(w, multiplier):
+    """multiplier·sign(w) (sign(0) = +1); backward: identity to the latent w, unscaled."""
+    return Binarize.apply(w, multiplier=multiplier)

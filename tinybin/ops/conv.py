@@ -7,28 +7,9 @@ OH = (H + PT + PB - KH) // SH + 1 and OW = (W + PL + PR - KW) // SW + 1.
 import numpy as np
 
 from .. import kernels
+from ..geometry import as_padding, as_pair, output_size
 from ..tensor import Function
 from .conv_winograd import winograd_forward, winograd_grad_input, winograd_grad_weights
-
-
-def as_pair(value, name):
-    """An int or an (a, b) pair -> (a, b) of ints >= 1 (strides, pool sizes)."""
-    pair = (value, value) if np.ndim(value) == 0 else tuple(value)
-    if len(pair) != 2 or any(int(v) != v or v < 1 for v in pair):
-        raise ValueError(f"{name} must be a positive int or a pair of them, got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
-def as_padding(padding):
-    """An int p (p on every side) or (top, bottom, left, right) -> 4 ints >= 0.
-
-    Asymmetric padding is what TensorFlow's "same" gives a 3×3, stride-2 layer on an even map:
-    (0, 1, 0, 1), no row before and one after.
-    """
-    pads = (padding,) * 4 if np.ndim(padding) == 0 else tuple(padding)
-    if len(pads) != 4 or any(int(p) != p or p < 0 for p in pads):
-        raise ValueError(f"padding must be an int >= 0 or (top, bottom, left, right), got {padding!r}")
-    return tuple(int(p) for p in pads)
 
 
 def _check_conv_inputs(x, w):
@@ -71,7 +52,7 @@ def conv2d_forward(x, w, stride=1, padding=0):
     (SH, SW), (PT, PB, PL, PR) = stride, padding
     N, H, W_, C = x.shape
     KH, KW, _, OC = w.shape
-    OH, OW = (H + PT + PB - KH) // SH + 1, (W_ + PL + PR - KW) // SW + 1
+    OH, OW = output_size(H, W_, KH, KW, SH, SW, PT, PB, PL, PR)
     if OH < 1 or OW < 1:
         raise ValueError(f"conv2d output would be {OH}x{OW}: input x {x.shape} with padding {padding} is "
                          f"smaller than the kernel of w {w.shape}")

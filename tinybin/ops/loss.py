@@ -1,7 +1,7 @@
-"""Softmax cross-entropy with integer labels (METHOD.md §5)."""
+"""Softmax cross-entropy with integer labels (P1, P2)."""
 import numpy as np
 
-from ..tensor import Function
+from ..tensor import Function, Tensor
 
 
 def cross_entropy_forward(logits, labels):
@@ -38,3 +38,10 @@ def cross_entropy_backward(dout, cache):
 
 
 CrossEntropy = Function.from_pair("CrossEntropy", cross_entropy_forward, cross_entropy_backward)
+
+
+
+def cross_entropy(logits, labels):
+    """Mean softmax cross-entropy over the batch; labels are integer class indices (N,)."""
+    labels = labels.data if isinstance(labels, Tensor) else np.asarray(labels)
+    return CrossEntropy.apply(logits, labels)

@@ -1,21 +1,8 @@
 """Average pooling (padding excluded from the average) and global average pooling, NHWC."""
 import numpy as np
 
+from ..geometry import as_padding, as_pair, output_size, window_counts
 from ..tensor import Function
-from .conv import as_padding, as_pair
-
-
-def window_counts(H, W, KH, KW, SH, SW, PT, PB, PL, PR):
-    """count (OH, OW): how many real (non-padding) input cells each pooling window covers.
-
-    A window's rows and columns are independent, so count = rows_in[oh] * cols_in[ow].
-    """
-    OH, OW = (H + PT + PB - KH) // SH + 1, (W + PL + PR - KW) // SW + 1
-    top = np.arange(OH) * SH - PT                                  # OH: first input row of each window
-    left = np.arange(OW) * SW - PL                                 # OW: first input column
-    rows_in = np.clip(top + KH, 0, H) - np.clip(top, 0, H)         # OH
-    cols_in = np.clip(left + KW, 0, W) - np.clip(left, 0, W)       # OW
-    return np.outer(rows_in, cols_in)                              # OH, OW
 
 
 def avg_pool2d_forward(x, size=3, stride=2, padding=1):
@@ -39,7 +26,7 @@ def avg_pool2d_forward(x, size=3, stride=2, padding=1):
     (KH, KW), (SH, SW) = as_pair(size, "size"), as_pair(stride, "stride")
     PT, PB, PL, PR = pads = as_padding(padding)
     N, H, W, C = x.shape
-    OH, OW = (H + PT + PB - KH) // SH + 1, (W + PL + PR - KW) // SW + 1
+    OH, OW = output_size(H, W, KH, KW, SH, SW, PT, PB, PL, PR)
     count = window_counts(H, W, KH, KW, SH, SW, *pads)              # OH, OW
     if OH < 1 or OW < 1 or count.min() < 1:
         raise ValueError(f"avg_pool2d: window {KH}x{KW} with stride {(SH, SW)} and padding {pads} does not "

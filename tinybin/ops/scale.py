@@ -1,4 +1,4 @@
-"""The constant scale layer: the paper's replacement for the final batch norm (METHOD.md §4).
+"""The constant scale layer: the paper's replacement for the final batch norm (P2 §IV).
 
 Multiplying the head conv's output by c = 1/T before global average pooling equals a softmax
 temperature T, because GAP is linear: softmax(GAP(z / T)) = softmax(GAP(z) / T).
@@ -16,3 +16,9 @@ def scale_backward(dout, c):
 
 
 Scale = Function.from_pair("Scale", scale_forward, scale_backward)
+
+
+
+def scale(x, c):
+    """c·x for a constant c: the 1/T layer before global average pooling."""
+    return Scale.apply(x, c=c)

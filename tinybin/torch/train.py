@@ -33,6 +33,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..data import ArchiveError, Batches, DownloadError, stratified_sample
 from ..models import wrn
 from ..optim import Schedule
+from ..train.divergence import same_output
 from . import distributed
 from .checkpoint import (
     DivergenceDetector,
@@ -198,11 +199,12 @@ def train(args, rank, world, device, bn_group, log):
             loss = TF.cross_entropy(logits, y, reduction="sum") * (world / len(xb))
             loss.backward()
             optimizer.step()
-            local = [float(loss.detach()) * len(xb) / world, int((logits.argmax(1) == y).sum()), len(y)]
-            total_loss, correct, n = global_sum(local, device, world)          # over the global batch
+            same = same_output(logits.detach().cpu().numpy())                  # "dead": tinybin.train.divergence
+            local = [float(loss.detach()) * len(xb) / world, int((logits.argmax(1) == y).sum()), len(y), int(same)]
+            total_loss, correct, n, same_shares = global_sum(local, device, world)  # over the global batch
             sums += (total_loss, correct, n)
             records.append({"step": step, "epoch": epoch, "lr": lr, "loss": total_loss / n, "acc": correct / n})
-            reason = detector.check(total_loss / n, correct / n)
+            reason = detector.check(total_loss / n, same_shares == world)
             if reason is not None:
                 append("steps.jsonl", records)
                 append("metrics.jsonl", [{"kind": "diverged", "step": step, "loss": total_loss / n, "reason": reason}])

@@ -1,6 +1,6 @@
 """What every lesson in `lessons/` shares: its command-line flags, real CIFAR-10, and its outputs.
 
-    from tinybin import lesson
+    import lesson          # lessons/lesson.py: `python lessons/NN_name.py` puts lessons/ on sys.path
 
     def main():
         parser = lesson.parser(__doc__, __file__)           # --quick --out --seed --data-dir --archive
@@ -32,6 +32,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from tinybin.io import write_text
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
@@ -77,8 +79,8 @@ def load_cifar10(args):
     official archive in --data-dir (--dataset cifar10, downloaded on first use). If the data cannot
     be had, prints one line saying why and exits with status 2.
     """
-    from .data import ArchiveError, DownloadError, load_cifar10_subset
-    from .data import load_cifar10 as load
+    from tinybin.data import ArchiveError, DownloadError, load_cifar10_subset
+    from tinybin.data import load_cifar10 as load
 
     try:
         if args.archive is None and args.dataset == "cifar10-subset":
@@ -96,10 +98,8 @@ def load_cifar10(args):
 
 def pyplot():
     """matplotlib.pyplot on the Agg backend: lessons write PNG files and never open a window."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+    from tinybin.figures import pyplot as agg
+    return agg()
 
 
 def loss_accuracy_figure(runs: dict, loss_title: str, accuracy_title: str, title: str):
@@ -156,7 +156,7 @@ def finish(args, results: dict) -> dict:
     `RESULT {...}` (one line of JSON)."""
     results = _plain(results)
     path = _out_dir(args) / "results.json"
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    write_text(path, json.dumps(results, indent=2) + "\n")
     print(f"wrote {path}")
     print("RESULT " + json.dumps(results))
     return results

@@ -1,4 +1,4 @@
-"""Benchmark of the convolution: `python -m tinybin bench conv` (or `python -m tinybin.kernels.bench`).
+"""Benchmark of the convolution: `python -m tinybin bench conv`.
 
 For the three 3×3 convs of WRN-20-4 (stage maps 32×32×64, 16×16×128, 8×8×256; stride 1,
 pad 1, C_in = C_out) at batch 125 in float32 it prints, per layer, medians of several repeats:
@@ -24,7 +24,6 @@ and, measured in fresh processes, how long `import` plus a first small conv take
 empty Numba cache (compilation) and once with the cache the first process wrote (what every
 later start costs; target < 2 s).
 """
-import argparse
 import os
 import subprocess
 import sys
@@ -32,6 +31,8 @@ import tempfile
 import time
 
 import numpy as np
+
+from .timer import median_ms
 
 STAGES = [(32, 64), (16, 128), (8, 256)]  # (H = W, C) of WRN-20-4's three stages
 NARROW = [(32, 16)]                         # WRN-20-1's first stage: too narrow for Winograd
@@ -51,24 +52,6 @@ print(f"{t1 - t0:.3f} {t2 - t1:.3f}")
 """
 
 
-def add_arguments(parser):
-    parser.add_argument("--batch", type=int, default=125, help="images per batch (default 125)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per figure; the median is shown")
-    parser.add_argument("--ref-repeats", type=int, default=2, help="repeats of the (slow) NumPy reference")
-    parser.add_argument("--quick", action="store_true", help="batch 25, 3 repeats, 1 reference repeat")
-    parser.add_argument("--no-startup", action="store_true", help="skip the fresh-process start-up timing")
-    return parser
-
-
-def median_ms(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1e3 * float(np.median(times))
-
-
 def startup_seconds():
     """(import s, first conv s) of a fresh process with an empty cache, then of a second one."""
     with tempfile.TemporaryDirectory() as cache_dir:
@@ -85,18 +68,19 @@ def startup_seconds():
     return runs
 
 
-def run_bench(args):
-    from tinybin import kernels
-
-    if args.quick:
-        args.batch, args.repeats, args.ref_repeats = 25, 3, 1
-    N, R = args.batch, args.repeats
-    rng = np.random.default_rng(0)
-
+def run(batch=125, repeats=5, ref_repeats=2, quick=False, startup=True) -> dict:
+    """Print the tables of the module docstring; returns their figures ({"im2col": ..., "algorithms": ...,
+    "startup": ...})."""
     import numba
 
-    from tinybin import threads
-    from tinybin.kernels import im2col_numba
+    from .. import kernels, threads
+    from ..kernels import im2col_numba
+
+    if quick:
+        batch, repeats, ref_repeats = 25, 3, 1
+    N, R = batch, repeats
+    rng = np.random.default_rng(0)
+    figures = {}
     layer = (f"numba {numba.__version__}, kernels " + (f"parallel on {numba.config.NUMBA_NUM_THREADS} threads"
              if im2col_numba.PARALLEL else "serial") + f" (BLAS threads sleep when idle: {threads.blas_threads_sleep()})")
     print(f"conv2d benchmark: batch {N}, float32, 3x3 stride 1 pad 1, median of {R}; numpy {np.__version__}, {layer}")
@@ -104,25 +88,26 @@ def run_bench(args):
           ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY",
            "OPENBLAS_THREAD_TIMEOUT")) + f"; load average {os.getloadavg()[0]:.2f}")
     with kernels.use_conv("im2col"):
-        im2col_table(args, rng)
-    algorithm_table(args, rng)
+        figures["im2col"] = im2col_table(N, R, ref_repeats, rng)
+    figures["algorithms"] = algorithm_table(N, R, rng)
     kernels.clear_workspaces()
     print(f"load average now {os.getloadavg()[0]:.2f} (other processes on the machine slow every figure)")
 
-    if not args.no_startup:
-        (imp1, conv1, wall1), (imp2, conv2, wall2) = startup_seconds()
+    if startup:
+        (imp1, conv1, wall1), (imp2, conv2, wall2) = figures["startup"] = startup_seconds()
         print(f"start-up, empty Numba cache:  import {imp1:.2f} s + first convs fwd+bwd {conv1:.2f} s "
               f"(compiling) = {imp1 + conv1:.2f} s; process wall {wall1:.2f} s")
         print(f"start-up, second process:     import {imp2:.2f} s + first convs fwd+bwd {conv2:.2f} s "
               f"(cache) = {imp2 + conv2:.2f} s; process wall {wall2:.2f} s")
+    return figures
 
 
-def im2col_table(args, rng):
+def im2col_table(N, R, ref_repeats, rng):
     """The im2col convolution: whole, its GEMMs alone, its kernels alone, and the NumPy reference."""
-    from tinybin import kernels
-    from tinybin.ops.conv import conv2d_backward, conv2d_forward
+    from .. import kernels
+    from ..ops.conv import conv2d_backward, conv2d_forward
 
-    N, R = args.batch, args.repeats
+    figures = {}
     header = (f"{'layer':>12} {'fwd ms':>8} {'fwd+bwd':>8} {'GFLOP/s':>8} {'GEMM f':>7} {'dx':>7} {'dw':>7}"
               f" {'3 GEMMs':>8} {'ratio':>6} {'ref ms':>8} {'speed-up':>8} {'kern ms':>8} {'ref':>6} {'speed-up':>8}")
     print(header)
@@ -153,21 +138,24 @@ def im2col_table(args, rng):
 
         kern = median_ms(kernels_once, R)
         with kernels.use_reference(True):
-            ref = median_ms(lambda: conv2d_backward(dout, conv2d_forward(x, w, 1, 1)[1]), args.ref_repeats)
-            kern_ref = median_ms(kernels_once, args.ref_repeats)
+            ref = median_ms(lambda: conv2d_backward(dout, conv2d_forward(x, w, 1, 1)[1]), ref_repeats)
+            kern_ref = median_ms(kernels_once, ref_repeats)
         gflops = 3 * 2 * M * K * C / (fwd_bwd * 1e-3) / 1e9
+        figures[f"{H}x{H}x{C}"] = dict(fwd_ms=fwd, fwd_bwd_ms=fwd_bwd, gflops=gflops, gemms_ms=gemms,
+                                       ratio=fwd_bwd / gemms, ref_ms=ref, kernels_ms=kern, kernels_ref_ms=kern_ref)
         print(f"{f'{H}x{H}x{C}':>12} {fwd:8.1f} {fwd_bwd:8.1f} {gflops:8.1f} {gemm_f:7.1f} {gemm_dx:7.1f} {gemm_dw:7.1f}"
               f" {gemms:8.1f} {fwd_bwd / gemms:6.2f} {ref:8.1f} {ref / fwd_bwd:7.1f}x"
               f" {kern:8.1f} {kern_ref:6.1f} {kern_ref / kern:7.1f}x")
+    return figures
 
 
+def algorithm_table(N, R, rng):
+    """Forward and forward+backward by each algorithm, timed in turn within every repeat (so not
+    by median_ms: a busy machine then slows every algorithm of a round alike)."""
+    from .. import kernels
+    from ..ops.conv import conv2d_backward, conv2d_forward
 
-def algorithm_table(args, rng):
-    """Forward and forward+backward by each algorithm, timed in turn within every repeat."""
-    from tinybin import kernels
-    from tinybin.ops.conv import conv2d_backward, conv2d_forward
-
-    N, R = args.batch, args.repeats
+    figures = {}
     print(f"3x3 stride-1 conv by algorithm (ms, median of {R} rounds, the algorithms in turn in each round; "
           f"speed-up = im2col / Winograd; TINYBIN_CONV={kernels.conv_algorithm()}, Winograd from "
           f"{kernels.conv_min_channels()} channels):")
@@ -196,12 +184,6 @@ def algorithm_table(args, rng):
             cells.append(f"{fwd[a]:14.1f} {both[a]:8.1f}" + ("" if a == "im2col" else f" {both['im2col'] / both[a]:7.2f}x"))
         note = f"   (< {kernels.conv_min_channels()} channels: im2col is used)" if C < kernels.conv_min_channels() else ""
         print(f"{f'{H}x{H}x{C}':>12} " + " ".join(cells) + note)
+        figures[f"{H}x{H}x{C}"] = dict(fwd_ms=fwd, fwd_bwd_ms=both)
+    return figures
 
-def main(argv=None):
-    parser = add_arguments(argparse.ArgumentParser(prog="python -m tinybin.kernels.bench", description=__doc__,
-                                                   formatter_class=argparse.RawDescriptionHelpFormatter))
-    run_bench(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    main()

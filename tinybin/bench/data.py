@@ -1,4 +1,4 @@
-"""Data-layer benchmark: ``python -m tinybin bench data`` (or ``python -m tinybin.data.bench``).
+"""Data-layer benchmark: ``python -m tinybin bench data``.
 
 Targets (on 2 cores): augmentation + batching at least 20,000 images/s, so it is never the
 bottleneck of training; 60,000 JPEG images loaded from class folders in under 30 s the first
@@ -13,9 +13,7 @@ figure, existing ``.tinybin_cache*.npz`` files in those roots are deleted (they 
 
 from __future__ import annotations
 
-import argparse
 import os
-import statistics
 import tarfile
 import tempfile
 import time
@@ -23,31 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .augmentation import augment
-from .batching import Batches
-from .folder import CACHE_NAME, load_image_folder
+from ..data.augmentation import augment
+from ..data.batching import Batches
+from ..data.folder import CACHE_NAME, load_image_folder
+from .timer import median_ms
 
 AUGMENT_TARGET = 20_000  # images/s
 FIRST_LOAD_TARGET = 30.0  # s, 60,000 JPEGs
 CACHED_LOAD_TARGET = 2.0  # s
 DEFAULT_JPEG_TAR = Path("..") / "shared" / "data" / "cifar10-jpeg.tar.gz"
-
-
-def add_arguments(parser):
-    parser.add_argument("--images", type=int, default=50_000,
-                        help="synthetic 32x32x3 images per epoch for the augmentation figure")
-    parser.add_argument("--batch-size", type=int, default=125)
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="epochs timed per augmentation figure; the median is reported")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jpeg-tar", type=Path, default=None,
-                        help="cifar10-jpeg.tar.gz to extract into a temporary folder and load")
-    parser.add_argument("--folder", type=Path, default=None,
-                        help="an image folder (root/<class>/*.jpg, or with train/ and test/)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="decoding processes for the first folder load")
-    parser.add_argument("--no-folder", action="store_true", help="skip the folder figures")
-    return parser
 
 
 def _verdict(ok):
@@ -56,13 +38,7 @@ def _verdict(ok):
 
 def _median_rate(fn, n, repeat):
     """Median images/s of ``fn()`` over ``repeat`` runs (one warm-up run first)."""
-    fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return n / statistics.median(times)
+    return n / (median_ms(fn, repeat, warmup=1) / 1e3)
 
 
 def bench_augmentation(n=50_000, batch_size=125, repeat=3, seed=0):
@@ -131,17 +107,18 @@ def bench_folders(roots, workers=1):
     return results
 
 
-def run_bench(args):
+def run(images=50_000, batch_size=125, repeat=3, seed=0, jpeg_tar=None, folder=None, workers=1,
+        no_folder=False) -> dict:
+    """Print the figures of the module docstring; returns them ({"augmentation": ..., "folders": ...})."""
     print(f"tinybin data benchmark: {os.cpu_count()} CPU(s), numpy {np.__version__}")
-    results = {"augmentation": bench_augmentation(args.images, args.batch_size, args.repeat,
-                                                  args.seed)}
-    if args.no_folder:
+    results = {"augmentation": bench_augmentation(images, batch_size, repeat, seed)}
+    if no_folder:
         return results
-    tar = args.jpeg_tar
-    if args.folder is None and tar is None and DEFAULT_JPEG_TAR.is_file():
+    tar = jpeg_tar
+    if folder is None and tar is None and DEFAULT_JPEG_TAR.is_file():
         tar = DEFAULT_JPEG_TAR
-    if args.folder is not None:
-        results["folders"] = bench_folders(_roots(args.folder), args.workers)
+    if folder is not None:
+        results["folders"] = bench_folders(_roots(Path(folder)), workers)
     elif tar is not None:
         with tempfile.TemporaryDirectory(prefix="tinybin-bench-") as tmp:
             t = time.perf_counter()
@@ -153,17 +130,8 @@ def run_bench(args):
             print(f"extracted {tar} into a temporary folder in {time.perf_counter() - t:.1f} s")
             tops = [p for p in Path(tmp).iterdir() if p.is_dir()]
             root = tops[0] if len(tops) == 1 else Path(tmp)
-            results["folders"] = bench_folders(_roots(root), args.workers)
+            results["folders"] = bench_folders(_roots(root), workers)
     else:
         print("image folders: skipped (give --jpeg-tar cifar10-jpeg.tar.gz or --folder DIR)")
     return results
 
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tinybin.data.bench",
-                                     description=__doc__.split("\n\n")[0])
-    run_bench(add_arguments(parser).parse_args(argv))
-
-
-if __name__ == "__main__":
-    main()

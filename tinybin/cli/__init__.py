@@ -1,0 +1,55 @@
+"""`python -m tinybin <command>`: train, evaluate, export, bench — the command line, and nothing else.
+
+Each command is a module here with `add_arguments(parser)` and `run(args) -> exit code`. The
+library raises ordinary exceptions (ValueError, FileNotFoundError, ...); the commands turn the
+ones a user can cause (an unknown variant, a depth that is not 6n+2, missing data) into one
+line on stderr and exit status 2, never a traceback. Nothing in tinybin imports this package
+except `tinybin/__main__.py`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import warnings
+
+from .errors import UsageError
+
+COMMANDS = {
+    "train": "train a WRN on CIFAR-10/100 or an image folder",
+    "evaluate": "test accuracy of a checkpoint, a packed export or the authors' model",
+    "export": "pack a 1-bit model one bit per weight; count its operations",
+    "bench": "benchmarks: conv, data, train, infer",
+}
+
+
+def _formatter(prog):
+    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+
+
+def build_parser(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tinybin", formatter_class=_formatter,
+                                     description="tinybin: 1-bit-per-weight, BN-free wide ResNets in NumPy + Numba")
+    sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
+    sub.required = True
+    for name, help_text in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=_formatter)
+        if argv and argv[0] == name:  # only the command asked for imports its module
+            module = importlib.import_module(f"{__name__}.{name}")
+            module.add_arguments(p, _formatter) if name == "bench" else module.add_arguments(p)
+    return parser
+
+
+def _one_line_warning(message, category, filename, lineno, line=None):
+    return f"warning: {message}\n"
+
+
+def main(argv=None) -> int:
+    warnings.formatwarning = _one_line_warning
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
+    try:
+        return int(importlib.import_module(f"{__name__}.{args.command}").run(args) or 0)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

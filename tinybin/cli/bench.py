@@ -1,0 +1,71 @@
+"""`python -m tinybin bench conv|data|train|infer`: the flags of each benchmark in tinybin.bench."""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+
+def _conv(p):
+    p.add_argument("--batch", type=int, default=125, help="images per batch")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per figure; the median is shown")
+    p.add_argument("--ref-repeats", type=int, default=2, help="repeats of the (slow) NumPy reference")
+    p.add_argument("--quick", action="store_true", help="batch 25, 3 repeats, 1 reference repeat")
+    p.add_argument("--no-startup", dest="startup", action="store_false", help="skip the fresh-process start-up timing")
+
+
+def _data(p):
+    p.add_argument("--images", type=int, default=50_000,
+                   help="synthetic 32x32x3 images per epoch for the augmentation figure")
+    p.add_argument("--batch-size", type=int, default=125)
+    p.add_argument("--repeat", type=int, default=3, help="epochs timed per augmentation figure; the median is reported")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jpeg-tar", type=Path, default=None,
+                   help="cifar10-jpeg.tar.gz to extract into a temporary folder and load")
+    p.add_argument("--folder", type=Path, default=None,
+                   help="an image folder (root/<class>/*.jpg, or with train/ and test/)")
+    p.add_argument("--workers", type=int, default=1, help="decoding processes for the first folder load")
+    p.add_argument("--no-folder", action="store_true", help="skip the folder figures")
+
+
+def _train(p):
+    from ..bench.train import DEFAULT_CONFIGS
+
+    p.add_argument("--configs", default=DEFAULT_CONFIGS, help="comma-separated width:variant pairs (WRN-depth-width)")
+    p.add_argument("--bits", type=int, default=1, choices=[1, 32])
+    p.add_argument("--batch-size", type=int, default=125)
+    p.add_argument("--steps", type=int, default=5, help="timed steps per configuration (median reported)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (Numba compilation, page faults)")
+    p.add_argument("--depth", type=int, default=20)
+    p.add_argument("--quick", action="store_true", help="2 timed steps, 1 warm-up")
+    p.add_argument("--conv", default="", help="comma-separated convolution algorithms to compare "
+                   "(im2col, winograd2, winograd4); default: the selected one (TINYBIN_CONV)")
+
+
+def _infer(p):
+    p.add_argument("--mcdonnell", metavar="FILE", default=None, help="the authors' released .mat model")
+    p.add_argument("--arch", default="20-10", help="DEPTH-WIDTH (ignored with --mcdonnell)")
+    p.add_argument("--variant", default="baseline2", help="variant (ignored with --mcdonnell)")
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--batches", type=int, default=3, help="timed batches (median reported)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed batches first (Numba compilation)")
+    p.add_argument("--addsub", action="store_true", help="also time the add/subtract reference path on WRN-8-1, batch 10")
+
+
+BENCHES = {"conv": _conv, "data": _data, "train": _train, "infer": _infer}
+
+
+def add_arguments(p, formatter):
+    sub = p.add_subparsers(dest="bench", metavar="{" + ",".join(BENCHES) + "}")
+    sub.required = True
+    for name, flags in BENCHES.items():
+        doc = importlib.import_module(f"tinybin.bench.{name}").__doc__
+        flags(sub.add_parser(name, help=doc.strip().splitlines()[0], description=doc, formatter_class=formatter))
+
+
+def run(args) -> int:
+    from .errors import reported
+
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "bench")}
+    with reported():
+        importlib.import_module(f"tinybin.bench.{args.bench}").run(**options)
+    return 0

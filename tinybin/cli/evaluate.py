@@ -1,0 +1,74 @@
+"""`python -m tinybin evaluate SOURCE`: test accuracy of any model tinybin.loader reads."""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+from ..data import load_cifar10, load_cifar10_subset, load_cifar100, stratified_sample
+from ..loader import load_model
+from ..train import TrainConfig, evaluate, load_data, set_bn_stats
+from ..zoo import load_npz_images
+from .errors import UsageError, reported
+
+
+def add_arguments(p):
+    p.add_argument("source", nargs="?", default=None,
+                   help="a checkpoint.npz written by `train` (or its run folder), a packed export (.npz), or "
+                        "the authors' model: cifar10, cifar100 or a .mat file")
+    p.add_argument("--mcdonnell", metavar="MODEL", nargs="?", const="cifar10", default=None,
+                   help="evaluate the authors' released 1-bit WRN-20-10: cifar10 (shipped, the default), "
+                        "cifar100 (downloaded on first use) or a .mat FILE")
+    p.add_argument("--npz", metavar="FILE", default=None,
+                   help="test images from an .npz holding x (N,32,32,3) uint8 and y")
+    p.add_argument("--dataset", choices=("cifar10-subset", "cifar10", "cifar100", "folder"), default=None,
+                   help="default: the dataset a checkpoint was trained on; else by the number of classes")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--archive", default=None)
+    p.add_argument("--test-subset", type=int, default=None,
+                   help="N test images, every class in proportion (seeded); default all")
+    p.add_argument("--bn-stats", choices=["recalibrated", "moving"], default=None,
+                   help="default: what the run chose")
+    p.add_argument("--batch-size", type=int, default=500)
+
+
+def test_images(args, model, meta):
+    """(x, y, where they came from) for the model: --npz, a checkpoint's own dataset, or by classes."""
+    if args.npz is not None:
+        return *load_npz_images(args.npz), args.npz
+    if meta is not None:                      # a checkpoint: its own data unless told otherwise
+        cfg = TrainConfig(**meta["config"])
+        cfg = dataclasses.replace(cfg, subset=None, test_subset=None, dataset=args.dataset or cfg.dataset,
+                                  data_dir=args.data_dir if args.data_dir is not None else cfg.data_dir,
+                                  archive=args.archive if args.archive is not None else cfg.archive)
+        _, (x, y), _ = load_data(cfg)
+        return x, y, cfg.archive or cfg.dataset
+    classes = model.config["num_classes"]
+    dataset = args.dataset or ("cifar100" if classes == 100 else "cifar10-subset")
+    if dataset == "cifar10-subset" and args.archive is None:
+        return *load_cifar10_subset(args.data_dir)[1], "the shipped CIFAR-10 subset"
+    if dataset == "folder":
+        raise ValueError("a model without its training config is evaluated on cifar10-subset, cifar10, cifar100 "
+                         "or --npz images")
+    load = load_cifar100 if dataset == "cifar100" else load_cifar10
+    return *load(data_dir=args.data_dir, archive=args.archive)[1], args.archive or dataset
+
+
+def run(args) -> int:
+    if (args.source is None) == (args.mcdonnell is None):
+        raise UsageError("evaluate needs one model: a checkpoint, a packed export or a .mat file, or --mcdonnell")
+    with reported():
+        model, info = load_model(args.source if args.source is not None else args.mcdonnell, args.data_dir)
+        x, y, source = test_images(args, model, info["meta"])
+        if args.test_subset:
+            x, y = stratified_sample(x, y, args.test_subset)
+        classes = model.config["num_classes"]
+        if y.max() >= classes:
+            raise ValueError(f"labels go up to {y.max()} but the model has {classes} classes: wrong dataset?")
+        if args.bn_stats:
+            set_bn_stats(model, args.bn_stats)
+    t = time.perf_counter()
+    loss, acc = evaluate(model, x, y, batch_size=args.batch_size)
+    seconds = time.perf_counter() - t
+    print(f"{info['name']}: test accuracy {100 * acc:.2f} % on {len(x)} images ({round(acc * len(x))}/{len(x)}) "
+          f"of {source} (loss {loss:.4f}; {len(x) / seconds:.1f} images/s)")
+    return 0

@@ -1,0 +1,82 @@
+"""`python -m tinybin train`: the flags of TrainConfig, and a run with one-line errors."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..models.wrn import ABLATIONS, PADDINGS, VARIANTS
+from ..train import DATASETS, Diverged, TrainConfig, load_data, train
+from .errors import UsageError, reported
+
+
+def add_arguments(p):
+
+    d = TrainConfig()
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", choices=DATASETS, default=d.dataset,
+                   help="cifar10-subset: the 4000/1000 images shipped in datasets/ (no network); cifar10, "
+                        "cifar100: the official archives, downloaded into --data-dir on first use; folder: "
+                        "JPEG/PNG class folders")
+    g.add_argument("--data-dir", default=d.data_dir,
+                   help="archive cache folder (default $TINYBIN_DATA or ./datasets); for 'folder': a root "
+                        "holding train/<class>/ and test/<class>/")
+    g.add_argument("--archive", default=d.archive,
+                   help="a CIFAR archive in the official layout to use instead (no download)")
+    g.add_argument("--subset", type=int, default=d.subset, help="class-balanced training subset; 0 = all")
+    g.add_argument("--test-subset", type=int, default=d.test_subset,
+                   help="N test images, every class in proportion (seeded); default all")
+    g.add_argument("--epoch-eval-size", type=int, default=d.epoch_eval_size,
+                   help="test images evaluated after each epoch, every class in proportion (the final "
+                        "evaluation uses all); 0 = all")
+    g = p.add_argument_group("model")
+    g.add_argument("--depth", type=int, default=d.depth, help="6n+2")
+    g.add_argument("--width", type=int, default=d.width, help="k of WRN-depth-k")
+    g.add_argument("--variant", default=d.variant, help=f"one of {', '.join(VARIANTS)} (ablation: {', '.join(ABLATIONS)})")
+    g.add_argument("--bits", type=int, default=d.bits, help="1 or 32 bits per conv weight")
+    g.add_argument("--temperature", type=float, default=d.temperature,
+                   help="T of srelu/elu/mean-bn; default the authors' (40 1-bit, 80 32-bit, 25 CIFAR-100)")
+    g.add_argument("--padding", choices=PADDINGS, default=d.padding, help="padding of stride-2 layers")
+    g = p.add_argument_group("training")
+    g.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training set")
+    g.add_argument("--lr", type=float, default=d.lr, help="initial learning rate")
+    g.add_argument("--lr-min", type=float, default=d.lr_min, help="final learning rate")
+    g.add_argument("--schedule", choices=["cosine", "restarts", "constant"], default=d.schedule,
+                   help="cosine per batch (P2) or warm restarts of 2, 4, 8, ... epochs (P1)")
+    g.add_argument("--momentum", type=float, default=d.momentum, help="SGD momentum (not Nesterov)")
+    g.add_argument("--weight-decay", type=float, default=d.weight_decay, help="on conv latent weights only")
+    g.add_argument("--batch-size", type=int, default=d.batch_size, help="images per SGD step")
+    g.add_argument("--cutout", type=int, default=d.cutout, help="cutout patch side; 0 = off")
+    g.add_argument("--crop-pad", type=int, default=d.crop_pad, help="random pad + crop pixels; 0 = off")
+    g.add_argument("--flip", action=argparse.BooleanOptionalAction, default=d.flip, help="horizontal flips, p=0.5")
+    g.add_argument("--bn-stats", choices=["recalibrated", "moving"], default=d.bn_stats,
+                   help="BN inference statistics: recalibrated after training (papers) or moving averages (Keras)")
+    g.add_argument("--seed", type=int, default=d.seed, help="initial weights, subset, order and augmentation")
+    g = p.add_argument_group("run")
+    g.add_argument("--out", default=d.out, help="run folder for checkpoint.npz, metrics.jsonl, curves.png; "
+                   "default runs/wrn<depth>-<width>-<variant>-<bits>bit-seed<seed>")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    g.add_argument("--stop-after", type=int, default=d.stop_after, help="stop after N epochs (resume later)")
+    g.add_argument("--keep-going", action="store_true", help="do not stop when the loss diverges")
+
+
+def run(args) -> int:
+    fields = TrainConfig.__dataclass_fields__
+    cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields},
+                      on_diverge="continue" if args.keep_going else "stop")
+    cfg.subset = cfg.subset or None
+    cfg.epoch_eval_size = cfg.epoch_eval_size or None
+    data = None
+    if not args.resume:
+        with reported():  # every mistake a user can make shows up here, before any training
+            cfg.validate()
+            data = load_data(cfg)[:2]
+    elif not (cfg.run_dir() / "checkpoint.npz").is_file():
+        raise UsageError(f"nothing to resume: no checkpoint in {cfg.run_dir()}")
+    try:
+        result = train(cfg, data=data, resume=args.resume)
+    except Diverged as d:
+        print(f"{d}; metrics and the last good checkpoint are in {d.out}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        return 130
+    return 0 if result.get("diverged") is None else 3

@@ -1,0 +1,93 @@
+"""What a run shows and keeps: the live progress bar, JSON-lines logs, and curves.png."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..figures import pyplot
+from ..io import write_text
+
+
+class Progress:
+    """A live one-line bar on a terminal (step, loss, acc, images/s, ETA); silent otherwise."""
+
+    def __init__(self, total_steps, stream=None):
+        self.stream = stream if stream is not None else sys.stderr
+        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.total = total_steps
+        self.last = 0.0
+
+    def update(self, step, epoch, loss, acc, images_per_s, eta_s, force=False):
+        now = time.perf_counter()
+        if not self.live or (now - self.last < 0.2 and not force):
+            return
+        self.last = now
+        self.stream.write(f"\r  epoch {epoch + 1} step {step + 1}/{self.total}  loss {loss:.4f}  acc {100 * acc:5.1f}%  "
+                          f"{images_per_s:6.0f} img/s  ETA {_hms(eta_s)}  \033[K")
+        self.stream.flush()
+
+    def clear(self):
+        if self.live:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def _hms(seconds):
+    seconds = int(max(seconds, 0))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def append_jsonl(path, *records):
+    """Append one JSON line per record."""
+    with open(path, "a") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+
+
+def truncate_jsonl(path, keep):
+    """Keep only the records for which keep(record) is true (used on resume)."""
+    if not path.exists():
+        return
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    write_text(path, "".join(json.dumps(r) + "\n" for r in records if keep(r)))
+
+
+def plot_curves(out_dir):
+    """curves.png from steps.jsonl and metrics.jsonl: training loss per step (log scale when it
+    spans decades) and train/test accuracy per epoch."""
+    plt = pyplot()
+    out_dir = Path(out_dir)
+    read = lambda name: [json.loads(l) for l in (out_dir / name).read_text().splitlines() if l.strip()] \
+        if (out_dir / name).exists() else []
+    steps, epochs = read("steps.jsonl"), [r for r in read("metrics.jsonl") if r.get("kind") == "epoch"]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    if steps:
+        s = np.array([r["step"] for r in steps])
+        loss = np.array([r["loss"] for r in steps], dtype=float)
+        ax1.plot(s, loss, lw=0.6, alpha=0.5, label="batch")
+        if len(loss) >= 20:
+            k = max(len(loss) // 50, 5)
+            ax1.plot(s[k - 1:], np.convolve(loss, np.ones(k) / k, mode="valid"), lw=1.5, label=f"mean of {k}")
+        finite = loss[np.isfinite(loss)]
+        if finite.size and finite.max() > 20 * max(finite.min(), 1e-12):
+            ax1.set_yscale("log")  # a divergence spans decades
+    if epochs:
+        steps_at = [r["step"] for r in epochs]
+        ax1.plot(steps_at, [r["test_loss"] for r in epochs], "o-", ms=3, label="test")
+        e = [r["epoch"] for r in epochs]
+        ax2.plot(e, [100 * r["train_acc"] for r in epochs], "o-", ms=3, label="train (augmented)")
+        ax2.plot(e, [100 * r["test_acc"] for r in epochs], "o-", ms=3, label="test")
+    ax1.set(xlabel="step", ylabel="cross-entropy", title="loss")
+    ax2.set(xlabel="epoch", ylabel="accuracy %", title="accuracy")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    fig.suptitle(out_dir.name, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out_dir / "curves.png", dpi=100)
+    plt.close(fig)
