@@ -113,7 +113,8 @@ def test_bench_conv_prints_every_stage():
     for stage in ("32x32x64", "16x16x128", "8x8x256"):
         row = next(line for line in proc.stdout.splitlines() if line.split()[:1] == [stage])
         numbers = [float(v.rstrip("x")) for v in row.split()[1:]]
-        assert len(numbers) == 13 and all(v > 0 for v in numbers)
+        # times are positive; a ratio printed to one decimal can round to 0.0 on a loaded machine
+        assert len(numbers) == 13 and all(v >= 0 for v in numbers) and numbers[0] > 0 and numbers[1] > 0
 
 
 def test_train_on_the_shipped_subset_by_default(tmp_path):
