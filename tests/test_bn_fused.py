@@ -3,11 +3,12 @@ ops/norm.py followed by ReLU, its backward matches central differences, and the 
 statistics survive a large mean."""
 import numpy as np
 import pytest
-from conftest import numerical_grad, rel_error
 
 from tinybin.kernels import bn_numba, bn_ref
 from tinybin.ops.activations import relu_backward, relu_forward
 from tinybin.ops.norm import batch_norm_backward, batch_norm_forward
+
+from conftest import numerical_grad, rel_error
 
 
 def inputs(seed, shape=(3, 4, 5, 6), affine=True):

@@ -4,12 +4,13 @@ import os
 
 import numpy as np
 import pytest
-from conftest import numerical_grad, rel_error
 
 from tinybin import kernels
 from tinybin.kernels import im2col_numba, im2col_ref
 from tinybin.ops.conv import conv2d, conv2d_backward, conv2d_forward
 from tinybin.tensor import Tensor
+
+from conftest import numerical_grad, rel_error
 
 
 @pytest.fixture(params=["im2col", "winograd2", "winograd2/dw", "winograd4", "winograd4/dw"])

@@ -7,7 +7,6 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import numerical_grad, rel_error
 from test_conv import naive_conv
 
 import tinybin.functional as F
@@ -16,6 +15,8 @@ from tinybin.kernels import winograd_numba, winograd_ref
 from tinybin.ops.conv import conv2d_backward, conv2d_forward
 from tinybin.ops.conv_winograd import winograd_forward
 from tinybin.tensor import Tensor
+
+from conftest import numerical_grad, rel_error
 
 ALGORITHMS = ["im2col", "winograd2", "winograd4"]
 DW = ["im2col", "winograd"]
