@@ -111,7 +111,7 @@ def main():
     parser.add_argument("--spread-batch", type=int, default=125, help="first N training images for the seed spread")
     args = parser.parse_args()
     if args.quick:
-        args.batch, args.seeds = min(args.batch, 32), min(args.seeds, 4)
+        args.batch, args.seeds = min(args.batch, 32), min(args.seeds, 2)
     (x_train, y_train), _ = lesson.load_cifar10(args)
     rng = np.random.default_rng(args.seed)
     pick = rng.choice(len(x_train), args.batch, replace=False)
