@@ -483,13 +483,14 @@ def main():
     heads = {}
     for kind in head_kinds:
         heads[HEADS[kind]] = done["final BN" if kind == "bn" else f"T={T_head:g}" if kind == "/T" else HEADS[kind]]
-    early, late = (0, min(20, args.long_steps)), (max(args.long_steps - 40, 0), args.long_steps)
+    early = (0, min(20, args.long_steps))
+    late = (max(args.long_steps - 40, early[1]), args.long_steps) if args.long_steps > early[1] else early
     print(f"   {'head':18s} {'steps':>9s} {'loss':>9s} {'acc':>6s} {'logit std':>9s} {'dL/dz std':>9s} "
           f"{'|dW|/|W|':>9s} {'σ_B(z)':>8s} {'|μ_B(z)|':>8s}  verdict")
     phases = {}
     for label, d in heads.items():
         phases[label] = {}
-        for first, last in (early, late):
+        for first, last in sorted({early, late}):
             if first >= len(d["loss"]):
                 print(f"   {label:18s} {f'{first}-{last}':>9s}  — stopped at step {d['stopped_at']}: exploded, then dead")
                 continue
