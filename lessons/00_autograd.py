@@ -15,6 +15,11 @@ Expected output (a full run)
       dL/dc  hand    8   scalar engine    8   tinybin    8
     backward visits: L, d*d, d, c, a*b, b, a
       (outputs before inputs; a comes last because both L and a*b must hand it a gradient first)
+    gradient on each edge (child -> parent: local derivative × the child's gradient):
+      L -> d*d 1 × 1 = 1;  L -> a 1 × 1 = 1;  d*d -> d 4 × 1 = 4, twice;  d -> a*b 1 × 8 = 8;
+      d -> c 1 × 8 = 8;  a*b -> a -3 × 8 = -24;  a*b -> b 2 × 8 = 16
+      a receives (1) + (-24) = -23; d receives 4 + 4 = 8
+    wrote runs/lessons/00_autograd/computation_graph.png   (the graph, each edge labelled so)
     b = a + a; c = b + b:  dc/da = 4 (+= accumulation), 1 if backward assigned instead of adding; tinybin 4
     chain of 20000 ops: scalar engine (recursive topological sort) RecursionError;
       tinybin (iterative) d/dx = 1.0001^20000 = 7.388 (exact 7.388)
@@ -23,7 +28,8 @@ Expected output (a full run)
 Takeaway
     Reverse mode is: sort the graph so each node comes after everything that consumes it, then
     walk it once, each node adding (never assigning) its local derivative times the incoming
-    gradient into its inputs. `no_grad()` switches recording off, e.g. for SGD updates.
+    gradient into its inputs. The figure shows it edge by edge: a gets −24 through a*b and 1
+    straight from L, and d gets 4 from each of its two uses in d*d. `no_grad()` switches recording off, e.g. for SGD updates.
 
 Try next
     --depth 100000   a longer chain (tinybin's walk is iterative, so any depth works)
@@ -38,8 +44,8 @@ import tinybin as tb
 import lesson
 
 NEEDS_DATA = False
-FIGURES = []
-RESULT_KEYS = ["L", "grads_hand", "grads_scalar", "grads_tinybin", "accumulate", "deep_chain", "no_grad"]
+FIGURES = ["computation_graph.png"]
+RESULT_KEYS = ["L", "grads_hand", "grads_scalar", "grads_tinybin", "edges", "accumulate", "deep_chain", "no_grad"]
 
 
 # ----- a scalar autograd engine, the whole idea in ~40 lines ----------------------------------
@@ -97,6 +103,46 @@ class Value:
         return [v for v in reversed(order)]
 
 
+def edge_gradients(order):
+    """(parent, child, local derivative, gradient passed) for every edge, read after backward:
+    the child hands its parent local · child.grad (an input used twice has two edges)."""
+    edges = []
+    for v in order:
+        if v.op == "+":
+            edges += [(p, v, 1.0, v.grad) for p in v.parents]
+        elif v.op == "*":
+            s, o = v.parents
+            edges += [(s, v, o.data, o.data * v.grad), (o, v, s.data, s.data * v.grad)]
+    return edges
+
+
+def draw_graph(edges, positions):
+    """The graph left to right (forward); each edge labelled with the gradient it carries back."""
+    fig, ax = lesson.pyplot().subplots(figsize=(10, 4.2))
+    pairs = {}
+    for p, v, local, g in edges:
+        k = pairs[(id(p), id(v))] = pairs.get((id(p), id(v)), -1) + 1   # a second edge p -> v bends
+        rad = 0.35 * (1 if k else -1) if p is v.parents[0] and v.parents[0] is v.parents[-1] else 0.0
+        (x0, y0), (x1, y1) = positions[p.label], positions[v.label]
+        ax.annotate("", xy=(x1, y1), xytext=(x0, y0),
+                    arrowprops={"arrowstyle": "->", "lw": 1.2, "color": "0.4", "shrinkA": 22, "shrinkB": 22,
+                                    "connectionstyle": f"arc3,rad={rad}"})
+        xm, ym = (x0 + x1) / 2, (y0 + y1) / 2 + (0.32 if rad > 0 else -0.32 if rad < 0 else 0.0)
+        ax.text(xm, ym, f"∂{v.label}/∂{p.label} = {local:g}\n← {g:g}", ha="center", va="center", fontsize=8,
+                color="tab:red", bbox={"fc": "white", "ec": "none", "alpha": 0.85})
+    nodes = {e[0].label: e[0] for e in edges} | {e[1].label: e[1] for e in edges}
+    for label, v in nodes.items():
+        x, y = positions[label]
+        ax.text(x, y, f"{label}\n= {v.data:g}\ngrad {v.grad:g}", ha="center", va="center", fontsize=9,
+                bbox={"boxstyle": "round", "fc": "tab:blue" if not v.parents else "lightsteelblue", "alpha": 0.3})
+    ax.set_xlim(-0.6, 4.6)
+    ax.set_ylim(-0.6, 2.6)
+    ax.axis("off")
+    ax.set_title("L = (a·b + c)² + a: forward left to right; in red each edge's local derivative and the "
+                 "gradient it carries back (local × the child's grad)", fontsize=9)
+    return fig
+
+
 def main():
     parser = lesson.parser(__doc__, __file__)
     parser.add_argument("--depth", type=int, default=20000, help="length of the chain of ops in part 3")
@@ -131,6 +177,16 @@ def main():
     print("backward visits:", ", ".join(names))
     print("  (outputs before inputs; a comes last because both L and a*b must hand it a gradient first)")
     results.update(L=L.data, grads_hand=hand, grads_scalar=scalar, grads_tinybin=tiny, order=names)
+    edges = edge_gradients(order)
+    print("gradient on each edge (child -> parent: local derivative × the child's gradient):")
+    for p, v, local, g in edges:
+        print(f"  {v.label:4s} -> {p.label:4s}  {local:4g} × {v.grad:g} = {g:g}")
+    print(f"  a receives {' + '.join(f'({g:g})' for p, v, _, g in edges if p is a)} = {a.grad:g}; "
+          f"d receives {' + '.join(f'{g:g}' for p, v, _, g in edges if p is d)} = {d.grad:g}")
+    results["edges"] = [{"from": v.label, "to": p.label, "local": local, "grad": g} for p, v, local, g in edges]
+    positions = {"a": (0, 2), "b": (0, 1), "c": (0, 0), "a*b": (1.3, 1.5), "d": (2.3, 0.8), "d*d": (3.4, 0.8),
+                 "L": (4.2, 2.0)}
+    lesson.save_figure(draw_graph(edges, positions), args, FIGURES[0])
 
     # ----- 2. a reused value: gradients must accumulate --------------------------------------
     x = Value(1.5)

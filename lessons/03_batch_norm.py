@@ -9,32 +9,34 @@ Question
 
 Run
     python lessons/03_batch_norm.py
-    (without --archive the official CIFAR-10 archive is downloaded into ./datasets)
+    (the CIFAR-10 subset shipped in datasets/; --dataset cifar10 downloads the full archive)
 
 Expected output (a full run, 4000 real CIFAR-10 training images)
     net: conv 3->16 -> BN -> ReLU -> conv 16->32 /2 -> BN -> ReLU -> conv 32->64 /2 -> BN (random init, frozen)
     1. the same image (train #0, a frog) in three batches, train mode:
        output in batch 'same class 16' vs batch 'random 16': rms difference 0.33 x rms output
        output in batch 'pair' vs batch 'random 16': rms difference 0.44 x rms output
-    2. backward on real conv features (4, 4, 4, 16): gradcheck ok (max abs err 9.2e-10);
+    2. backward on real conv features (4, 4, 4, 16): gradcheck ok (max abs err 8.3e-10);
        compact formula vs autograd through mean/sub/pow/div: max abs diff 2.7e-15
     3. inference statistics vs the truth (each layer's statistics over all 4000 images; 32 batches of 125 per epoch)
-       weight left on the (0, 1) start after 1 epoch: 0.99^32 = 0.72; after 10: 0.040
+       moving averages start at the first batch's statistics; that batch's weight after 1 epoch: 0.99^31 = 0.73; after 10: 0.041
                                  BN1: mean err  var err  BN2: mean err  var err  BN3: mean err  var err
-       moving, 1 epoch                  0.9116   0.7049         0.3489   0.7550         0.3630   0.6729
-       moving, 10 epochs                0.0503   0.0407         0.0193   0.0417         0.0199   0.0373
+       moving, 1 epoch                  0.0943   0.0678         0.0117   0.0683         0.0184   0.0698
+       moving, 10 epochs                0.0050   0.0039         0.0007   0.0041         0.0012   0.0050
        recalibrated, 1 epoch            0.0000   0.0023         0.0002   0.0010         0.0004   0.0022
        (mean err: |mu - mu_true| / sigma_true; var err: |var / var_true - 1|; averaged over channels)
-       eval-mode output vs output with the true statistics (rms diff / rms): moving (10 epochs) 0.087, recalibrated 0.0025
+       eval-mode output vs output with the true statistics (rms diff / rms): moving (10 epochs) 0.011, recalibrated 0.0025
 
 Takeaway
     In training mode an image's output depends on which other images share its batch (here by
     a third to a half of its size); in eval mode it does not. The compact BN backward equals the
-    chain rule through every primitive to 1e-15. Moving averages start at (0, 1) and forget that
-    start only as 0.99^steps: after one epoch of 32 batches they are still off by about one
-    standard deviation in the first layer, and after 10 epochs by ~4 %, which moves the final
-    output by 9 %. Recalibration over a single epoch gets the means exactly (the batches partition
-    the data) and the variances to 0.1–0.2 % (it misses only the spread of the batch means).
+    chain rule through every primitive to 1e-15. Moving averages start at the first batch's
+    statistics and then move 1 % per batch, so that one batch of 125 images still weighs 73 %
+    after an epoch of 32 batches: its sampling noise leaves them 0.01–0.09 std off in the means
+    and ~7 % off in the variances; after 10 epochs, 0.1–0.5 %, which moves the final output by
+    1.1 %. Recalibration over a single epoch gets the means exactly (the batches partition the
+    data) and the variances to 0.1–0.2 % (it misses only the spread of the batch means); the
+    output moves by 0.25 %.
     On full CIFAR-10 (400 steps per epoch) the start is forgotten sooner, but during training
     the moving average also mixes statistics of weights that have since changed; recalibration,
     with the weights frozen, does not.
@@ -147,7 +149,7 @@ def main():
 
     # ----- 2. the backward pass, checked two ways ---------------------------------------------
     with tb.no_grad():
-        feats = list(net)[0](tb.Tensor(x[:4])).data[:, 10:14, 10:14, :].astype(np.float64)  # 4,4,4,16 real features
+        feats = next(iter(net))(tb.Tensor(x[:4])).data[:, 10:14, 10:14, :].astype(np.float64)  # 4,4,4,16 real features
     C = feats.shape[-1]
     w0, b0 = 1 + 0.1 * rng.standard_normal(C), 0.1 * rng.standard_normal(C)
     args_t = [tb.Tensor(a, requires_grad=True) for a in (feats, w0, b0)]
@@ -202,8 +204,9 @@ def main():
 
     print(f"3. inference statistics vs the truth (each layer's statistics over all {args.images} images; "
           f"{steps_per_epoch} batches of {args.batch} per epoch)")
-    print(f"   weight left on the (0, 1) start after 1 epoch: 0.99^{steps_per_epoch} = "
-          f"{0.99 ** steps_per_epoch:.2f}; after {args.epochs}: {0.99 ** (steps_per_epoch * args.epochs):.3f}")
+    print(f"   moving averages start at the first batch's statistics; that batch's weight after 1 epoch: "
+          f"0.99^{steps_per_epoch - 1} = {0.99 ** (steps_per_epoch - 1):.2f}; after {args.epochs}: "
+          f"{0.99 ** (steps_per_epoch * args.epochs - 1):.3f}")
     print("   " + " " * 24 + "".join(f"  BN{i + 1}: mean err  var err" for i in range(len(truth))))
     for k, errs in table.items():
         print(f"   {k:24s}" + "".join(f"  {m:13.4f} {v:8.4f}" for m, v in errs))

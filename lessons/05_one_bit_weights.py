@@ -8,7 +8,7 @@ Question
 
 Run
     python lessons/05_one_bit_weights.py
-    (without --archive the official CIFAR-10 archive is downloaded into ./datasets)
+    (the CIFAR-10 subset shipped in datasets/; --dataset cifar10 downloads the full archive)
 
 Expected output (a full run, real CIFAR-10 training images)
     1. latent w            [-0.7, -1e-09, 0, 1e-09, 0.3]

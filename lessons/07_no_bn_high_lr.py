@@ -8,7 +8,7 @@ Question
 
 Run
     python lessons/07_no_bn_high_lr.py
-    (without --archive the official CIFAR-10 archive is downloaded into ./datasets)
+    (the CIFAR-10 subset shipped in datasets/; --dataset cifar10 downloads the full archive)
 
 Expected output (a full run: WRN-20-1, 1-bit, the 4000 training images of the subset, batch 125,
 cosine schedule laid out for 30 epochs, seed 0, 150 steps per run)

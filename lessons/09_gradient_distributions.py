@@ -11,7 +11,7 @@ Question
 
 Run
     python lessons/09_gradient_distributions.py
-    (without --archive the official CIFAR-10 archive is downloaded into ./datasets)
+    (the CIFAR-10 subset shipped in datasets/; --dataset cifar10 downloads the full archive)
 
 Expected output (a full run: WRN-20-1, 1-bit, the 4000 training images of the subset, batch 125,
 cosine schedule laid out for 30 epochs, seed 0, 200 steps per run; condensed: the script prints

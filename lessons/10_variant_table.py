@@ -16,8 +16,8 @@ Expected output (the default run: WRN-20-1, a class-balanced 2000 of the 4000 tr
 the first 500 test images, 1 epoch = 16 steps of 125 per run, cosine from lr 0.1, 2 seeds, BN
 statistics recalibrated; T = 40 for 1-bit and 80 for 32-bit as the authors. The default is this
 small so that its 24 runs of 16 steps finish in about 20 minutes on 2 cores: it is a smoke test
-of the pipeline, not a reproduction: the paper trains WRN-20-4/10 for
-126+ epochs on 50,000 images.)
+of the pipeline, not a reproduction: the paper trains WRN-20-4/10 on 50,000 images with one
+cosine over 300 epochs.)
     baseline1 1-bit        test accuracy 23.8 %, 25.2 %  (mean 24.5, spread 1.4)
     ...
     mean-bn 1-bit          test accuracy diverged, diverged  — seed 0: diverged at step 7 (loss=7110); seed 1: ...
@@ -48,7 +48,7 @@ Takeaway
     seed spread at 32 bits), and mean-bn diverged in all four runs, within 1–7 steps: subtracting
     the batch mean before the pool removes the logits' image-independent part but not their
     scale (std ~16 at init, lesson 06), so at lr 0.1 it fails like T = 1 (lesson 07). The
-    paper's table needs WRN-20-4/10, 50,000 images and 126+ epochs — days on a laptop CPU; the
+    paper's table needs WRN-20-4/10, 50,000 images and 300 epochs — weeks on a laptop CPU; the
     flags below scale this lesson up step by step.
 
 Try next

@@ -68,6 +68,8 @@ def test_gradients_at_z_h_logits_match_direct_autograd(variant):
         idx = np.clip(np.searchsorted(full, sampled.astype(np.float64)), 0, full.size - 1)
         near = np.minimum(np.abs(full[idx] - sampled), np.abs(full[idx - 1] - sampled))
         assert np.all(near <= 1e-6 * np.abs(full).max())
+        # drawn without replacement: a tensor no larger than `sample` is kept whole, each value once
+        np.testing.assert_allclose(np.sort(sampled.astype(np.float64)), full, rtol=0, atol=1e-6 * np.abs(full).max())
     # dL/dlogits summed = softmax − onehot: each row sums to 0 and the label's entry is negative
     p = np.exp(logits.data - logits.data.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
