@@ -48,6 +48,7 @@ def main(argv=None) -> int:
     warnings.formatwarning = _one_line_warning
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
+    args.argv = argv[1:]  # what was typed after the command (train --resume tells typed flags from defaults)
     try:
         return int(importlib.import_module(f"{__name__}.{args.command}").run(args) or 0)
     except UsageError as e:
