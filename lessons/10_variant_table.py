@@ -116,7 +116,8 @@ def main():
                 try:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
-                        r = train(cfg, data=((x_train, y_train), (x_test, y_test)), log=lambda *a: None)
+                        r = train(cfg, data=((x_train, y_train), (x_test, y_test)), overwrite=True,
+                                  log=lambda *a: None)
                     accs.append(r["test_acc"])
                 except Diverged as d:        # stopped by the divergence detector: no test accuracy
                     accs.append(np.nan)

@@ -100,8 +100,9 @@ def resume_config(meta: dict, requested: dict) -> TrainConfig:
     cfg = TrainConfig(**{**saved, "stop_after": None, "on_diverge": "stop",
                          **{k: v for k, v in requested.items() if k in CHANGEABLE_ON_RESUME}})
     if cfg.epochs < done or (cfg.epochs == done and "test_acc" in meta):
-        raise ValueError(f"the run in {cfg.run_dir()} has done {done} epoch{'s' if done != 1 else ''}{' and is finished' if 'test_acc' in meta else ''}: "
-                         f"--epochs N with N > {done} trains on, --overwrite starts again")
+        state = f"{done} epoch{'s' if done != 1 else ''}" + (" and is finished" if "test_acc" in meta else "")
+        raise ValueError(f"the run in {cfg.run_dir()} has done {state}: --epochs N with N > {done} trains on, "
+                         f"--overwrite starts again")
     return cfg.validate()
 
 
