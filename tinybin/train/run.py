@@ -186,17 +186,17 @@ def train(cfg: TrainConfig, data=None, resume=False, overwrite=False, log=print,
         progress.clear()
         append_jsonl(steps_path, *meter.records)
         append_jsonl(metrics_path, dict(kind="diverged", step=d.step, loss=d.loss, reason=d.reason))
-        plot_curves(out)
+        plot_curves(out, title(model))
         raise
     except KeyboardInterrupt:
         progress.clear()
         log(f"interrupted; the last checkpoint is {ckpt_path} (continue with --resume)")
         raise
-    plot_curves(out)
 
     result = dict(out=str(out), epochs_done=end_epoch, last_epoch=history,
                   diverged=None if watch.failure is None else str(watch.failure))
     if end_epoch < cfg.epochs:
+        plot_curves(out, title(model))
         log(f"stopped after epoch {end_epoch}/{cfg.epochs}; continue with --resume")
         return result
     result.update(final_test(model, loader.epoch(cfg.epochs), xte, yte, cfg.bn_stats, log))
@@ -204,14 +204,20 @@ def train(cfg: TrainConfig, data=None, resume=False, overwrite=False, log=print,
     append_jsonl(metrics_path, dict(kind="final", **{k: v for k, v in result.items() if k != "last_epoch"}))
     save_checkpoint(ckpt_path, model, optimizer, meta_for(cfg.epochs, bn_stats=cfg.bn_stats,
                                                           test_acc=result["test_acc"]))
+    plot_curves(out, title(model))
     return result
+
+
+def title(model):
+    """"WRN-20-4 srelu, T=40, 1-bit": the model a run trains."""
+    c = model.config
+    t = f", T={c['temperature']:g}" if c["temperature"] else ""
+    return f"WRN-{c['depth']}-{c['width']} {c['variant']}{t}, {c['bits']}-bit"
 
 
 def describe(model, cfg, n_train, n_test, steps_per_epoch):
     """The run's first line: network, data, schedule, seed and folder."""
-    c = model.config
-    t = f", T={c['temperature']:g}" if c["temperature"] else ""
-    return (f"WRN-{c['depth']}-{c['width']} {c['variant']}{t}, {c['bits']}-bit, {model.num_parameters():,} parameters; "
+    return (f"{title(model)}, {model.num_parameters():,} parameters; "
             f"{n_train} training / {n_test} test images; {_plural(cfg.epochs, 'epoch')} × {_plural(steps_per_epoch, 'step')} of "
             f"{cfg.batch_size}; lr {cfg.lr} {cfg.schedule}; seed {cfg.seed}; out {cfg.out}")
 
