@@ -23,8 +23,21 @@ COMMANDS = {
 }
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions keep their lines (the benchmarks' tables); "(default: X)" is added once, and
+    only where it says something: not after a help text that already speaks of its default, nor
+    for None or an off switch."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        switch = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+        if "default" in text.lower() or action.default is None or switch:
+            return text
+        return super()._get_help_string(action)
+
+
 def _formatter(prog):
-    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+    return _HelpFormatter(prog, max_help_position=32)
 
 
 def build_parser(argv=None):
