@@ -51,7 +51,7 @@ Takeaway
     variance about equal to its input's. Without BN the branch's input is the stream itself, so
     every block adds a copy-sized variance: the variance doubles and the std grows ×√2 per
     block (×1.13–1.21 in the two downsampling blocks, whose shortcut averages 3×3 neighbours and
-    adds all-zero channels), reaching 25 at the head of WRN-20-4 (METHOD.md §4: ≈ 24). With BN
+    adds all-zero channels), reaching 25 at the head of WRN-20-4 (P2 §IV: ≈ 24). With BN
     each branch sees a normalised input and adds a variance of ~1, so the stream stays at 1.4–2.1.
     The BN-free logits have a std of ~17 (softmax saturated, loss 31 instead of ln 10 = 2.3) and
     the relative weight gradients are ~200× the BN net's — most in the last layers: at lr 0.1

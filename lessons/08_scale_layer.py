@@ -50,7 +50,7 @@ Takeaway
     learns slowest. Dividing the learning rate by T instead is not the same thing: the step
     sizes shrink alike, but the softmax stays saturated (loss 22 at step 0, 35 at its worst),
     the first update flips 4× more signs, and the net learns less (15 % vs 18 %). The paper's
-    T ≈ 30–100 (METHOD.md §4) holds; in 100 steps of this narrow net only T = 30 is clearly ahead.
+    T ≈ 30–100 (P2 §IV) holds; in 100 steps of this narrow net only T = 30 is clearly ahead.
 
 Try next
     --temperatures 20 30 40 60     where between 10 and 100 does it start to train?

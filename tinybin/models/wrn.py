@@ -219,7 +219,7 @@ class WRN(nn.Module):
     def _check_input(self, x):
         """ValueError for a batch that is not (N, H, W, 3); one warning when it looks scaled to [0, 1]."""
         if x.ndim != 4 or x.shape[3] != 3:
-            hint = (f"; it looks like NCHW: tinybin is NHWC, transpose it with x.transpose(0, 2, 3, 1)"
+            hint = ("; it looks like NCHW: tinybin is NHWC, transpose it with x.transpose(0, 2, 3, 1)"
                     if x.ndim == 4 and x.shape[1] == 3 else "")
             raise ValueError(f"a WRN takes images (N, H, W, 3), got shape {x.shape}{hint}")
         if x.size and not getattr(self, "_warned_range", False) and float(x.max()) <= 1:
