@@ -68,10 +68,12 @@ def bn_statistics(model, asked, info) -> str:
         meta = info["meta"]
         if meta is not None:
             where = meta["config"]["out"]
-            raise ValueError(f"{where} has no recalibrated BN statistics: they are computed when training ends, and "
-                             f"this run stopped at epoch {meta['epoch']} of {meta['config']['epochs']}; evaluate with "
+            raise ValueError(f"{where} has no recalibrated BN statistics: they were never computed (that happens when "
+                             f"training ends, and this run stopped at epoch {meta['epoch']} of {meta['config']['epochs']}); "
+                             f"evaluate with "
                              f"--bn-stats moving, or finish it with `python -m tinybin train --resume --out {where}`")
-        raise ValueError(f"{info['name']} holds no recalibrated BN statistics: evaluate with --bn-stats moving")
+        raise ValueError(f"{info['name']} holds no recalibrated BN statistics (never computed): evaluate with "
+                         f"--bn-stats moving")
     which = asked or ("recalibrated" if recalibrated and bns[0].inference_stats != "moving" else "moving")
     set_bn_stats(model, which)
     return f"BN statistics: {'recalibrated' if which == 'recalibrated' else 'moving averages'}"
@@ -80,17 +82,17 @@ def bn_statistics(model, asked, info) -> str:
 def run(args) -> int:
     if (args.source is None) == (args.mcdonnell is None):
         raise UsageError("evaluate needs one model: a checkpoint, a packed export or a .mat file, or --mcdonnell")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size {args.batch_size} cannot work: it must be at least 1")
     with reported():
         model, info = load_model(args.source if args.source is not None else args.mcdonnell, args.data_dir)
+        stats = bn_statistics(model, args.bn_stats, info)  # before the data: a mistake here is found at once
         x, y, source = test_images(args, model, info["meta"])
         if args.test_subset:
             x, y = stratified_sample(x, y, args.test_subset)
         classes = model.config["num_classes"]
         if y.max() >= classes:
             raise ValueError(f"labels go up to {y.max()} but the model has {classes} classes: wrong dataset?")
-        stats = bn_statistics(model, args.bn_stats, info)
-    if args.batch_size < 1:
-        raise UsageError(f"--batch-size {args.batch_size} cannot work: it must be at least 1")
     t = time.perf_counter()
     loss, acc = evaluate(model, x, y, batch_size=args.batch_size)
     seconds = time.perf_counter() - t
