@@ -65,7 +65,7 @@ def add_arguments(p, formatter):
 def run(args) -> int:
     from .errors import reported
 
-    options = {k: v for k, v in vars(args).items() if k not in ("command", "bench")}
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "bench", "argv")}
     with reported():
         importlib.import_module(f"tinybin.bench.{args.bench}").run(**options)
     return 0
