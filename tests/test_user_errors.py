@@ -249,3 +249,30 @@ def test_help_shows_each_default_once(command):
         doc = importlib.import_module(f"tinybin.bench.{command[1]}").__doc__
         shown = set(proc.stdout.splitlines())
         assert all(line in shown for line in doc.strip().splitlines() if line.strip())
+
+
+# ----- what curves.png shows ----------------------------------------------------------------------------
+def test_curves_show_the_final_accuracy_and_the_divergence(tmp_path, monkeypatch):
+    """A 3-epoch run whose curve shows 21 % (moving averages) but which reports 40 % (recalibrated)."""
+    import json
+
+    from tinybin.figures import pyplot
+    from tinybin.train import plot_curves
+
+    plt, figures = pyplot(), []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to read it
+    records = [dict(kind="epoch", epoch=e, step=10 * e, train_acc=0.1 * e, test_acc=0.07 * e, test_loss=2.0)
+               for e in (1, 2, 3)]
+    records += [dict(kind="diverged", step=25, loss=1e12, reason="exploded"),
+                dict(kind="final", test_acc=0.40, test_acc_moving=0.21, bn_stats="recalibrated")]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (tmp_path / "steps.jsonl").write_text("".join(json.dumps(dict(step=s, loss=2.3)) + "\n" for s in range(30)))
+    plot_curves(tmp_path, "WRN-8-1 srelu, T=40, 1-bit")
+    fig = figures[0]
+    legends = [t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts()]
+    assert "final, recalibrated BN: 40.0 %" in legends and "final, moving-average BN: 21.0 %" in legends
+    assert "diverged (exploded)" in legends
+    assert fig._suptitle.get_text().startswith("WRN-8-1 srelu, T=40, 1-bit")
+    lo, hi = fig.axes[1].get_xlim()
+    assert all(t == int(t) for t in fig.axes[1].get_xticks() if lo <= t <= hi)
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
