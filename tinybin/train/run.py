@@ -99,8 +99,8 @@ def _resolve(cfg: TrainConfig, resume: bool, overwrite: bool):
     return resume_config(saved[2], requested), saved
 
 
-def train(cfg: TrainConfig, data=None, resume=False, overwrite=False, log=print, after_backward=None,
-          after_step=None):
+def train(cfg: TrainConfig, data=None, resume=False, log=print, after_backward=None, after_step=None,
+          overwrite=False):
     """Run (or resume) training as configured; returns a dict of final results.
 
     data: optional ((x_train, y_train), (x_test, y_test)) already in memory (lessons, tests);
