@@ -222,7 +222,7 @@ class WRN(nn.Module):
             hint = ("; it looks like NCHW: tinybin is NHWC, transpose it with x.transpose(0, 2, 3, 1)"
                     if x.ndim == 4 and x.shape[1] == 3 else "")
             raise ValueError(f"a WRN takes images (N, H, W, 3), got shape {x.shape}{hint}")
-        if x.size and not getattr(self, "_warned_range", False) and float(x.max()) <= 1:
+        if x.size and not getattr(self, "_warned_range", False) and 0 < float(x.max()) <= 1:  # not all-black
             self._warned_range = True  # once per model: the input BN is trained on raw pixels 0..255
             warnings.warn(f"this batch's pixels are all in [{float(x.min()):g}, {float(x.max()):g}]: a WRN "
                           f"expects raw pixels 0..255 (images scaled to [0, 1] give near-constant logits)",
