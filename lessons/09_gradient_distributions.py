@@ -67,7 +67,7 @@ Takeaway
     BN net's size, which is what lets it train at lr 0.1.
 
 Try next
-    --steps 800 --phases 0 50 200 800   METHOD.md §4's phases (takes 4× longer)
+    --steps 800 --phases 0 50 200 800   P2 §IV's phases (takes 4× longer)
     --low-lr 0.01                       T=1 at a learning rate where it explodes first
     --temperature 100                   another T for the scaled run
     --bits 32                           full-precision weights

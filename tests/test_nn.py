@@ -102,7 +102,7 @@ def test_conv_init_is_he_normal_fan_in():
 
 def test_one_bit_conv_uses_two_values_and_unscaled_latent_gradient():
     """dL/dW_latent must equal dL/dW_b, the gradient w.r.t. the binarized weight — not c times it
-    (METHOD.md §2). Checked against a 32-bit conv holding W_b = c·sign(W), not by finite
+    (P1: the straight-through gradient, unscaled). Checked against a 32-bit conv holding W_b = c·sign(W), not by finite
     differences (sign has zero derivative)."""
     x = images(n=3, h=5, w=5, c=4, seed=1)
     dout = np.random.default_rng(2).normal(size=(3, 3, 3, 6)).astype(np.float32)

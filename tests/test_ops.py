@@ -65,7 +65,7 @@ def test_binarize_gradient_is_identity_and_unscaled():
     w = tb.Tensor(rng.standard_normal((3, 3, 4, 5)), requires_grad=True)
     G = rng.standard_normal(w.shape)
     F.binarize(w, multiplier=0.03).backward(G)
-    np.testing.assert_array_equal(w.grad, G)   # not 0.03 * G: see METHOD.md §2
+    np.testing.assert_array_equal(w.grad, G)   # not 0.03 * G: P1's unscaled straight-through gradient
 
 
 def test_binarize_latent_gradient_equals_gradient_wrt_binarized_weight():

@@ -1,4 +1,4 @@
-"""tinybin.models.wrn: structure of METHOD.md §1/§4, the six variants, whole-network gradients."""
+"""tinybin.models.wrn: structure of P2 §IV, the six variants, whole-network gradients."""
 import warnings
 
 import numpy as np

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from . import nn
-from .io import save_npz
+from .io import read_npz, save_npz
 from .models import wrn
 from .ops.binarize import pack_bits, unpack_bits
 
@@ -89,11 +89,7 @@ def load_packed(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no packed model at {path}")
-    try:
-        with np.load(path) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (ValueError, OSError) as e:
-        raise ValueError(f"{path} is not a packed tinybin model ({e})") from None
+    arrays = read_npz(path, "a packed tinybin model")
     if "format" not in arrays or str(arrays["format"]) != FORMAT:
         raise ValueError(f"{path} is not a packed tinybin model (no '{FORMAT}' format marker)")
     arch = json.loads(arrays["arch"].tobytes().decode())

@@ -1,9 +1,11 @@
-"""Files written atomically: a crash or Ctrl-C never leaves half a file under the real name."""
+"""Files written atomically: a crash or Ctrl-C never leaves half a file under the real name; and
+.npz files read as numbers only (allow_pickle=False: a file tinybin reads can never run code)."""
 from __future__ import annotations
 
 import contextlib
 import os
 import tempfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -37,3 +39,23 @@ def write_text(path, text: str):
     """`path`.write_text(text), atomically."""
     with atomic_write(path, "w") as f:
         f.write(text)
+
+
+def read_npz(path, what="a NumPy .npz file") -> dict:
+    """{name: array} of an .npz file, never unpickling anything (allow_pickle=False).
+
+    Raises ValueError naming the file and saying it is not `what` when it is truncated,
+    corrupt, not an .npz, or holds Python objects (which tinybin never loads).
+    """
+    try:
+        with contextlib.ExitStack() as stack:
+            f = np.load(path, allow_pickle=False)
+            if not isinstance(f, np.lib.npyio.NpzFile):
+                raise ValueError("a single .npy array, not an .npz archive")
+            stack.enter_context(f)
+            return {k: f[k] for k in f.files}
+    except zipfile.BadZipFile:
+        reason = "truncated or corrupt"
+    except (ValueError, OSError, EOFError) as e:
+        reason = "it holds Python objects, which tinybin never loads" if "pickle" in str(e) else "not an .npz archive"
+    raise ValueError(f"{path} is not {what} ({reason})")

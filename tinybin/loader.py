@@ -10,6 +10,7 @@ its meta (config, epoch, ...).
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -29,10 +30,10 @@ def is_packed(path: Path) -> bool:
     if path.suffix != ".npz" or not path.is_file():
         return False
     try:
-        with np.load(path) as f:
+        with np.load(path, allow_pickle=False) as f:
             return "format" in f.files and str(f["format"]) == FORMAT
-    except (ValueError, OSError):
-        return False
+    except (ValueError, OSError, zipfile.BadZipFile):
+        return False  # load_checkpoint then names what is wrong with it
 
 
 def load_model(source, data_dir=None):

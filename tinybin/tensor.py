@@ -60,6 +60,7 @@ class Tensor:
         self.grad: np.ndarray | None = None
         self._node: _Node | None = None  # the Function call that produced this tensor
         self._retain = False
+        self._freed = False  # its node was released by a backward(): no second pass through it
         self._id = next(Tensor._ids)
 
     # ----- array-like surface -------------------------------------------------------------
@@ -95,7 +96,8 @@ class Tensor:
         """Accumulate d(self)/d(leaf) · grad into `.grad` of every leaf that requires a gradient.
 
         grad defaults to 1 for a one-element tensor. The graph is freed as it is walked
-        (saved arrays released), so call backward once per forward.
+        (saved arrays released), so call backward once per forward: a second pass through a
+        freed part raises RuntimeError (leaves are never freed).
         """
         if not self.requires_grad:
             raise RuntimeError("backward() on a tensor that does not require a gradient "
@@ -114,6 +116,9 @@ class Tensor:
             g = grads.pop(t._id, None)
             if g is None:
                 continue
+            if t._freed:
+                raise RuntimeError("backward() through a graph that an earlier backward() has already freed: "
+                                   "call backward once per forward, or compute the forward again")
             node = t._node
             if node is None or t._retain:  # a leaf, or an intermediate kept on request
                 t.grad = g.copy() if t.grad is None else t.grad + g
@@ -135,7 +140,7 @@ class Tensor:
                     grads[inp._id] = grads[inp._id] + ig  # a reused input: gradients add up
                 else:
                     grads[inp._id] = ig
-            t._node = None  # free the graph (and the arrays it saved) as we go
+            t._node, t._freed = None, True  # free the graph (and the arrays it saved) as we go
             node.ctx = None
 
     # Operators (+, -, *, /, **, @, [], sum, mean, reshape, transpose, exp, log) are bound to

@@ -146,7 +146,7 @@ def load_npz_images(path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no image file at {path}")
-    with np.load(path) as f:
+    with np.load(path, allow_pickle=False) as f:
         if "x" not in f.files or "y" not in f.files:
             raise ValueError(f"{path} needs arrays x (N, 32, 32, 3) and y (N,); it holds {', '.join(f.files)}")
         x, y = f["x"], f["y"].astype(np.int64).ravel()

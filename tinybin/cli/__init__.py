@@ -23,8 +23,21 @@ COMMANDS = {
 }
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Descriptions keep their lines (the benchmarks' tables); "(default: X)" is added once, and
+    only where it says something: not after a help text that already speaks of its default, nor
+    for None or an off switch."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        switch = isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+        if "default" in text.lower() or action.default is None or switch:
+            return text
+        return super()._get_help_string(action)
+
+
 def _formatter(prog):
-    return argparse.ArgumentDefaultsHelpFormatter(prog, max_help_position=32)
+    return _HelpFormatter(prog, max_help_position=32)
 
 
 def build_parser(argv=None):
@@ -48,8 +61,12 @@ def main(argv=None) -> int:
     warnings.formatwarning = _one_line_warning
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser(argv).parse_args(argv)
+    args.argv = argv[1:]  # what was typed after the command (train --resume tells typed flags from defaults)
     try:
         return int(importlib.import_module(f"{__name__}.{args.command}").run(args) or 0)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line, the shell's status for SIGINT
+        print("interrupted", file=sys.stderr)
+        return 130

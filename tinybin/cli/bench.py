@@ -16,9 +16,9 @@ def _conv(p):
 def _data(p):
     p.add_argument("--images", type=int, default=50_000,
                    help="synthetic 32x32x3 images per epoch for the augmentation figure")
-    p.add_argument("--batch-size", type=int, default=125)
+    p.add_argument("--batch-size", type=int, default=125, help="images per batch")
     p.add_argument("--repeat", type=int, default=3, help="epochs timed per augmentation figure; the median is reported")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="of the synthetic images and the augmentation")
     p.add_argument("--jpeg-tar", type=Path, default=None,
                    help="cifar10-jpeg.tar.gz to extract into a temporary folder and load")
     p.add_argument("--folder", type=Path, default=None,
@@ -31,8 +31,8 @@ def _train(p):
     from ..bench.train import DEFAULT_CONFIGS
 
     p.add_argument("--configs", default=DEFAULT_CONFIGS, help="comma-separated width:variant pairs (WRN-depth-width)")
-    p.add_argument("--bits", type=int, default=1, choices=[1, 32])
-    p.add_argument("--batch-size", type=int, default=125)
+    p.add_argument("--bits", type=int, default=1, choices=[1, 32], help="bits per conv weight")
+    p.add_argument("--batch-size", type=int, default=125, help="images per training step")
     p.add_argument("--steps", type=int, default=5, help="timed steps per configuration (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (Numba compilation, page faults)")
     p.add_argument("--depth", type=int, default=20)
@@ -45,7 +45,7 @@ def _infer(p):
     p.add_argument("--mcdonnell", metavar="FILE", default=None, help="the authors' released .mat model")
     p.add_argument("--arch", default="20-10", help="DEPTH-WIDTH (ignored with --mcdonnell)")
     p.add_argument("--variant", default="baseline2", help="variant (ignored with --mcdonnell)")
-    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--batch-size", type=int, default=100, help="images per forward pass")
     p.add_argument("--batches", type=int, default=3, help="timed batches (median reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed batches first (Numba compilation)")
     p.add_argument("--addsub", action="store_true", help="also time the add/subtract reference path on WRN-8-1, batch 10")
@@ -65,7 +65,7 @@ def add_arguments(p, formatter):
 def run(args) -> int:
     from .errors import reported
 
-    options = {k: v for k, v in vars(args).items() if k not in ("command", "bench")}
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "bench", "argv")}
     with reported():
         importlib.import_module(f"tinybin.bench.{args.bench}").run(**options)
     return 0

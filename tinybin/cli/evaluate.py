@@ -6,7 +6,7 @@ import time
 
 from ..data import load_cifar10, load_cifar10_subset, load_cifar100, stratified_sample
 from ..loader import load_model
-from ..train import TrainConfig, evaluate, load_data, set_bn_stats
+from ..train import TrainConfig, bn_layers, evaluate, load_data, set_bn_stats
 from ..zoo import load_npz_images
 from .errors import UsageError, reported
 
@@ -22,13 +22,17 @@ def add_arguments(p):
                    help="test images from an .npz holding x (N,32,32,3) uint8 and y")
     p.add_argument("--dataset", choices=("cifar10-subset", "cifar10", "cifar100", "folder"), default=None,
                    help="default: the dataset a checkpoint was trained on; else by the number of classes")
-    p.add_argument("--data-dir", default=None)
-    p.add_argument("--archive", default=None)
+    p.add_argument("--data-dir", default=None,
+                   help="where the test data is found (archive cache, or the image-folder root); "
+                        "default: a checkpoint's own, else $TINYBIN_DATA or ./datasets")
+    p.add_argument("--archive", default=None,
+                   help="a CIFAR archive in the official layout to test on (no download)")
     p.add_argument("--test-subset", type=int, default=None,
                    help="N test images, every class in proportion (seeded); default all")
     p.add_argument("--bn-stats", choices=["recalibrated", "moving"], default=None,
-                   help="default: what the run chose")
-    p.add_argument("--batch-size", type=int, default=500)
+                   help="BN inference statistics; default: what the run chose (moving averages if it never "
+                        "recalibrated)")
+    p.add_argument("--batch-size", type=int, default=500, help="images per forward pass (memory, not accuracy)")
 
 
 def test_images(args, model, meta):
@@ -53,22 +57,45 @@ def test_images(args, model, meta):
     return *load(data_dir=args.data_dir, archive=args.archive)[1], args.archive or dataset
 
 
+def bn_statistics(model, asked, info) -> str:
+    """Set the BN statistics evaluation uses (asked, or what the run chose) and say which they are.
+    ValueError when recalibrated ones are asked for but were never computed."""
+    bns = bn_layers(model)
+    if not bns:
+        return "no BN layers"
+    recalibrated = all(int(bn.calib_batches) > 0 for bn in bns)
+    if asked == "recalibrated" and not recalibrated:
+        meta = info["meta"]
+        if meta is not None:
+            where = meta["config"]["out"]
+            raise ValueError(f"{where} has no recalibrated BN statistics: they were never computed (that happens when "
+                             f"training ends, and this run stopped at epoch {meta['epoch']} of {meta['config']['epochs']}); "
+                             f"evaluate with "
+                             f"--bn-stats moving, or finish it with `python -m tinybin train --resume --out {where}`")
+        raise ValueError(f"{info['name']} holds no recalibrated BN statistics (never computed): evaluate with "
+                         f"--bn-stats moving")
+    which = asked or ("recalibrated" if recalibrated and bns[0].inference_stats != "moving" else "moving")
+    set_bn_stats(model, which)
+    return f"BN statistics: {'recalibrated' if which == 'recalibrated' else 'moving averages'}"
+
+
 def run(args) -> int:
     if (args.source is None) == (args.mcdonnell is None):
         raise UsageError("evaluate needs one model: a checkpoint, a packed export or a .mat file, or --mcdonnell")
+    if args.batch_size < 1:
+        raise UsageError(f"--batch-size {args.batch_size} cannot work: it must be at least 1")
     with reported():
         model, info = load_model(args.source if args.source is not None else args.mcdonnell, args.data_dir)
+        stats = bn_statistics(model, args.bn_stats, info)  # before the data: a mistake here is found at once
         x, y, source = test_images(args, model, info["meta"])
         if args.test_subset:
             x, y = stratified_sample(x, y, args.test_subset)
         classes = model.config["num_classes"]
         if y.max() >= classes:
             raise ValueError(f"labels go up to {y.max()} but the model has {classes} classes: wrong dataset?")
-        if args.bn_stats:
-            set_bn_stats(model, args.bn_stats)
     t = time.perf_counter()
     loss, acc = evaluate(model, x, y, batch_size=args.batch_size)
     seconds = time.perf_counter() - t
     print(f"{info['name']}: test accuracy {100 * acc:.2f} % on {len(x)} images ({round(acc * len(x))}/{len(x)}) "
-          f"of {source} (loss {loss:.4f}; {len(x) / seconds:.1f} images/s)")
+          f"of {source}, {stats} (loss {loss:.4f}; {len(x) / seconds:.1f} images/s)")
     return 0

@@ -5,7 +5,9 @@ import argparse
 import sys
 
 from ..models.wrn import ABLATIONS, PADDINGS, VARIANTS
-from ..train import DATASETS, Diverged, TrainConfig, load_data, train
+from ..train import DATASETS, Diverged, TrainConfig, load_data, read_checkpoint, train
+from ..train.config import resume_config
+from ..train.run import existing_run
 from .errors import UsageError, reported
 
 
@@ -54,9 +56,25 @@ def add_arguments(p):
     g = p.add_argument_group("run")
     g.add_argument("--out", default=d.out, help="run folder for checkpoint.npz, metrics.jsonl, curves.png; "
                    "default runs/wrn<depth>-<width>-<variant>-<bits>bit-seed<seed>")
-    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its last checkpoint; only --epochs (the schedule then "
+                        "spans the new length), --stop-after, --keep-going, --bn-stats, --data-dir and --archive "
+                        "may differ from the saved run")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace the run --out holds (without it, a folder holding a run is refused)")
     g.add_argument("--stop-after", type=int, default=d.stop_after, help="stop after N epochs (resume later)")
     g.add_argument("--keep-going", action="store_true", help="do not stop when the loss diverges")
+
+
+def typed_flags(argv) -> set:
+    """The destinations of the flags the user typed in `train` argv (parsed again with every
+    default replaced by a marker), so --resume can tell "--depth 20" from the default 20."""
+    marker = object()
+    p = argparse.ArgumentParser(add_help=False)
+    add_arguments(p)
+    p.set_defaults(**{a.dest: marker for a in p._actions})
+    ns, _ = p.parse_known_args(argv)
+    return {k for k, v in vars(ns).items() if v is not marker}
 
 
 def run(args) -> int:
@@ -65,15 +83,28 @@ def run(args) -> int:
                       on_diverge="continue" if args.keep_going else "stop")
     cfg.subset = cfg.subset or None
     cfg.epoch_eval_size = cfg.epoch_eval_size or None
-    data = None
+    data, out = None, cfg.run_dir()
+    if args.resume and args.overwrite:
+        raise UsageError("--resume continues the run in --out, --overwrite replaces it: give one of them")
     if not args.resume:
+        found = existing_run(out)
+        if found and not args.overwrite:
+            raise UsageError(f"{out} already holds a run ({', '.join(found)}); --resume continues it, "
+                             f"--overwrite replaces it, or choose another --out")
         with reported():  # every mistake a user can make shows up here, before any training
             cfg.validate()
             data = load_data(cfg)[:2]
-    elif not (cfg.run_dir() / "checkpoint.npz").is_file():
-        raise UsageError(f"nothing to resume: no checkpoint in {cfg.run_dir()}")
+    elif not (out / "checkpoint.npz").is_file():
+        raise UsageError(f"nothing to resume: no checkpoint in {out}")
+    else:
+        given = typed_flags(getattr(args, "argv", sys.argv[2:])) - {"resume", "overwrite", "keep_going"}
+        requested = {k: getattr(cfg, k) for k in given if k in fields}
+        if args.keep_going:
+            requested["on_diverge"] = "continue"
+        with reported():
+            cfg = resume_config(read_checkpoint(out / "checkpoint.npz")[2], requested)
     try:
-        result = train(cfg, data=data, resume=args.resume)
+        result = train(cfg, data=data, resume=args.resume, overwrite=args.overwrite)
     except Diverged as d:
         print(f"{d}; metrics and the last good checkpoint are in {d.out}", file=sys.stderr)
         return 3

@@ -1,4 +1,4 @@
-"""Training-time augmentation, exactly the recipe of METHOD.md §5, vectorised over a batch.
+"""Training-time augmentation, exactly the recipe of P2 §IV (cutout: DeVries & Taylor 2017), vectorised over a batch.
 
 In order, on uint8 NHWC images:
 
@@ -8,7 +8,7 @@ In order, on uint8 NHWC images:
 3. cutout: one 18x18 patch on every image, filled with uniform random integers 0..255 per
    pixel and channel. The patch's top-left corner (top, left) is uniform over
    {-17, ..., 31} x {-17, ..., 31} ({-(s-1), ..., H-1} for size s), independently, and the patch
-   is clipped at the border. That is METHOD.md's "corner uniform so the patch may hang over the
+   is clipped at the border. That is cutout's "corner uniform so the patch may hang over the
    border": at the extremes only one row or column of the patch is visible, and every pixel of
    the image is covered with the same probability, (s/(H+s-1)) * (s/(W+s-1)) = (18/49)^2 ≈ 0.135.
 
@@ -62,7 +62,7 @@ def _cutout(x, size, rng):
 
 
 def augment(x, rng=None, flip=True, crop_pad=4, cutout=18):
-    """Augment a batch of uint8 NHWC images as METHOD.md §5; returns a new uint8 array.
+    """Augment a batch of uint8 NHWC images as in P2 §IV; returns a new uint8 array.
 
     Args:
         x: uint8 (N, H, W, C). Not modified.

@@ -208,12 +208,25 @@ class WRN(nn.Module):
         self.head = Head(c3, num_classes, unit, final, bits, rng)
 
     def forward(self, x):
-        """x: (N, H, W, 3) raw pixels (ndarray of any numeric dtype, or Tensor) -> logits (N, classes)."""
+        """x: (N, H, W, 3) raw pixels 0..255 (ndarray of any numeric dtype, or Tensor) -> logits (N, classes)."""
         if not isinstance(x, Tensor):
             x = Tensor(np.asarray(x, dtype=self.dtype))
+        self._check_input(x.data)
         x = self.stem(self.input_bn(x))
         x = self.stage3(self.stage2(self.stage1(x)))
         return self.head(x)
+
+    def _check_input(self, x):
+        """ValueError for a batch that is not (N, H, W, 3); one warning when it looks scaled to [0, 1]."""
+        if x.ndim != 4 or x.shape[3] != 3:
+            hint = ("; it looks like NCHW: tinybin is NHWC, transpose it with x.transpose(0, 2, 3, 1)"
+                    if x.ndim == 4 and x.shape[1] == 3 else "")
+            raise ValueError(f"a WRN takes images (N, H, W, 3), got shape {x.shape}{hint}")
+        if x.size and not getattr(self, "_warned_range", False) and 0 < float(x.max()) <= 1:  # not all-black
+            self._warned_range = True  # once per model: the input BN is trained on raw pixels 0..255
+            warnings.warn(f"this batch's pixels are all in [{float(x.min()):g}, {float(x.max()):g}]: a WRN "
+                          f"expects raw pixels 0..255 (images scaled to [0, 1] give near-constant logits)",
+                          stacklevel=4)
 
     def convs(self):
         """(name, Conv2d) in forward order: stem, 18 block convs, head conv for depth 20."""
@@ -267,6 +280,9 @@ def wrn(depth=20, width=4, num_classes=10, variant="baseline2", bits=1, temperat
     padding: "symmetric" (1 on each side everywhere) or "tf-same" (stride-2 conv and average pool
       pad 0 before and 1 after, as the authors' Keras models; needed to load their weights).
     rng: seed or np.random.Generator for the He-normal initialisation.
+
+    Input: images (N, H, W, 3), NHWC, raw pixels 0..255 (uint8 or float; the input BN normalises
+    them). Images scaled to [0, 1] give a warning, NCHW ones a ValueError.
     """
     check_arguments(depth, width, num_classes, variant, bits, temperature, padding)
     if uses_temperature(variant):

@@ -112,7 +112,8 @@ class BatchNorm2d(Module):
         if mode not in ("auto", "moving", "recalibrated"):
             raise ValueError(f"inference_stats must be 'auto', 'moving' or 'recalibrated', got {mode!r}")
         if mode == "recalibrated" and int(self.calib_batches) == 0:
-            raise RuntimeError("recalibrated statistics requested but never computed")
+            raise RuntimeError("recalibrated statistics requested but never computed: run "
+                               "tinybin.train.recalibrate_bn(model, batches) first, or use the moving averages")
         if mode == "recalibrated" or (mode == "auto" and int(self.calib_batches) > 0):
             return self.calib_mean, self.calib_var
         return self.running_mean, self.running_var

@@ -164,7 +164,7 @@ class Module:
         save_npz(path, self.state_dict())
 
     def load(self, path):
-        with np.load(path) as f:
+        with np.load(path, allow_pickle=False) as f:
             return self.load_state_dict({k: f[k] for k in f.files})
 
     def num_parameters(self) -> int:

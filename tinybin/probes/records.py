@@ -12,7 +12,7 @@ def load(out, name="probes"):
     """(records, {point: (values, steps)}) as written by Probe.save."""
     out = Path(out)
     records = [json.loads(l) for l in (out / f"{name}.jsonl").read_text().splitlines() if l.strip()]
-    with np.load(out / f"{name}.npz") as f:
+    with np.load(out / f"{name}.npz", allow_pickle=False) as f:
         samples = {k[:-5]: (f[k[:-5]], f[k]) for k in f.files if k.endswith("_step")}
     return records, samples
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import save_npz
+from ..io import read_npz, save_npz
 from ..models import wrn
 from .bn_stats import set_bn_stats
 
@@ -26,13 +26,13 @@ def read_checkpoint(path):
         path = path / "checkpoint.npz"
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        with np.load(path) as f:
-            meta = json.loads(str(f["meta"]))
-            model_state = {k[6:]: f[k] for k in f.files if k.startswith("model/")}
-            optim_state = {k[6:]: f[k] for k in f.files if k.startswith("optim/")}
-    except (KeyError, ValueError, OSError) as e:
-        raise ValueError(f"{path} is not a tinybin checkpoint ({e})") from None
+    arrays = read_npz(path, "a tinybin checkpoint")
+    if "meta" not in arrays:
+        hint = "; it is a packed export" if "format" in arrays else ""
+        raise ValueError(f"{path} is not a tinybin checkpoint (no 'meta' record{hint})")
+    meta = json.loads(str(arrays["meta"]))
+    model_state = {k[6:]: v for k, v in arrays.items() if k.startswith("model/")}
+    optim_state = {k[6:]: v for k, v in arrays.items() if k.startswith("optim/")}
     return model_state, optim_state, meta
 
 

@@ -59,9 +59,55 @@ class TrainConfig:
             raise ValueError(f"bn_stats must be 'recalibrated' or 'moving', got {self.bn_stats!r}")
         if self.on_diverge not in ("stop", "continue"):
             raise ValueError(f"on_diverge must be 'stop' or 'continue', got {self.on_diverge!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch size must be positive")
+        for flag, value, ok, want in (
+                ("--epochs", self.epochs, self.epochs >= 1, "at least 1"),
+                ("--batch-size", self.batch_size, self.batch_size >= 1, "at least 1"),
+                ("--lr", self.lr, self.lr > 0, "positive"),
+                ("--lr-min", self.lr_min, self.lr_min >= 0, "0 or more"),
+                ("--momentum", self.momentum, 0 <= self.momentum < 1, "in [0, 1)"),
+                ("--weight-decay", self.weight_decay, self.weight_decay >= 0, "0 or more"),
+                ("--cutout", self.cutout, self.cutout >= 0, "0 (off) or more"),
+                ("--crop-pad", self.crop_pad, self.crop_pad >= 0, "0 (off) or more"),
+                ("--stop-after", self.stop_after, self.stop_after is None or self.stop_after >= 1, "at least 1")):
+            if not ok:
+                raise ValueError(f"{flag} {value:g} cannot work: it must be {want}")
         return self
+
+
+# What may differ on resume: how long to go on, what to do on divergence, which BN statistics
+# to test with at the end, and where the same data and run are found. Everything else defines
+# the run (its weights, batches, schedule shape) and must match the checkpoint.
+CHANGEABLE_ON_RESUME = ("epochs", "stop_after", "on_diverge", "bn_stats", "data_dir", "archive", "out",
+                        "explode_factor", "dead_window")
+
+
+def resume_config(meta: dict, requested: dict) -> TrainConfig:
+    """The config of a resumed run: the checkpoint's (meta["config"]), with the `requested`
+    settings that may change on resume (CHANGEABLE_ON_RESUME).
+
+    requested: the settings asked for ({field: value}; the command line passes only the flags typed).
+    Raises ValueError naming every requested setting that conflicts with the saved run, and when
+    there is nothing left to train.
+    """
+    saved, done = meta["config"], meta["epoch"]
+    conflicts = [f"--{k.replace('_', '-')} {_show(v)} (the run has {_show(saved.get(k))})"
+                 for k, v in requested.items()
+                 if k not in CHANGEABLE_ON_RESUME and k in saved and v is not None and v != saved[k]]
+    if conflicts:
+        raise ValueError(f"--resume continues the saved run, which differs: {'; '.join(conflicts)}; "
+                         f"--overwrite starts a new run instead")
+    # stop_after and on_diverge belong to one invocation: not inherited from the saved run
+    cfg = TrainConfig(**{**saved, "stop_after": None, "on_diverge": "stop",
+                         **{k: v for k, v in requested.items() if k in CHANGEABLE_ON_RESUME}})
+    if cfg.epochs < done or (cfg.epochs == done and "test_acc" in meta):
+        state = f"{done} epoch{'s' if done != 1 else ''}" + (" and is finished" if "test_acc" in meta else "")
+        raise ValueError(f"the run in {cfg.run_dir()} has done {state}: --epochs N with N > {done} trains on, "
+                         f"--overwrite starts again")
+    return cfg.validate()
+
+
+def _show(value):
+    return "none" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def load_data(cfg: TrainConfig):

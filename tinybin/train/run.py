@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -31,7 +32,7 @@ from ..models.wrn import temperature_for, uses_temperature
 from ..optim import SGD, Schedule
 from .bn_stats import final_test
 from .checkpoint import read_checkpoint, save_checkpoint
-from .config import TrainConfig, load_data, train_batches
+from .config import TrainConfig, load_data, resume_config, train_batches
 from .divergence import Diverged, DivergenceDetector
 from .logs import Progress, append_jsonl, plot_curves, truncate_jsonl
 from .loop import evaluate, fit
@@ -72,28 +73,44 @@ class _Meter:
         self.progress.update(record["step"], self.epoch, record["loss"], record["acc"], rate, eta)
 
 
-def _resolve(cfg: TrainConfig, resume: bool):
-    """(config, saved checkpoint or None): on resume the checkpoint's own config is used, only
-    stop_after, on_diverge and out come from cfg."""
+RUN_FILES = ("checkpoint.npz", "metrics.jsonl", "steps.jsonl")
+
+
+def existing_run(out) -> list:
+    """The files of a run that `out` already holds (none: the folder is free for a new run)."""
+    return [name for name in RUN_FILES if (Path(out) / name).exists()]
+
+
+def _resolve(cfg: TrainConfig, resume: bool, overwrite: bool):
+    """(config, saved checkpoint or None). On resume the checkpoint's own config is used, with
+    the settings of cfg that differ from TrainConfig's defaults and may change (resume_config);
+    a conflicting one is a ValueError."""
     out = cfg.run_dir()
     cfg = dataclasses.replace(cfg, out=str(out))
     if not resume:
+        found = existing_run(out)
+        if found and not overwrite:
+            raise FileExistsError(f"{out} already holds a run ({', '.join(found)}): resume=True continues it, "
+                                  f"overwrite=True replaces it")
         return cfg.validate(), None
     saved = read_checkpoint(out / "checkpoint.npz")
-    keep = {k: getattr(cfg, k) for k in ("stop_after", "on_diverge", "out")}
-    return dataclasses.replace(TrainConfig(**saved[2]["config"]), **keep).validate(), saved
+    defaults = TrainConfig()
+    requested = {k: v for k, v in dataclasses.asdict(cfg).items() if v != getattr(defaults, k)}
+    return resume_config(saved[2], requested), saved
 
 
-def train(cfg: TrainConfig, data=None, resume=False, log=print, after_backward=None, after_step=None):
+def train(cfg: TrainConfig, data=None, resume=False, log=print, after_backward=None, after_step=None,
+          overwrite=False):
     """Run (or resume) training as configured; returns a dict of final results.
 
     data: optional ((x_train, y_train), (x_test, y_test)) already in memory (lessons, tests);
       otherwise `load_data(cfg)`.
     resume: continue from cfg.out/checkpoint.npz (see `_resolve`).
+    overwrite: start afresh in a folder that holds a run (without it: FileExistsError).
     after_backward, after_step: called every step as in `train_step` (probes).
     Raises Diverged (after writing its metrics) unless cfg.on_diverge == "continue".
     """
-    cfg, saved = _resolve(cfg, resume)
+    cfg, saved = _resolve(cfg, resume, overwrite)
     out = cfg.run_dir()
     (xtr, ytr), (xte, yte) = load_data(cfg)[:2] if data is None else data
     if saved is not None:
@@ -125,7 +142,7 @@ def train(cfg: TrainConfig, data=None, resume=False, log=print, after_backward=N
         truncate_jsonl(steps_path, lambda r: r["step"] < start_epoch * steps_per_epoch)
         log(f"resumed {ckpt_path} at epoch {start_epoch}/{cfg.epochs}")
     else:
-        for p in (metrics_path, steps_path):
+        for p in (metrics_path, steps_path, out / "curves.png"):  # asked to overwrite: no stale leftovers
             p.unlink(missing_ok=True)
 
     watch = DivergenceDetector(num_classes, cfg.explode_factor, cfg.dead_window, first_loss,
@@ -169,17 +186,17 @@ def train(cfg: TrainConfig, data=None, resume=False, log=print, after_backward=N
         progress.clear()
         append_jsonl(steps_path, *meter.records)
         append_jsonl(metrics_path, dict(kind="diverged", step=d.step, loss=d.loss, reason=d.reason))
-        plot_curves(out)
+        plot_curves(out, title(model))
         raise
     except KeyboardInterrupt:
         progress.clear()
         log(f"interrupted; the last checkpoint is {ckpt_path} (continue with --resume)")
         raise
-    plot_curves(out)
 
     result = dict(out=str(out), epochs_done=end_epoch, last_epoch=history,
                   diverged=None if watch.failure is None else str(watch.failure))
     if end_epoch < cfg.epochs:
+        plot_curves(out, title(model))
         log(f"stopped after epoch {end_epoch}/{cfg.epochs}; continue with --resume")
         return result
     result.update(final_test(model, loader.epoch(cfg.epochs), xte, yte, cfg.bn_stats, log))
@@ -187,13 +204,23 @@ def train(cfg: TrainConfig, data=None, resume=False, log=print, after_backward=N
     append_jsonl(metrics_path, dict(kind="final", **{k: v for k, v in result.items() if k != "last_epoch"}))
     save_checkpoint(ckpt_path, model, optimizer, meta_for(cfg.epochs, bn_stats=cfg.bn_stats,
                                                           test_acc=result["test_acc"]))
+    plot_curves(out, title(model))
     return result
+
+
+def title(model):
+    """"WRN-20-4 srelu, T=40, 1-bit": the model a run trains."""
+    c = model.config
+    t = f", T={c['temperature']:g}" if c["temperature"] else ""
+    return f"WRN-{c['depth']}-{c['width']} {c['variant']}{t}, {c['bits']}-bit"
 
 
 def describe(model, cfg, n_train, n_test, steps_per_epoch):
     """The run's first line: network, data, schedule, seed and folder."""
-    c = model.config
-    t = f", T={c['temperature']:g}" if c["temperature"] else ""
-    return (f"WRN-{c['depth']}-{c['width']} {c['variant']}{t}, {c['bits']}-bit, {model.num_parameters():,} parameters; "
-            f"{n_train} training / {n_test} test images; {cfg.epochs} epochs × {steps_per_epoch} steps of "
+    return (f"{title(model)}, {model.num_parameters():,} parameters; "
+            f"{n_train} training / {n_test} test images; {_plural(cfg.epochs, 'epoch')} × {_plural(steps_per_epoch, 'step')} of "
             f"{cfg.batch_size}; lr {cfg.lr} {cfg.schedule}; seed {cfg.seed}; out {cfg.out}")
+
+
+def _plural(n, word):
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
