@@ -35,7 +35,8 @@ Takeaway
     divides by σ_B(z), which has grown with z to ~2000 by then (16 at init, lesson 08), against
     srelu's fixed 40; its loss barely moves (2.05 → at most 2.1) and it keeps learning (23.2 % at
     the end), while σ_B(z) falls back to 569. In this run the net with the adaptive divisor took
-    the restart with smaller steps than the one with the fixed T. The paper's "divergence following a restart with the sReLU networks" does not show
+    the restart with smaller steps than the one with the fixed T. The paper's "divergence
+    following a restart with the sReLU networks" does not show
     here; its restarts came after tens of epochs on 50,000 images, which this lesson does not
     test — try a later restart (--cycle 128 or more) and other seeds before concluding.
 

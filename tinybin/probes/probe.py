@@ -41,7 +41,8 @@ mean-loss gradient × batch size, so a number does not shrink when the batch gro
 Add one with `Probe(model, points={**POINTS, "stage3": "stage3.block2"})`.
 
 Besides the summary numbers, each step keeps a bounded random subsample (`sample` values, drawn
-without replacement, so a tensor of at most `sample` values is kept whole, each value once) of each gradient point for distribution plots (CCDF, histograms): memory grows
+without replacement, so a tensor of at most `sample` values is kept whole, each value once) of
+each gradient point for distribution plots (CCDF, histograms): memory grows
 by points × sample × 4 bytes per step, 40 kB at the default, whatever the network's size.
 
 Off costs nothing: `Probe(model, enabled=False)` (or `probe.enabled = False`) removes every hook
