@@ -108,7 +108,6 @@ Try next
 """
 import multiprocessing
 import os
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -250,10 +249,7 @@ _DATA = {}
 def _job(args, spec):
     """One planned run, in this process or in a worker (which loads the images once)."""
     if "x" not in _DATA:
-        from tinybin.data import UnofficialArchiveWarning, load_cifar10
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UnofficialArchiveWarning)
-            (_DATA["x"], _DATA["y"]), _ = load_cifar10(data_dir=args.data_dir, archive=args.archive)
+        (_DATA["x"], _DATA["y"]), _ = lesson.load_cifar10(args, quiet=True)
     steps, lr, kind, temperature, extra = spec
     return run(args, _DATA["x"], _DATA["y"], steps, lr, kind, temperature, extra)
 
@@ -295,11 +291,13 @@ def dz_parts(args, xb, yb, kind, temperature):
         BN   : dL/dz = (1/σ) · (g − mean g − x̂ · mean(g·x̂)),  x̂ = (z − μ)/σ, means per channel
     """
     model = build(args, kind, temperature)
-    model.probe = True
+    kept = {}                                                  # z, the head conv's output, kept for its .grad
+    remove = model.head.conv.register_forward_hook(lambda m, inp, out: kept.setdefault("z", out.retain_grad()))
     logits = model(xb)
     F.cross_entropy(logits, yb).backward()
+    remove()
     n = len(yb)
-    z, dz = model.head_out.data.astype(np.float64), model.head_out.grad.astype(np.float64) * n
+    z, dz = kept["z"].data.astype(np.float64), kept["z"].grad.astype(np.float64) * n
     hw = z.shape[1] * z.shape[2]
     pmy = softmax(logits.data.astype(np.float64)) - np.eye(z.shape[-1])[yb]          # N, C
     g = np.broadcast_to(pmy[:, None, None, :] / hw, z.shape)                           # dL/dy

@@ -72,12 +72,13 @@ def model_flags(parser: argparse.ArgumentParser, width: int = 1) -> argparse.Arg
     return parser
 
 
-def load_cifar10(args):
+def load_cifar10(args, quiet=False):
     """Real CIFAR-10 as ((x_train, y_train), (x_test, y_test)), uint8 NHWC images, int64 labels.
 
     --archive if given; else the shipped subset (--dataset cifar10-subset, the default) or the
     official archive in --data-dir (--dataset cifar10, downloaded on first use). If the data cannot
-    be had, prints one line saying why and exits with status 2.
+    be had, prints one line saying why and exits with status 2. quiet: no line on success
+    (worker processes).
     """
     from tinybin.data import ArchiveError, DownloadError, load_cifar10_subset
     from tinybin.data import load_cifar10 as load
@@ -92,7 +93,8 @@ def load_cifar10(args):
     except (DownloadError, ArchiveError, FileNotFoundError) as exc:
         print(f"error: no CIFAR-10 data: {exc}", file=sys.stderr)
         sys.exit(2)
-    print(f"CIFAR-10 from {source}: {len(x_train)} training and {len(x_test)} test images")
+    if not quiet:
+        print(f"CIFAR-10 from {source}: {len(x_train)} training and {len(x_test)} test images")
     return (x_train, y_train), (x_test, y_test)
 
 
