@@ -50,6 +50,13 @@ def _forward_parallel(xr, yr, mean, scale, shift, relu, chunks):
                 yr[i, c] = max(z, 0) if relu else z
 
 
+@njit(inline="always", cache=True)
+def _xhat_dz(dout, x, mean, inv_std, g, o, relu):
+    """x̂ and the gradient reaching the BN output (zero where the fused ReLU was off)."""
+    xhat = (x - mean) * inv_std
+    return xhat, (0.0 if relu and xhat * g + o <= 0 else dout)
+
+
 @njit(parallel=True, cache=True)
 def _backward_sums_parallel(dr, xr, mean, inv_std, g, o, relu, chunks):
     m, C = xr.shape
@@ -59,10 +66,7 @@ def _backward_sums_parallel(dr, xr, mean, inv_std, g, o, relu, chunks):
         lo, hi = _chunk(m, k, chunks)
         for i in range(lo, hi):
             for c in range(C):
-                xhat = (xr[i, c] - mean[c]) * inv_std[c]
-                dz = dr[i, c]
-                if relu and xhat * g[c] + o[c] <= 0:
-                    dz = 0
+                xhat, dz = _xhat_dz(dr[i, c], xr[i, c], mean[c], inv_std[c], g[c], o[c], relu)
                 sd[k, c] += dz
                 sdx[k, c] += dz * xhat
     return sd, sdx
@@ -75,10 +79,7 @@ def _backward_dx_parallel(dr, xr, dxr, mean, inv_std, g, o, relu, mean_dxhat, me
         lo, hi = _chunk(m, k, chunks)
         for i in range(lo, hi):
             for c in range(C):
-                xhat = (xr[i, c] - mean[c]) * inv_std[c]
-                dz = dr[i, c]
-                if relu and xhat * g[c] + o[c] <= 0:
-                    dz = 0
+                xhat, dz = _xhat_dz(dr[i, c], xr[i, c], mean[c], inv_std[c], g[c], o[c], relu)
                 dxr[i, c] = inv_std[c] * (g[c] * dz - mean_dxhat[c] - xhat * mean_dxhat_xhat[c])
 
 
