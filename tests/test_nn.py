@@ -243,3 +243,61 @@ def test_bn_inference_is_the_training_formula(affine):
     x = Tensor((rng.standard_normal((3, 4, 4, 5)) * 3 + 1).astype(dtype))
     train_out = bn.train()(x).data                  # the first batch sets the moving averages exactly
     np.testing.assert_array_equal(bn.eval()(x).data, train_out)
+
+
+# ----- frozen BN: fixed statistics (wrn(input_norm="fixed")'s input_bn) ---------------------------
+def frozen_bn(mean=(10.0, -2.0, 0.5), var=(4.0, 0.25, 9.0)):
+    bn = nn.BatchNorm2d(3, frozen=True)
+    bn.set_statistics(np.array(mean), np.array(var))
+    return bn
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_frozen_bn_normalises_with_its_statistics_and_keeps_them(training):
+    bn = frozen_bn().train(training)
+    before = bn.state_dict()
+    x = images(n=5, seed=11) * 3 + 7  # batch statistics far from the stored ones
+    expected = (x.astype(np.float64) - np.array([10.0, -2.0, 0.5])) / np.sqrt(np.array([4.0, 0.25, 9.0]) + 1e-5)
+    np.testing.assert_allclose(bn(Tensor(x)).data, expected, rtol=1e-5, atol=1e-5)
+    after = bn.state_dict()
+    assert list(after) == list(before) and "fitted" in after
+    for name in before:
+        np.testing.assert_array_equal(after[name], before[name], err_msg=name)
+    assert bn.parameters() == []
+
+
+def test_frozen_bn_gradient_float64():
+    """An affine map of x: dx = dout/sqrt(σ² + ε) — not batch norm's gradient, which would subtract
+    the means of dout and dout·x̂ (a random upstream gradient tells them apart)."""
+    x = Tensor(images(n=3, seed=12, dtype=np.float64) * 2 + 1, requires_grad=True)
+    for training in (True, False):
+        bn = frozen_bn().train(training)
+        gradcheck(lambda a: bn(a), x)
+
+
+def test_frozen_bn_without_statistics_refuses_to_run():
+    bn = nn.BatchNorm2d(3, frozen=True)
+    for training in (True, False):
+        with pytest.raises(RuntimeError, match="no statistics yet.*fit_statistics"):
+            bn.train(training)(Tensor(images()))
+    with pytest.raises(RuntimeError, match="frozen"):
+        nn.BatchNorm2d(3).set_statistics(np.zeros(3), np.ones(3))
+    fitted = frozen_bn()  # the flag travels with the state
+    again = nn.BatchNorm2d(3, frozen=True).load_state_dict(fitted.state_dict())
+    np.testing.assert_array_equal(again(Tensor(images())).data, fitted(Tensor(images())).data)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_fit_statistics_are_numpys_per_channel_mean_and_biased_variance(dtype):
+    rng = np.random.default_rng(13)
+    x = (rng.integers(0, 256, (23, 5, 4, 3)) * np.array([1, 0.5, 0.1])).astype(dtype)
+    bn = nn.BatchNorm2d(3, frozen=True)
+    mean, var = bn.fit_statistics(x, chunk=4)  # 23 images in chunks of 4: a partial last chunk
+    rows = x.reshape(-1, 3).astype(np.float64)
+    np.testing.assert_allclose(mean, rows.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(var, rows.var(0), rtol=1e-12)
+    np.testing.assert_array_equal(bn.calib_mean, mean)
+    np.testing.assert_array_equal(bn.calib_var, var)
+    np.testing.assert_array_equal(bn.running_mean, mean.astype(np.float32))
+    np.testing.assert_array_equal(bn.running_var, var.astype(np.float32))
+    assert bool(bn.fitted)

@@ -69,12 +69,19 @@ class BatchNorm2d(Module):
         (Ioffe & Szegedy, Algorithm 2) — see `tinybin.train.recalibrate_bn`.
     `inference_stats` picks: "auto" (recalibrated if computed, else moving), "moving" or
     "recalibrated". Buffers are float32/float64 arrays, cast to the input's dtype at use.
+
+    frozen: fixed statistics, set once by `fit_statistics(images)` (or `set_statistics`), used in
+    training as in eval: y = (x − μ)/sqrt(σ² + ε) (·g + o if affine), an affine map of x; moving
+    averages are never updated and recalibration leaves the layer alone. Both kinds of buffers hold
+    the statistics (float32 running_*, float64 calib_*), so every reader of inference statistics
+    (export, torch bridge) sees them; the buffer `fitted` says whether they were ever set. This is
+    the fixed per-channel input pre-processing of P2 Fig. 4 (iii).
     """
 
     def __init__(self, num_channels: int, affine: bool = False, mean_only: bool = False,
-                 eps: float = 1e-5, momentum: float = 0.99):
+                 eps: float = 1e-5, momentum: float = 0.99, frozen: bool = False):
         super().__init__()
-        self.num_channels, self.affine, self.mean_only = num_channels, affine, mean_only
+        self.num_channels, self.affine, self.mean_only, self.frozen = num_channels, affine, mean_only, bool(frozen)
         self.eps, self.momentum = eps, momentum
         if affine and not mean_only:
             self.weight = Parameter(np.ones(num_channels, np.float32), decay=False)
@@ -87,17 +94,50 @@ class BatchNorm2d(Module):
         self.register_buffer("calib_mean", np.zeros(num_channels, np.float64))
         self.register_buffer("calib_var", np.ones(num_channels, np.float64))
         self.register_buffer("calib_batches", np.zeros((), np.int64))
+        if self.frozen:  # only frozen layers have it: the state dicts of the others are unchanged
+            self.register_buffer("fitted", np.array(False))
         self.inference_stats = "auto"
         self._calib = None  # running sums while a recalibration pass is on
 
     # ----- statistics ---------------------------------------------------------------------
+    def fit_statistics(self, x, chunk: int = 1000):
+        """Set a frozen layer's statistics to the per-channel mean and biased variance of images
+        x (N, H, W, C), any numeric dtype, over N, H and W; computed in float64 over chunks of
+        `chunk` images (two passes), so 50,000 images never become one float64 copy.
+        Returns (mean, var), float64 (C,)."""
+        x = x.data if isinstance(x, Tensor) else np.asarray(x)
+        if x.ndim < 2 or x.shape[-1] != self.num_channels or x.size == 0:
+            raise ValueError(f"fit_statistics expects (N, ..., {self.num_channels}) with N > 0, got {x.shape}")
+        rows = x.reshape(-1, self.num_channels)                      # a view for contiguous x
+        step = max(1, chunk * (len(rows) // len(x)))
+        mean = sum(rows[i:i + step].sum(axis=0, dtype=np.float64) for i in range(0, len(rows), step)) / len(rows)
+        var = sum(np.square(rows[i:i + step] - mean).sum(axis=0)  # 2nd pass: no E[x²] − μ² cancellation
+                  for i in range(0, len(rows), step)) / len(rows)
+        self.set_statistics(mean, var)
+        return mean, var
+
+    def set_statistics(self, mean, var):
+        """Give a frozen layer its statistics (C,): both the moving and the recalibrated buffers."""
+        if not self.frozen:
+            raise RuntimeError("set_statistics is for a frozen BatchNorm2d (frozen=True); this one learns "
+                               "its statistics from batches")
+        mean, var = np.asarray(mean, np.float64), np.asarray(var, np.float64)
+        if mean.shape != (self.num_channels,) or var.shape != (self.num_channels,):
+            raise ValueError(f"statistics must have shape ({self.num_channels},), got {mean.shape} and {var.shape}")
+        self.running_mean, self.running_var = mean.astype(np.float32), var.astype(np.float32)
+        self.calib_mean, self.calib_var = mean.copy(), var.copy()
+        self.fitted = np.array(True)
+
     def start_recalibration(self):
         """Begin averaging batch statistics; training-mode forwards now accumulate instead of
-        updating the moving averages."""
-        self._calib = [np.zeros(self.num_channels), np.zeros(self.num_channels), 0]
+        updating the moving averages. A frozen layer keeps its statistics: nothing happens."""
+        if not self.frozen:
+            self._calib = [np.zeros(self.num_channels), np.zeros(self.num_channels), 0]
 
     def finish_recalibration(self):
         """Store the averages of the accumulated per-batch statistics."""
+        if self.frozen:
+            return
         sum_mean, sum_var, count = self._calib
         self._calib = None
         if count == 0:
@@ -107,7 +147,12 @@ class BatchNorm2d(Module):
         self.calib_batches = np.array(count, np.int64)
 
     def inference_mean_var(self):
-        """(mean, var) used in eval mode, per `inference_stats`."""
+        """(mean, var) used in eval mode, per `inference_stats`; a frozen layer's fitted ones always."""
+        if self.frozen:
+            if not bool(self.fitted):
+                raise RuntimeError("this frozen BatchNorm2d has no statistics yet: set them with "
+                                   "fit_statistics(training_images) (wrn(input_norm='fixed'): model.input_bn)")
+            return self.calib_mean, self.calib_var
         mode = self.inference_stats
         if mode not in ("auto", "moving", "recalibrated"):
             raise ValueError(f"inference_stats must be 'auto', 'moving' or 'recalibrated', got {mode!r}")
@@ -120,7 +165,7 @@ class BatchNorm2d(Module):
 
     # ----- forward ------------------------------------------------------------------------
     def forward(self, x):
-        if self.training:
+        if self.training and not self.frozen:
             out, mean, var = F.batch_norm(x, self.weight, self.bias, eps=self.eps,
                                           mean_only=self.mean_only, return_stats=True)
             if self._calib is not None:
@@ -140,7 +185,8 @@ class BatchNorm2d(Module):
 
     def extra_repr(self):
         kind = "mean_only" if self.mean_only else "full"
-        return f"{self.num_channels}, affine={self.affine}, {kind}, eps={self.eps}, momentum={self.momentum}"
+        return (f"{self.num_channels}, affine={self.affine}, {kind}, eps={self.eps}, momentum={self.momentum}"
+                + (", frozen" if self.frozen else ""))
 
 
 class ReLU(Module):

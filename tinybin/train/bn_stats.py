@@ -10,14 +10,17 @@ from .loop import evaluate
 
 
 def bn_layers(model):
-    return [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    """The BN layers whose statistics come from batches; frozen ones (fixed statistics, e.g.
+    wrn(input_norm="fixed")'s input_bn) have nothing to recalibrate or choose, and are left out."""
+    return [m for m in model.modules() if isinstance(m, nn.BatchNorm2d) and not m.frozen]
 
 
 def recalibrate_bn(model, batches):
     """Post-training BN statistics (P1; Ioffe & Szegedy 2015): weights frozen, every BN layer's inference
     mean and variance become the average of its per-batch means and biased variances over
     `batches` (an iterable of (x, y) or of x). Moving averages are left as they are. Returns the
-    number of batches; 0 (and nothing changes) if the model has no BN layer."""
+    number of batches; 0 (and nothing changes) if the model has no BN layer. Frozen BN layers
+    keep their fixed statistics."""
     bns = bn_layers(model)
     if not bns:
         return 0
