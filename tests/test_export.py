@@ -66,6 +66,17 @@ def test_round_trip_with_recalibrated_statistics(tmp_path):
     np.testing.assert_array_equal(logits(load_packed(tmp_path / "m.npz")), logits(model))
 
 
+def test_round_trip_of_a_fixed_input_norm(tmp_path):
+    """input_norm="fixed" is in the file: the loaded input BN is frozen, with the same statistics."""
+    model = wrn(8, 1, variant="baseline2", input_norm="fixed", rng=1)
+    model.input_bn.fit_statistics(X)
+    save_packed(model.eval(), tmp_path / "m.npz")
+    loaded = load_packed(tmp_path / "m.npz")
+    assert loaded.config["input_norm"] == "fixed" and loaded.input_bn.frozen
+    np.testing.assert_array_equal(loaded.input_bn.calib_mean, model.input_bn.calib_mean)
+    np.testing.assert_array_equal(logits(loaded), logits(model))
+
+
 def test_bits_are_stored_one_per_weight(tmp_path):
     model = tiny("baseline2")
     arrays = pack(model)

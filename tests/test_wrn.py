@@ -303,3 +303,21 @@ def test_unknown_variant_unit_or_final_is_a_loud_error(monkeypatch):
     monkeypatch.setitem(VARIANTS, "typo", ("srelu", "scale"))   # names instead of factories
     with pytest.raises(ValueError, match="variant 'typo': its unit 'srelu' is not a factory"):
         wrn(8, 1, variant="typo", rng=0)
+
+
+def test_input_norm_fixed_has_no_input_bn_parameters():
+    """input_norm="fixed": the same module name, a frozen BN without g, o, statistics from images;
+    an unknown value names the valid ones."""
+    learned, fixed = wrn(8, 1, rng=0), wrn(8, 1, input_norm="fixed", rng=0)
+    assert learned.config["input_norm"] == "bn" and fixed.config["input_norm"] == "fixed"
+    assert fixed.input_bn.frozen and not learned.input_bn.frozen
+    assert not any(name.startswith("input_bn.") for name, _ in fixed.named_parameters())
+    assert learned.num_parameters() - fixed.num_parameters() == 6   # g and o of 3 channels
+    assert [n for n, _ in fixed.batch_norms()] == [n for n, _ in learned.batch_norms()]
+    x = np.random.default_rng(0).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    with pytest.raises(RuntimeError, match="fit_statistics"):
+        fixed(x)
+    fixed.input_bn.fit_statistics(x)
+    assert fixed(x).shape == (4, 10)
+    with pytest.raises(ValueError, match="input_norm must be one of bn, fixed, got 'nope'"):
+        wrn(8, 1, input_norm="nope")

@@ -71,7 +71,7 @@ def pack(model, fold_temperature: bool = True) -> dict:
         rows = {k: np.asarray(v) for k, v in rows.items() if v is not None}
         arrays[f"bn/{name}"] = np.stack(list(rows.values()))  # (rows, C), the widest dtype of them
         bns[name] = list(rows)
-    arch = {k: config[k] for k in ("depth", "width", "num_classes", "variant", "padding", "temperature")}
+    arch = {k: config[k] for k in ("depth", "width", "num_classes", "variant", "padding", "temperature", "input_norm")}
     arch.update(bits=1, temperature_folded=fold, convs=convs, bns=bns)
     arrays["arch"] = np.frombuffer(json.dumps(arch).encode(), np.uint8)  # UTF-8 (a str array is UTF-32)
     arrays["format"] = np.array(FORMAT)
@@ -94,7 +94,8 @@ def load_packed(path):
         raise ValueError(f"{path} is not a packed tinybin model (no '{FORMAT}' format marker)")
     arch = json.loads(arrays["arch"].tobytes().decode())
     model = wrn(arch["depth"], arch["width"], num_classes=arch["num_classes"], variant=arch["variant"], bits=1,
-                temperature=arch["temperature"], padding=arch["padding"], rng=0)
+                temperature=arch["temperature"], padding=arch["padding"], rng=0,
+                input_norm=arch.get("input_norm", "bn"))  # files from before input_norm: "bn"
     try:
         for name, conv in model.convs():
             shape, multiplier = tuple(arch["convs"][name]["shape"]), arch["convs"][name]["multiplier"]
@@ -105,6 +106,8 @@ def load_packed(path):
             conv.weight.data = unpack_bits(arrays[f"conv/{name}"], shape, multiplier)
         for name, bn in model.batch_norms():
             rows = dict(zip(arch["bns"][name], arrays[f"bn/{name}"]))
+            if bn.frozen:  # fixed statistics (input_norm="fixed")
+                bn.set_statistics(rows["mean"], rows["var"])
             bn.running_mean = rows["mean"]
             if not bn.mean_only:
                 bn.running_var = rows["var"]

@@ -22,7 +22,8 @@ from .zoo import load_mcdonnell, mcdonnell_file
 
 def _describe(model, extra):
     c = model.config
-    return f"WRN-{c['depth']}-{c['width']} {c['variant']} {c['bits']}-bit, {c['num_classes']} classes{extra}"
+    fixed = ", fixed input norm" if c.get("input_norm") == "fixed" else ""
+    return f"WRN-{c['depth']}-{c['width']} {c['variant']} {c['bits']}-bit, {c['num_classes']} classes{fixed}{extra}"
 
 
 def is_packed(path: Path) -> bool:

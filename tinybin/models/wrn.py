@@ -1,7 +1,8 @@
 """WRN-depth-k ("ResNet 20-k") and the six variants of P2 §IV.
 
     input (N, 32, 32, 3), raw pixels 0..255
-    input_bn     BN with learned g, o on the 3 channels, no ReLU (acts as preprocessing)
+    input_bn     per-channel input normalisation, no ReLU: a BN with learned g, o and batch statistics
+                 (input_norm="bn", the authors' code) or fixed training-image statistics ("fixed", P2 Fig. 4)
     stem         3×3 conv 3 → 16k
     stage1       n blocks, 16k channels, 32×32
     stage2       n blocks, 32k channels, 16×16 (block0 downsamples)
@@ -31,6 +32,7 @@ from .. import nn
 from ..tensor import Tensor
 
 PADDINGS = ("symmetric", "tf-same")
+INPUT_NORMS = ("bn", "fixed")
 
 
 def default_temperature(bits: int, num_classes: int) -> float:
@@ -45,8 +47,7 @@ class Unit(nn.Module):
 
     def __init__(self, bn, act):
         super().__init__()
-        self.bn = bn
-        self.act = act
+        self.bn, self.act = bn, act
 
     def forward(self, x):
         return self.act(self.bn(x) if self.bn is not None else x)
@@ -159,10 +160,7 @@ class Block(nn.Module):
                                 bits=bits, rng=rng)
         self.unit_b = unit(c_out)
         self.conv_b = nn.Conv2d(c_out, c_out, 3, stride=1, padding=1, bits=bits, rng=rng)
-        if stride != 1 or c_in != c_out:
-            self.shortcut = DownsampleShortcut(c_out - c_in, stride2_padding)
-        else:
-            self.shortcut = None
+        self.shortcut = DownsampleShortcut(c_out - c_in, stride2_padding) if stride != 1 or c_in != c_out else None
 
     def forward(self, x):
         residual = self.conv_b(self.unit_b(self.conv_a(self.unit_a(x))))
@@ -186,25 +184,22 @@ class Head(nn.Module):
 class WRN(nn.Module):
     """Wide residual network of P2; build it with `wrn(...)`."""
 
-    def __init__(self, depth, width, num_classes, variant, bits, temperature, padding, rng):
+    def __init__(self, depth, width, num_classes, variant, bits, temperature, padding, input_norm, rng):
         super().__init__()
         unit, final = variant_factories(variant)
-        if temperature is not None:
-            final = functools.partial(final, temperature=temperature)
+        final = final if temperature is None else functools.partial(final, temperature=temperature)
         n = (depth - 2) // 6
         stride2 = 1 if padding == "symmetric" else (0, 1, 0, 1)  # TF "same", 3×3 stride 2, even map
         self.config = dict(depth=depth, width=width, num_classes=num_classes, variant=variant, bits=bits,
-                           temperature=temperature, padding=padding)
+                           temperature=temperature, padding=padding, input_norm=input_norm)
         c1, c2, c3 = 16 * width, 32 * width, 64 * width
 
         def stage(c_in, c_out, stride):  # n blocks; the first one changes width and map size
             return nn.Sequential(**{f"block{b}": Block(c_in if b == 0 else c_out, c_out, stride if b == 0 else 1,
                                                        unit, bits, stride2, rng) for b in range(n)})
-        self.input_bn = nn.BatchNorm2d(3, affine=True)
+        self.input_bn = nn.BatchNorm2d(3, affine=True) if input_norm == "bn" else nn.BatchNorm2d(3, frozen=True)
         self.stem = nn.Conv2d(3, c1, 3, stride=1, padding=1, bits=bits, rng=rng)
-        self.stage1 = stage(c1, c1, 1)
-        self.stage2 = stage(c1, c2, 2)
-        self.stage3 = stage(c2, c3, 2)
+        self.stage1, self.stage2, self.stage3 = stage(c1, c1, 1), stage(c1, c2, 2), stage(c2, c3, 2)
         self.head = Head(c3, num_classes, unit, final, bits, rng)
 
     def forward(self, x):
@@ -238,7 +233,7 @@ class WRN(nn.Module):
     def extra_repr(self):
         c = self.config
         return (f"depth={c['depth']}, width={c['width']}, classes={c['num_classes']}, variant={c['variant']}, "
-                f"bits={c['bits']}, T={c['temperature']}, padding={c['padding']}")
+                f"bits={c['bits']}, T={c['temperature']}, padding={c['padding']}, input_norm={c['input_norm']}")
 
 
 def temperature_for(variant, bits, num_classes=10):
@@ -247,7 +242,7 @@ def temperature_for(variant, bits, num_classes=10):
     return default_temperature(bits, num_classes) if uses_temperature(variant) else None
 
 
-def check_arguments(depth, width, num_classes, variant, bits, temperature, padding):
+def check_arguments(depth, width, num_classes, variant, bits, temperature, padding, input_norm="bn"):
     """ValueError naming the first argument of `wrn` that cannot work (nothing is built)."""
     variant_factories(variant)  # an unknown name fails here, listing the known ones
     if not isinstance(depth, (int, np.integer)) or depth < 8 or (depth - 2) % 6:
@@ -258,6 +253,8 @@ def check_arguments(depth, width, num_classes, variant, bits, temperature, paddi
         raise ValueError(f"bits must be 1 or 32, got {bits}")
     if padding not in PADDINGS:
         raise ValueError(f"padding must be one of {', '.join(PADDINGS)}, got {padding!r}")
+    if input_norm not in INPUT_NORMS:
+        raise ValueError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, got {input_norm!r}")
     if not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes}")
     if temperature is not None and not uses_temperature(variant):
@@ -268,13 +265,16 @@ def check_arguments(depth, width, num_classes, variant, bits, temperature, paddi
 
 
 def wrn(depth=20, width=4, num_classes=10, variant="baseline2", bits=1, temperature=None, padding="symmetric",
-        rng=None) -> WRN:
+        input_norm="bn", rng=None) -> WRN:
     """WRN-depth-width for `num_classes` classes, one of P2's six variants (P2 §IV).
 
     variant: baseline1 (learned BN g, o everywhere), baseline2 (BN without g, o), final-bn (sReLU,
       one BN before GAP), srelu (sReLU, ×1/T before GAP), elu (ELU, ×1/T), mean-bn (sReLU, ×1/T,
-      then mean-only BN without bias); or any row added to VARIANTS. The input BN (learned g, o,
-      no ReLU) is in every variant.
+      then mean-only BN without bias); or any row added to VARIANTS.
+    input_norm: how every variant normalises its input (module `input_bn`, no ReLU): "bn", a BN with
+      learned g, o and batch statistics (the authors' Keras code; the default), or "fixed", the
+      pre-processing of P2 Fig. 4 (iii): x ↦ (x − μ)/sqrt(σ² + ε) with the per-channel μ, σ² of the
+      training images, set once by `model.input_bn.fit_statistics(x_train)` before use.
     bits: 1 → every conv (stem and head included) is binarized; 32 → full precision.
     temperature: T of the ×1/T layer (srelu, elu, mean-bn); None → the authors' value, with a warning.
     padding: "symmetric" (1 on each side everywhere) or "tf-same" (stride-2 conv and average pool
@@ -284,14 +284,14 @@ def wrn(depth=20, width=4, num_classes=10, variant="baseline2", bits=1, temperat
     Input: images (N, H, W, 3), NHWC, raw pixels 0..255 (uint8 or float; the input BN normalises
     them). Images scaled to [0, 1] give a warning, NCHW ones a ValueError.
     """
-    check_arguments(depth, width, num_classes, variant, bits, temperature, padding)
+    check_arguments(depth, width, num_classes, variant, bits, temperature, padding, input_norm)
     if uses_temperature(variant):
         if temperature is None:
             temperature = default_temperature(bits, num_classes)
             warnings.warn(f"variant {variant!r} with no temperature: using the authors' T={temperature:g} "
                           f"({bits}-bit, {num_classes} classes)", stacklevel=2)
         temperature = float(temperature)
-    return WRN(int(depth), int(width), int(num_classes), variant, bits, temperature, padding,
+    return WRN(int(depth), int(width), int(num_classes), variant, bits, temperature, padding, input_norm,
                np.random.default_rng(rng))  # a seed, or a Generator (returned as it is)
 
 
