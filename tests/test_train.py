@@ -1,4 +1,5 @@
 """tinybin.train: steps, evaluation, BN recalibration, checkpoints, resume, divergence."""
+import dataclasses
 import json
 import math
 
@@ -20,6 +21,7 @@ from tinybin.train import (
     train,
     train_step,
 )
+from tinybin.train.config import resume_config
 
 
 def tiny_data(n_train=250, n_test=50, seed=0, size=16):
@@ -250,3 +252,47 @@ def test_fit_is_train_step_in_a_loop_with_hooks():
     assert [r["acc"] for r in records] == [correct / 10 for _, correct in by_hand]
     assert events[:3] == [("backward", True, 10), ("step",), ("end", 5)] and len(events) == 9
     np.testing.assert_array_equal(a.stem.weight.data, b.stem.weight.data)
+
+
+# ----- input_norm="fixed": statistics of the training images, frozen -------------------------------
+def test_recalibration_leaves_a_frozen_input_bn_unchanged():
+    model = wrn(8, 1, variant="baseline2", input_norm="fixed", rng=0)
+    (x, y), _ = tiny_data(200, 1)
+    model.input_bn.fit_statistics(x)
+    before = model.input_bn.state_dict()
+    batches = [(x[i:i + 100].astype(np.float32), y[i:i + 100]) for i in range(0, 200, 100)]
+    assert recalibrate_bn(model, batches) == 2
+    for name, value in model.input_bn.state_dict().items():
+        np.testing.assert_array_equal(value, before[name], err_msg=name)
+    others = [bn for name, bn in model.batch_norms() if name != "input_bn"]
+    assert others and all(int(bn.calib_batches) == 2 for bn in others)
+
+
+def test_a_fixed_input_norm_run_stores_the_training_images_statistics(tmp_path):
+    data = tiny_data(n_train=130, n_test=20)
+    lines = []
+    result = train(tiny_config(tmp_path, epochs=1, input_norm="fixed"), data=data, log=lines.append)
+    rows = data[0][0].reshape(-1, 3).astype(np.float64)
+    said = [l for l in lines if l.startswith("input normalisation: fixed")]
+    assert len(said) == 1 and f"{rows.mean(0)[0]:.2f}" in said[0] and f"{rows.std(0)[2]:.2f}" in said[0]
+    state, _, meta = read_checkpoint(tmp_path / "run")
+    assert meta["config"]["input_norm"] == meta["arch"]["input_norm"] == "fixed"
+    np.testing.assert_allclose(state["input_bn.calib_mean"], rows.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(state["input_bn.calib_var"], rows.var(0), rtol=1e-12)
+    assert bool(state["input_bn.fitted"]) and "input_bn.weight" not in state
+    model, _ = load_checkpoint(tmp_path / "run")
+    assert model.input_bn.frozen
+    np.testing.assert_array_equal(model.input_bn.calib_mean, state["input_bn.calib_mean"])
+    assert evaluate(model, *data[1])[1] == pytest.approx(result["test_acc"])
+
+
+def test_a_run_saved_before_input_norm_is_a_bn_run():
+    """Old checkpoints have no input_norm in their config or arch: they load, and resume, as "bn"."""
+    saved = {k: v for k, v in dataclasses.asdict(TrainConfig(epochs=2)).items() if k != "input_norm"}
+    meta = dict(config=saved, epoch=1)
+    assert resume_config(meta, {}).input_norm == "bn"
+    with pytest.raises(ValueError, match=r"--input-norm fixed \(the run has bn\)"):
+        resume_config(meta, {"input_norm": "fixed"})
+    arch = TrainConfig().arch()
+    del arch["input_norm"]
+    assert wrn(**arch, rng=0).config["input_norm"] == "bn"

@@ -12,7 +12,7 @@ import pytest
 from tinybin.export import save_packed
 from tinybin.models import wrn
 from tinybin.tensor import Tensor
-from tinybin.train import TrainConfig, load_checkpoint, read_checkpoint, train
+from tinybin.train import TrainConfig, load_checkpoint, load_data, read_checkpoint, train
 
 from archives import cifar10_archive
 
@@ -93,8 +93,9 @@ def test_overwrite_replaces_the_run(finished, archive, tmp_path):
 def test_resume_refuses_each_conflicting_flag(stopped):
     before = snapshot(stopped)
     line = one_line(cli("train", "--resume", "--out", stopped, "--depth", 14, "--variant", "srelu", "--seed", 0,
-                        "--batch-size", 50, "--epochs", 3))
+                        "--batch-size", 50, "--epochs", 3, "--input-norm", "fixed"))
     assert "--depth 14 (the run has 8)" in line and "--variant srelu (the run has baseline2)" in line
+    assert "--input-norm fixed (the run has bn)" in line
     assert "--batch-size 50 (the run has 125)" in line
     assert "--seed" not in line and "--epochs" not in line  # the same seed; epochs may change
     assert snapshot(stopped) == before
@@ -109,6 +110,32 @@ def test_resume_of_a_finished_run_says_how_to_train_on(finished):
     line = one_line(cli("train", "--resume", "--out", finished))
     assert "finished" in line and "--epochs" in line and "--overwrite" in line
     assert snapshot(finished) == before
+
+
+def test_a_fixed_input_norm_run_evaluates_and_refuses_a_conflicting_resume(archive, tmp_path):
+    """--input-norm fixed: the statistics of the raw training images, printed, stored in the checkpoint
+    and used by evaluate; --resume with --input-norm bn is refused in one line, nothing changed."""
+    out = tmp_path / "fixed"
+    proc = cli("train", "--archive", archive, "--dataset", "cifar10", "--subset", 0, "--depth", 8, "--epochs", 2,
+               "--stop-after", 1, "--input-norm", "fixed", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # the tiny archive is not the published one
+        (x, _), _, _ = load_data(config(archive, out))
+    rows = x.reshape(-1, 3).astype(np.float64)
+    said = [line for line in proc.stdout.splitlines() if line.startswith("input normalisation: fixed")]
+    assert len(said) == 1 and f"{rows.mean(0)[1]:.2f}" in said[0] and f"{rows.std(0)[0]:.2f}" in said[0], proc.stdout
+    model, _ = load_checkpoint(out)
+    assert model.input_bn.frozen and model.config["input_norm"] == "fixed"
+    np.testing.assert_allclose(model.input_bn.calib_mean, rows.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(model.input_bn.calib_var, rows.var(0), rtol=1e-12)
+    evaluated = cli("evaluate", out)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "fixed input norm" in evaluated.stdout and "test accuracy" in evaluated.stdout
+    before = snapshot(out)
+    line = one_line(cli("train", "--resume", "--out", out, "--input-norm", "bn"))
+    assert "--input-norm bn (the run has fixed)" in line and "--overwrite" in line
+    assert snapshot(out) == before
 
 
 def test_help_says_which_flags_may_change_on_resume():

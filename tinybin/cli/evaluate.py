@@ -60,9 +60,9 @@ def test_images(args, model, meta):
 def bn_statistics(model, asked, info) -> str:
     """Set the BN statistics evaluation uses (asked, or what the run chose) and say which they are.
     ValueError when recalibrated ones are asked for but were never computed."""
-    bns = bn_layers(model)
+    bns = bn_layers(model)  # frozen ones (a fixed input normalisation) have only their fitted statistics
     if not bns:
-        return "no BN layers"
+        return "no BN layers with batch statistics" if model.batch_norms() else "no BN layers"
     recalibrated = all(int(bn.calib_batches) > 0 for bn in bns)
     if asked == "recalibrated" and not recalibrated:
         meta = info["meta"]

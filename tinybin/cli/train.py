@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..models.wrn import ABLATIONS, PADDINGS, VARIANTS
+from ..models.wrn import ABLATIONS, INPUT_NORMS, PADDINGS, VARIANTS
 from ..train import DATASETS, Diverged, TrainConfig, load_data, read_checkpoint, train
 from ..train.config import resume_config
 from ..train.run import existing_run
@@ -38,6 +38,11 @@ def add_arguments(p):
     g.add_argument("--temperature", type=float, default=d.temperature,
                    help="T of srelu/elu/mean-bn; default the authors' (40 1-bit, 80 32-bit, 25 CIFAR-100)")
     g.add_argument("--padding", choices=PADDINGS, default=d.padding, help="padding of stride-2 layers")
+    g.add_argument("--input-norm", choices=INPUT_NORMS, default=d.input_norm,
+                   help="how the input is normalised: bn = a batch-norm layer with learned g, o and batch "
+                        "statistics (the authors' Keras code; default); fixed = per-channel mean and std of the "
+                        "raw training images, computed once before training (the paper's text, Fig. 4 (iii): "
+                        "pre-processing applied to each RGB channel)")
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training set")
     g.add_argument("--lr", type=float, default=d.lr, help="initial learning rate")

@@ -1,6 +1,7 @@
 """What defines a run: TrainConfig, its validation, and the data and batches it names."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,7 @@ class TrainConfig:
     bits: int = 1
     temperature: float | None = None
     padding: str = "symmetric"
+    input_norm: str = "bn"            # bn: learned input BN (authors' code) | fixed: training-image statistics (P2's text)
     epochs: int = 20
     lr: float = 0.1
     lr_min: float = 1e-5
@@ -50,11 +52,12 @@ class TrainConfig:
 
     def arch(self) -> dict:
         return dict(depth=self.depth, width=self.width, variant=self.variant, bits=self.bits,
-                    temperature=self.temperature, padding=self.padding)
+                    temperature=self.temperature, padding=self.padding, input_norm=self.input_norm)
 
     def validate(self):
         """ValueError naming the first setting that cannot work (before any data is read)."""
-        check_arguments(self.depth, self.width, 10, self.variant, self.bits, self.temperature, self.padding)
+        check_arguments(self.depth, self.width, 10, self.variant, self.bits, self.temperature, self.padding,
+                        self.input_norm)
         if self.bn_stats not in ("recalibrated", "moving"):
             raise ValueError(f"bn_stats must be 'recalibrated' or 'moving', got {self.bn_stats!r}")
         if self.on_diverge not in ("stop", "continue"):
@@ -89,7 +92,8 @@ def resume_config(meta: dict, requested: dict) -> TrainConfig:
     Raises ValueError naming every requested setting that conflicts with the saved run, and when
     there is nothing left to train.
     """
-    saved, done = meta["config"], meta["epoch"]
+    # a setting the saved run predates (e.g. input_norm) had its default: TrainConfig(**saved) gives it that
+    saved, done = {**dataclasses.asdict(TrainConfig()), **meta["config"]}, meta["epoch"]
     conflicts = [f"--{k.replace('_', '-')} {_show(v)} (the run has {_show(saved.get(k))})"
                  for k, v in requested.items()
                  if k not in CHANGEABLE_ON_RESUME and k in saved and v is not None and v != saved[k]]

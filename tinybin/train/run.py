@@ -144,6 +144,10 @@ def train(cfg: TrainConfig, data=None, resume=False, log=print, after_backward=N
     else:
         for p in (metrics_path, steps_path, out / "curves.png"):  # asked to overwrite: no stale leftovers
             p.unlink(missing_ok=True)
+        if cfg.input_norm == "fixed":  # P2 Fig. 4 (iii): fixed statistics of the raw, unaugmented training images
+            mean, var = model.input_bn.fit_statistics(xtr)  # (a resumed run has them in its checkpoint)
+            log(f"input normalisation: fixed, per-channel mean ({', '.join(f'{v:.2f}' for v in mean)}) and std "
+                f"({', '.join(f'{v:.2f}' for v in np.sqrt(var))}) of the {len(xtr)} training images")
 
     watch = DivergenceDetector(num_classes, cfg.explode_factor, cfg.dead_window, first_loss,
                                stop=cfg.on_diverge == "stop", out=out)
@@ -209,10 +213,11 @@ def train(cfg: TrainConfig, data=None, resume=False, log=print, after_backward=N
 
 
 def title(model):
-    """"WRN-20-4 srelu, T=40, 1-bit": the model a run trains."""
+    """"WRN-20-4 srelu, T=40, 1-bit" (+ ", fixed input norm"): the model a run trains."""
     c = model.config
     t = f", T={c['temperature']:g}" if c["temperature"] else ""
-    return f"WRN-{c['depth']}-{c['width']} {c['variant']}{t}, {c['bits']}-bit"
+    fixed = ", fixed input norm" if c.get("input_norm") == "fixed" else ""
+    return f"WRN-{c['depth']}-{c['width']} {c['variant']}{t}, {c['bits']}-bit{fixed}"
 
 
 def describe(model, cfg, n_train, n_test, steps_per_epoch):
