@@ -286,3 +286,32 @@ def test_bad_flags_give_one_line_and_exit_2(flags, message, capsys, tmp_path):
     assert main(flags + ["--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and message in err, err
+
+
+def test_fixed_input_norm_converts_both_ways(test_images):
+    """input_norm="fixed": the torch model's input BN is frozen too — its fitted statistics in
+    training as in eval, no batch statistics, buffers untouched — and from_torch gives it back."""
+    x = test_images[0][:8].astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = wrn(8, 1, variant="baseline2", bits=1, input_norm="fixed", rng=0)
+    for p in model.parameters():
+        p.data = p.data.astype(np.float64)
+    model.input_bn.fit_statistics(test_images[0][:100])
+    net = to_torch(model)
+    assert net.input_bn.frozen and bool(net.input_bn.fitted)
+    before = {k: v.clone() for k, v in net.input_bn.state_dict().items()}
+    for training in (True, False):
+        model.train(training), net.train(training)
+        assert rel(net(torch.from_numpy(x)).detach().numpy(), model(x).data) < 1e-10, training
+        frozen_only = net.input_bn(torch.from_numpy(x).permute(0, 3, 1, 2))
+        mean, var = model.input_bn.calib_mean, model.input_bn.calib_var
+        expected = ((x - mean) / np.sqrt(var + 1e-5)).transpose(0, 3, 1, 2)
+        assert rel(frozen_only.detach().numpy(), expected) < 1e-12, training
+    for k, v in net.input_bn.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    back = from_torch(net)
+    assert back.config["input_norm"] == "fixed" and back.input_bn.frozen
+    for name, value in model.state_dict().items():
+        np.testing.assert_array_equal(back.state_dict()[name], value, err_msg=name)
+    np.testing.assert_array_equal(back(x).data, model(x).data)

@@ -44,7 +44,8 @@ def _mirror(m):
         out.weight = torch.nn.Parameter(_tensor(np.transpose(m.weight.data, (3, 2, 0, 1))))
         return out
     if isinstance(m, tnn.BatchNorm2d):
-        out = L.BatchNorm2d(m.num_channels, affine=m.affine, mean_only=m.mean_only, eps=m.eps, momentum=m.momentum)
+        out = L.BatchNorm2d(m.num_channels, affine=m.affine, mean_only=m.mean_only, eps=m.eps, momentum=m.momentum,
+                            frozen=m.frozen)  # a frozen one's buffers include `fitted`
         for name in ("weight", "bias"):
             if getattr(m, name) is not None:
                 setattr(out, name, torch.nn.Parameter(_tensor(getattr(m, name).data)))
@@ -105,7 +106,8 @@ def state_from_torch(state) -> dict:
 
 def from_torch(module):
     """A tinybin WRN (same config, state, inference statistics and mode) from a module made by
-    `to_torch` (or a DistributedDataParallel wrapping one)."""
+    `to_torch` (or a DistributedDataParallel wrapping one). The config rebuilds frozen layers as
+    frozen (input_norm="fixed"); their statistics and `fitted` flag come with the state."""
     net = unwrap(module)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # the config carries its temperature

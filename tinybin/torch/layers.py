@@ -85,12 +85,14 @@ class BatchNorm2d(nn.Module):
     (sums all-reduced in forward, their gradients all-reduced in backward). Inference: the moving
     averages or the recalibrated statistics, chosen by `inference_stats` exactly as in
     tinybin.nn.BatchNorm2d, whose buffers (same names, same dtypes) this layer holds.
+    frozen: the fitted statistics in training too (no batch statistics, no all-reduce, no moving
+    averages, no recalibration), as tinybin's frozen BatchNorm2d.
     Reference: Ioffe & Szegedy 2015 (Algorithm 2 for recalibration); Salimans & Kingma 2016.
     """
 
-    def __init__(self, num_channels, affine=False, mean_only=False, eps=1e-5, momentum=0.99):
+    def __init__(self, num_channels, affine=False, mean_only=False, eps=1e-5, momentum=0.99, frozen=False):
         super().__init__()
-        self.num_channels, self.affine, self.mean_only = num_channels, affine, mean_only
+        self.num_channels, self.affine, self.mean_only, self.frozen = num_channels, affine, mean_only, bool(frozen)
         self.eps, self.momentum = eps, momentum
         self.weight = nn.Parameter(torch.ones(num_channels)) if affine and not mean_only else None
         self.bias = nn.Parameter(torch.zeros(num_channels)) if affine else None
@@ -100,15 +102,21 @@ class BatchNorm2d(nn.Module):
         self.register_buffer("calib_mean", torch.zeros(num_channels, dtype=torch.float64))
         self.register_buffer("calib_var", torch.ones(num_channels, dtype=torch.float64))
         self.register_buffer("calib_batches", torch.zeros((), dtype=torch.int64))
+        if self.frozen:
+            self.register_buffer("fitted", torch.tensor(False))
         self.inference_stats = "auto"
         self.process_group = None   # set by tinybin.torch.synchronise_batch_norm
         self._calib = None
 
     def start_recalibration(self):
+        if self.frozen:   # fixed statistics: nothing to recalibrate
+            return
         z = torch.zeros(self.num_channels, dtype=torch.float64, device=self.running_mean.device)
         self._calib = [z, z.clone(), 0]
 
     def finish_recalibration(self):
+        if self.frozen:
+            return
         sum_mean, sum_var, count = self._calib
         self._calib = None
         if count == 0:
@@ -118,6 +126,11 @@ class BatchNorm2d(nn.Module):
         self.calib_batches.fill_(count)
 
     def inference_mean_var(self):
+        if self.frozen:
+            if not bool(self.fitted):
+                raise RuntimeError("this frozen BatchNorm2d has no statistics yet (fit them in tinybin: "
+                                   "model.input_bn.fit_statistics(training_images))")
+            return self.calib_mean, self.calib_var
         mode = self.inference_stats
         if mode not in ("auto", "moving", "recalibrated"):
             raise ValueError(f"inference_stats must be 'auto', 'moving' or 'recalibrated', got {mode!r}")
@@ -157,34 +170,38 @@ class BatchNorm2d(nn.Module):
         self.moving_batches += 1
 
     def forward(self, x):
+        if self.frozen or not self.training:
+            return self._with_stored_statistics(x)
         C = self.num_channels
-        if self.training:
-            xc, mean, var = self._batch_stats(x)
-            self._record(mean.detach(), None if var is None else var.detach())
-            if self.mean_only:
-                out = xc
+        xc, mean, var = self._batch_stats(x)
+        self._record(mean.detach(), None if var is None else var.detach())
+        if self.mean_only:
+            out = xc
+        else:
+            out = xc * (1.0 / torch.sqrt(var + self.eps)).view(1, C, 1, 1)
+            if self.weight is not None:
+                out = out * self.weight.view(1, C, 1, 1)
+        return out + self.bias.view(1, C, 1, 1) if self.bias is not None else out
+
+    def _with_stored_statistics(self, x):
+        """Eval mode (and a frozen layer always): the same arithmetic as tinybin's eval branch,
+        statistics in float64."""
+        C, dtype = self.num_channels, x.dtype
+        mean, var = self.inference_mean_var()
+        if self.mean_only:
+            out = x + (-mean).to(dtype).view(1, C, 1, 1)
+        else:
+            inv_std = 1.0 / torch.sqrt(var.double() + self.eps)
+            if self.weight is None:
+                out = x * inv_std.to(dtype).view(1, C, 1, 1) + (-mean.double() * inv_std).to(dtype).view(1, C, 1, 1)
             else:
-                out = xc * (1.0 / torch.sqrt(var + self.eps)).view(1, C, 1, 1)
-                if self.weight is not None:
-                    out = out * self.weight.view(1, C, 1, 1)
-        else:   # the same arithmetic as tinybin's eval branch, statistics in float64
-            mean, var = self.inference_mean_var()
-            dtype = x.dtype
-            if self.mean_only:
-                out = x + (-mean).to(dtype).view(1, C, 1, 1)
-            else:
-                inv_std = 1.0 / torch.sqrt(var.double() + self.eps)
-                if self.weight is None:
-                    out = x * inv_std.to(dtype).view(1, C, 1, 1) + (-mean.double() * inv_std).to(dtype).view(1, C, 1, 1)
-                else:
-                    out = (x + (-mean).to(dtype).view(1, C, 1, 1)) * (self.weight * inv_std.to(dtype)).view(1, C, 1, 1)
-        if self.bias is not None:
-            out = out + self.bias.view(1, C, 1, 1)
-        return out
+                out = (x + (-mean).to(dtype).view(1, C, 1, 1)) * (self.weight * inv_std.to(dtype)).view(1, C, 1, 1)
+        return out + self.bias.view(1, C, 1, 1) if self.bias is not None else out
 
     def extra_repr(self):
         kind = "mean_only" if self.mean_only else "full"
-        return f"{self.num_channels}, affine={self.affine}, {kind}, eps={self.eps}, momentum={self.momentum}"
+        return (f"{self.num_channels}, affine={self.affine}, {kind}, eps={self.eps}, momentum={self.momentum}"
+                + (", frozen" if self.frozen else ""))
 
 
 class SReLU(nn.Module):

@@ -1,8 +1,9 @@
 """The WRN's containers in PyTorch: the same tree, the same module names as tinybin.models.wrn.
 
 `to_torch` builds these from a tinybin model, child by child, so the torch network has exactly
-the layers the tinybin one has (an input BN, a stem, stages of blocks, a head whose layers run
-in the order they are defined) and state_dict keys that are tinybin's own.
+the layers the tinybin one has (an input BN — learned, or frozen with fixed statistics — a stem,
+stages of blocks, a head whose layers run in the order they are defined) and state_dict keys
+that are tinybin's own.
 """
 from __future__ import annotations
 
