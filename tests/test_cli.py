@@ -1,4 +1,5 @@
 """`python -m tinybin`: help with defaults, one-line errors, a tiny train → evaluate round trip."""
+import os
 import re
 import subprocess
 import sys
@@ -104,6 +105,33 @@ def test_bench_train_quick():
     proc = run("bench", "train", "--quick", "--depth", 8, "--configs", "1:baseline2,1:srelu", "--batch-size", 16)
     assert proc.returncode == 0, proc.stderr
     assert "WRN-8-1 srelu" in proc.stdout and "step/conv" in proc.stdout and "peak memory" in proc.stdout
+
+
+def test_bench_train_names_a_bad_config():
+    line = one_line_error(run("bench", "train", "--configs", "1:srelu,4:nope"))
+    assert "--configs" in line and "'4:nope'" in line
+
+
+def test_bench_vs_torch_without_torch_says_how_to_get_it(tmp_path):
+    """PyTorch absent (a stand-in package whose import fails): one line naming the extra."""
+    (tmp_path / "torch").mkdir()
+    (tmp_path / "torch" / "__init__.py").write_text("raise ImportError('No module named torch')\n")
+    proc = subprocess.run([sys.executable, "-m", "tinybin", "bench", "train", "--vs-torch", "--quick"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 2
+    assert "tinybin[torch]" in one_line_error(proc)
+
+
+@pytest.mark.torch
+def test_bench_vs_torch_prints_both_engines():
+    pytest.importorskip("torch", reason="PyTorch is the optional extra tinybin[torch]")
+    proc = run("bench", "train", "--vs-torch", "--quick", "--depth", 8, "--configs", "1:baseline2", "--batch-size", 16)
+    assert proc.returncode == 0, proc.stderr
+    row = next(l for l in proc.stdout.splitlines() if l.startswith("WRN-8-1 baseline2"))
+    tinybin, nchw, channels_last, ratio = row.split()[2:6]
+    assert min(float(tinybin), float(nchw), float(channels_last)) > 0
+    assert float(ratio.rstrip("x")) == pytest.approx(float(tinybin) / max(float(nchw), float(channels_last)), rel=0.02)
+    assert "target WRN-8-1 baseline2 >= 0.8x PyTorch channels_last" in proc.stdout
 
 
 def test_bench_conv_prints_every_stage():

@@ -113,6 +113,31 @@ def test_logits_and_latent_gradients_equal_tinybin(variant, bits, padding, test_
             assert rel(t_buffers[name].numpy(), value) < 1e-6, name
 
 
+@pytest.mark.parametrize("variant", ["baseline1", "baseline2", "final-bn"])
+def test_native_batch_norm_computes_the_same(variant, test_images, monkeypatch):
+    """BatchNorm2d.native (PyTorch's fused kernel, the benchmark's peer) is the same function in
+    float64: logits, every gradient, and the moving averages it records."""
+    from tinybin.torch.layers import BatchNorm2d
+    x = test_images[0][:8].astype(np.float64)
+    upstream = torch.from_numpy(np.random.default_rng(1).standard_normal((8, 10)))
+    model = small_model(variant, 1, "symmetric")
+    runs, calls, fused = [], [], torch.nn.functional.batch_norm
+    monkeypatch.setattr(torch.nn.functional, "batch_norm", lambda *a, **k: calls.append(1) or fused(*a, **k))
+    for native in (False, True):
+        monkeypatch.setattr(BatchNorm2d, "native", native)
+        net = to_torch(model)
+        logits = net(torch.from_numpy(x))
+        (logits * upstream).sum().backward()
+        assert bool(calls) == native  # the fused kernel ran only when asked for
+        runs.append((logits.detach().numpy(), {n: p.grad.numpy() for n, p in net.named_parameters()},
+                     {n: b.numpy() for n, b in net.named_buffers() if n.endswith(("running_mean", "running_var"))}))
+    (ref_logits, ref_grads, ref_buffers), (logits, grads, buffers) = runs
+    assert rel(logits, ref_logits) < 1e-10
+    for name in ref_grads:
+        assert rel(grads[name], ref_grads[name]) < 1e-10, name
+    assert ref_buffers and all(rel(buffers[n], ref_buffers[n]) < 1e-6 for n in ref_buffers)
+
+
 @pytest.mark.parametrize("stats", ["moving", "recalibrated"])
 @pytest.mark.parametrize("variant", ["baseline1", "baseline2", "mean-bn", "final-bn"])
 def test_eval_mode_equal_tinybin(variant, stats, test_images):

@@ -16,6 +16,13 @@ runs every configuration once per convolution algorithm (TINYBIN_CONV, one proce
 and prints each step's speed-up over the first algorithm's. The paper's argument for
 dropping BN on embedded hardware is that it costs work; here srelu should be measurably faster
 than baseline2 at the same width.
+
+`--vs-torch` (PyTorch installed: `pip install 'tinybin[torch]'`) times the same step in PyTorch,
+NCHW and channels_last (tinybin.bench.peer), each in its own process, the three taking turns for
+`--rounds` rounds (the order rotates each round, so neither profits from a quiet moment); it
+prints each one's median images/s over the rounds, tinybin's over the best PyTorch's, and peak
+memory. Targets: WRN-20-4 >= 1.0x PyTorch channels_last, WRN-20-1 >= 0.8x, WRN-20-4 peak memory
+<= PyTorch's.
 """
 from __future__ import annotations
 
@@ -100,25 +107,87 @@ def measure(width, variant, bits=1, depth=20, batch_size=125, steps=5, warmup=2,
                 peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
-def _run_one(width, variant, bits, depth, batch_size, steps, warmup, conv="") -> dict:
-    code = (f"import json; from tinybin.bench.train import measure; "
-            f"print(json.dumps(measure({width}, {variant!r}, {bits}, {depth}, {batch_size}, {steps}, {warmup})))")
-    cmd = [sys.executable, "-c", code]
+def _run_one(width, variant, bits, depth, batch_size, steps, warmup, conv="", peer="") -> dict:
+    """One configuration in a fresh process: tinybin, or PyTorch with peer = a layout of bench.peer."""
+    call = (f"peer import measure_torch as m; print(json.dumps(m({width}, {variant!r}, {bits}, {depth}, "
+            f"{batch_size}, {steps}, {warmup}, layout={peer!r})))" if peer else
+            f"train import measure as m; print(json.dumps(m({width}, {variant!r}, {bits}, {depth}, "
+            f"{batch_size}, {steps}, {warmup})))")
+    cmd = [sys.executable, "-c", f"import json; from tinybin.bench.{call}"]
     env = dict(os.environ, TINYBIN_CONV=conv) if conv else None
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        raise RuntimeError(f"benchmark of WRN-{depth}-{width} {variant} failed:\n{proc.stderr.strip()}")
+        who = f"PyTorch {peer}" if peer else "tinybin"
+        raise RuntimeError(f"benchmark of WRN-{depth}-{width} {variant} ({who}) failed:\n{proc.stderr.strip()}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run(configs=DEFAULT_CONFIGS, bits=1, batch_size=125, steps=5, warmup=2, depth=20, quick=False, conv="") -> dict:
+def compare_with_torch(configs, bits, batch_size, steps, warmup, depth, rounds) -> dict:
+    """The --vs-torch table: tinybin, PyTorch NCHW, PyTorch channels_last, alternated."""
+    from .peer import LAYOUTS, torch_available
+
+    if not torch_available():
+        raise ValueError("--vs-torch needs PyTorch: pip install 'tinybin[torch]'")
+    kinds = [""] + list(LAYOUTS)
+    print(f"{'model':<22}{'tinybin':>9}{'PyTorch':>9}{'PyTorch':>9}{'tinybin /':>11}{'peak MB':>9}{'peak MB':>9}"
+          f"{'peak MB':>9}\n{'':<22}{'img/s':>9}{'NCHW':>9}{'ch-last':>9}{'best PT':>11}{'tinybin':>9}{'NCHW':>9}"
+          f"{'ch-last':>9}")
+    table = {}
+    for width, variant in configs:
+        seen = {k: [] for k in kinds}
+        for r in range(rounds):
+            for kind in kinds[r % 3:] + kinds[:r % 3]:
+                seen[kind].append(_run_one(width, variant, bits, depth, batch_size, steps, warmup, peer=kind))
+        speed = {k: median(x["images_per_s"] for x in v) for k, v in seen.items()}
+        peak = {k: max(x["peak_mb"] for x in v) for k, v in seen.items()}
+        best = max(speed[k] for k in LAYOUTS)
+        row = dict(tinybin=speed[""], nchw=speed["nchw"], channels_last=speed["channels_last"],
+                   ratio=speed[""] / best, ratio_channels_last=speed[""] / speed["channels_last"],
+                   peak_mb=peak[""], peak_mb_nchw=peak["nchw"], peak_mb_channels_last=peak["channels_last"],
+                   torch_threads=seen["nchw"][0]["threads"])
+        table[f"WRN-{depth}-{width} {variant}"] = row
+        print(f"{f'WRN-{depth}-{width} {variant}':<22}{row['tinybin']:9.1f}{row['nchw']:9.1f}{row['channels_last']:9.1f}"
+              f"{row['ratio']:10.2f}x{row['peak_mb']:9.0f}{row['peak_mb_nchw']:9.0f}{row['peak_mb_channels_last']:9.0f}",
+              flush=True)
+    print(f"(median images/s of {rounds} alternated processes each; PyTorch on {row['torch_threads']} threads)")
+    for name, row in table.items():
+        width = int(name.split()[0].rsplit("-", 1)[1])
+        goal = 1.0 if width >= 4 else 0.8
+        ok = row["ratio_channels_last"] >= goal
+        print(f"target {name} >= {goal:.1f}x PyTorch channels_last: {row['ratio_channels_last']:.2f}x "
+              f"{'OK' if ok else 'MISSED'}")
+        if width >= 4:
+            ok = row["peak_mb"] <= row["peak_mb_channels_last"]
+            print(f"target {name} peak memory <= PyTorch's: {row['peak_mb']:.0f} vs {row['peak_mb_channels_last']:.0f} MB "
+                  f"{'OK' if ok else 'MISSED'}")
+    return table
+
+
+def parse_configs(text):
+    """'1:baseline2,4:srelu' -> [(1, 'baseline2'), (4, 'srelu')]; ValueError naming a bad item."""
+    from ..models.wrn import VARIANTS
+
+    configs = []
+    for item in text.split(","):
+        width, _, variant = item.strip().partition(":")
+        variant = variant or "srelu"
+        if not width.isdigit() or int(width) < 1 or variant not in VARIANTS:
+            raise ValueError(f"--configs: {item.strip()!r} is not WIDTH:VARIANT (e.g. 4:srelu; variants: "
+                             f"{', '.join(VARIANTS)})")
+        configs.append((int(width), variant))
+    return configs
+
+
+def run(configs=DEFAULT_CONFIGS, bits=1, batch_size=125, steps=5, warmup=2, depth=20, quick=False, conv="",
+        vs_torch=False, rounds=3) -> dict:
     """Print the table of the module docstring; returns {"WRN-20-4 srelu": figures, ...}."""
     if quick:
-        steps, warmup = 2, 1
-    items, configs = configs, []
-    for item in items.split(","):
-        width, _, variant = item.strip().partition(":")
-        configs.append((int(width), variant or "srelu"))
+        steps, warmup, rounds = 2, 1, 1
+    configs = parse_configs(configs)
+    if vs_torch:
+        print(f"training step: forward + loss + backward + SGD, batch {batch_size}, {bits}-bit, median of {steps} "
+              f"steps after {warmup} warm-up, {os.cpu_count()} CPUs; tinybin against PyTorch")
+        return compare_with_torch(configs, bits, batch_size, steps, warmup, depth, rounds)
     print(f"training step: forward + loss + backward + SGD, batch {batch_size}, {bits}-bit, "
           f"median of {steps} steps after {warmup} warm-up; threads: "
           f"NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'default')}, {os.cpu_count()} CPUs")
