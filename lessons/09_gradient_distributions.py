@@ -3,7 +3,8 @@
 Question
     The paper (§III.D) says that early in training, without a final BN, the distribution of
     gradients at the network's output has a longer tail. Measure it: train baseline2, final-bn
-    and srelu T=40 at lr 0.1, and srelu T=1 at a lower learning rate (at 0.1 it dies, lesson 07),
+    and srelu T=40 at lr 0.1, srelu T=1 at lr 0.1 for its first 20 steps (it explodes at once,
+    lesson 07: "early in training" is all it has) and at a lower learning rate for the whole run,
     on the same images with the same seed, and record every step's gradient at four points —
     dL/dlogits, dL/dz at the head conv's output z, dL/dh at the head conv's input h, dL/dx at
     the head unit's input x (the stream, before the head's BN→ReLU or sReLU), and the head conv's
@@ -14,60 +15,83 @@ Run
     (the CIFAR-10 subset shipped in datasets/; --dataset cifar10 downloads the full archive)
 
 Expected output (a full run: WRN-20-1, 1-bit, the 4000 training images of the subset, batch 125,
-cosine schedule laid out for 30 epochs, seed 0, 200 steps per run; condensed: the script prints
-parts 1 and 4 as one table per gradient point and one row per layer)
-    baseline2            loss 2.31 -> 1.63 (max 2.31), train acc of the last 30 steps 42.0 %, logit std 0.282 -> 0.827
-    final-bn             loss 2.36 -> 1.83 (max 2.36), train acc of the last 30 steps 30.1 %, logit std 0.282 -> 0.858
-    srelu T=40           loss 2.39 -> 1.91 (max 2.5), train acc of the last 30 steps 22.9 %, logit std 0.393 -> 1.01
-    srelu T=1 lr 0.001   loss 21.9 -> 1.95 (max 27.9), train acc of the last 30 steps 25.7 %, logit std 15.7 -> 1.1
-    1. Pearson kurtosis (Gaussian = 3), every value pooled over steps 0-20 / 20-50 / 50-200
-                         baseline2         final-bn          srelu T=40        srelu T=1 lr 0.001
-       dL/dlogits      7.9  7.7  7.8    7.8  7.8  7.7     8.1  8.0  7.8     7.0  7.7  7.7
-       dL/dz           9.0  9.4  8.2   46.3 64.1 18.9     8.1  8.0  7.8     7.0  7.7  7.7
-       dL/dh           1.6  1.8  2.0    7.6  8.1  3.8     1.4  1.4  1.5     2.0  1.6  1.7
-       dL/dx           4.0  4.8  4.6   14.8 35.1 15.8     3.2  4.0  6.3     4.9  4.4  5.0
-       dL/dW head      5.6  6.4  5.1    968  808  134      78  337  119     259 15.3 19.0
-    2. P(|g| > 4 std) in steps 0-20 (Gaussian: 6.3e-05)
-       run                        logits          z          h     head_x     head_w
-       baseline2                0.00e+00   1.67e-03   0.00e+00   1.71e-04   3.44e-03
-       final-bn                 0.00e+00   1.61e-02   4.36e-03   1.56e-02   4.61e-03
-       srelu T=40               0.00e+00   0.00e+00   0.00e+00   0.00e+00   1.32e-02
-       srelu T=1 lr 0.001       0.00e+00   0.00e+00   0.00e+00   0.00e+00   7.11e-03
-    3. heavier-tailed than baseline2 in steps 0-20 (pooled kurtosis ratio to baseline2's)?
-       logits  final-bn x0.99; srelu T=40 x1.02; srelu T=1 lr 0.001 x0.89
-       z       final-bn x5.16 HEAVIER; srelu T=40 x0.90; srelu T=1 lr 0.001 x0.78
-       h       final-bn x4.72 HEAVIER; srelu T=40 x0.86; srelu T=1 lr 0.001 x1.27
-       head_x  final-bn x3.73 HEAVIER; srelu T=40 x0.81; srelu T=1 lr 0.001 x1.22
-       head_w  final-bn x172.45 HEAVIER; srelu T=40 x13.92 HEAVIER; srelu T=1 lr 0.001 x46.17 HEAVIER
-    4. |dW|/|W| per layer, step 0 -> mean of steps 50-200: baseline2 0.024-0.055 -> 0.010-0.041;
-       final-bn 0.045-0.10 -> 0.010-0.036; srelu T=40 0.032-0.092 -> 0.015-0.055; srelu T=1
-       lr 0.001 3.2-21 -> 0.084-0.23 (head.conv: 0.055, 0.065, 0.089, 21 at step 0)
+cosine schedule laid out for 30 epochs, seed 0, 60 steps per run (srelu T=1 at lr 0.1: 20), run
+single-threaded (TINYBIN_PARALLEL=0 OPENBLAS_NUM_THREADS=1); condensed: part 1 shows per-step
+medians for steps 0-20 / 20-60, the pooled value in brackets only where it says something, and
+part 4 one row per run)
+    baseline2            loss 2.31 -> 1.85 (max 2.31), train acc of the last 30 steps 33.0 %, logit std 0.282 -> 0.746
+    final-bn             loss 2.36 -> 2.01 (max 2.36), train acc of the last 30 steps 21.0 %, logit std 0.282 -> 0.762
+    srelu T=40           loss 2.39 -> 2.11 (max 2.39), train acc of the last 30 steps 18.8 %, logit std 0.393 -> 1.11
+    srelu T=1 lr 0.001   loss 21.9 -> 2.06 (max 27.9), train acc of the last 30 steps 18.1 %, logit std 15.7 -> 0.686
+    srelu T=1 lr 0.1     loss 21.9 -> 14 (max 1.53e+18), train acc of the last 20 steps 10.6 %: exploded, then dead
+    1. Pearson kurtosis (Gaussian = 3) of each step's full gradient tensor, median over the steps
+       of a phase [raw values pooled over the phase]
+                       baseline2   final-bn            srelu T=40         T=1 lr 0.001       T=1 lr 0.1
+       dL/dlogits      7.9  7.8    7.8  7.7            8.1  7.9           7.5  7.7           5.6
+       dL/dz           8.6  9.1   16.9 15.8 [48.7 30.9] 8.1  7.9           7.5  7.7           5.6
+       dL/dh           1.6  1.8    2.3  2.2 [8.0 4.0]  1.4  1.5           1.7  1.6           2.8
+       dL/dx           3.7  4.6    6.3  7.3 [15.3 12.4] 3.2  4.7           4.2  4.4          13.7 [39.8]
+       dL/dW head      4.1  4.5   37.9 38.0 [162 671] 19.2 19.1 [85 69]  10.0  9.1 [259 12] 8.0 [3228]
+       (T=1 lr 0.1, dL/dx: 16 of its 20 steps have no kurtosis — overflow or an all-zero gradient)
+    2. P(|g| > 4 std) in steps 0-20, each step's values divided by that step's std (Gaussian 6.3e-05)
+       run                  logits        z        h   head_x   head_w
+       baseline2                 0  2.9e-03        0  4.9e-05  1.6e-03
+       final-bn                  0  1.7e-02        0  3.6e-03  1.6e-02
+       srelu T=40                0        0        0        0  1.2e-02
+       srelu T=1 lr 0.001        0        0        0        0  9.8e-03
+       srelu T=1 lr 0.1          0        0        0  2.5e-02  3.3e-03
+    3. per-step median kurtosis over baseline2's in steps 0-20 (HEAVIER: > 1.5)
+       z       final-bn x1.95 HEAVIER; srelu T=40 x0.94; T=1 lr 0.001 x0.86; T=1 lr 0.1 x0.65
+       head_x  final-bn x1.68 HEAVIER; srelu T=40 x0.86; T=1 lr 0.001 x1.11; T=1 lr 0.1 x3.65 HEAVIER
+       head_w  final-bn x9.35, srelu T=40 x4.72, T=1 lr 0.001 x2.47, T=1 lr 0.1 x1.97: all HEAVIER
+    4. |dW|/|W| per layer, step 0 -> mean of steps 20-60: baseline2 0.024-0.055 -> 0.010-0.031;
+       final-bn 0.045-0.10 -> 0.0023-0.033; srelu T=40 0.032-0.092 -> 0.017-0.056; T=1 (both
+       runs) 3.2-21 at step 0, then 0.10-0.24 at lr 0.001; the run at lr 0.1 is dead from step 4
 
-    An independent PyTorch implementation (steps 0-20) measured kurtosis at z 9.0 / 23.9 / 8.0 /
-    6.2 and at the head weight gradient 5.8 / 35 / 33 / 400 for the same four runs: the same
-    picture. At "the head conv's input" it reported 3.6 / 8.1 / 3.2 / 39.5, which matches our
-    dL/dx — the stream entering the head unit — for the first three runs (4.0 / 14.8 / 3.2), not
-    dL/dh after the activation; its 39.5 for T=1 we do not see at lr 0.001 (4.9).
+    The same lesson run with two threads (the default) rounds its float32 sums in another order;
+    its runs drift apart from these after a few dozen steps. Steps 0-20 agree within 8 %
+    (dL/dz 8.5 / 16.6 / 8.1 / 7.4; dL/dW head 4.3 / 38.0 / 20.7 / 10.0), while final-bn's steps
+    20-60 gave 25.9 instead of 15.8 at z and its pooled dL/dW head 251 and 1629 instead of 162 and
+    671. The per-step medians of steps 0-20 are the numbers to trust; the pooled ones are not.
+
+    An independent PyTorch implementation measured, over steps 0-20 of the same four kinds of
+    run (its fourth at lr 0.1, like our last one), kurtosis at z 9.0 / 23.9 / 8.0 / 6.2, at the
+    head conv's input 3.6 / 8.1 / 3.2 / 39.5 and at the head weight gradient 5.8 / 35 / 33 / 400.
+    These are values pooled over the steps: ours, pooled the same way, are 9.0 / 48.7 / 8.1 / 5.6
+    at z, 4.0 / 15.3 / 3.2 / 39.8 at dL/dx (the stream entering the head unit: its "input" is
+    our dL/dx, not dL/dh after the activation) and 5.5 / 162 / 85 / 3228 at the head weights.
+    Baseline2, srelu T=40 and T=1 at lr 0.1 agree at z and x. final-bn's pooled values, and the
+    BN-free nets' pooled values at the head weights (2.5-8× theirs), differ most: pooled values
+    depend on how far the gradient's std drifts within the 20 steps, as between our own two runs.
 
 Takeaway
-    At the network's output the paper's claim does not show here. dL/dlogits = softmax − onehot
-    has the same shape (kurtosis ~8) in every run; with the scale layer dL/dz is that same
-    gradient divided by T·H·W and copied to every position, so it keeps that shape (8.1 at
-    T=40, 7.0 at T=1, vs 9.0 for baseline2). It is the net *with* a final BN but no other
-    (final-bn) whose dL/dz, dL/dh and dL/dx have the longer tails (×4–5 baseline2's kurtosis):
-    the final BN divides by the batch std of an unnormalised z and mixes positions on the way
-    back. The longer tail that every BN-free body shows is in the head conv's *weight gradient*:
-    kurtosis 78–968 against baseline2's 5.6 in steps 0-20, and still ×4–26 baseline2's in steps
-    50-200. The likely source is h: dL/dW[c, k] = Σ h[..., c]·dL/dz[..., k] over the batch and
-    positions, and in an sReLU body the channels of h are not normalised, so a few large
-    channels give a few very large weight gradients — with or without the final BN (final-bn,
-    which keeps it, has the heaviest tail of all). So: a "longer tail" early in training, yes,
-    for the head's weight gradient in every net without BN in its body; no, for the gradient at
-    the output z itself. Meanwhile the relative gradients |dW|/|W| of the scaled net stay at the
-    BN net's size, which is what lets it train at lr 0.1.
+    At the network's output the paper's "longer tail" does not show. dL/dlogits = softmax − onehot
+    has the same shape in every run (kurtosis 5.6-8.1 in steps 0-20); with the scale layer dL/dz
+    is that gradient divided by T·H·W and copied to every position, so it keeps that shape (8.1 at
+    T=40 against baseline2's 8.6), and nothing lies beyond 4 std. The net with a final BN and no
+    other BN (final-bn) is the one whose dL/dz, dL/dh and dL/dx have longer tails early on (per-step
+    kurtosis ×1.5-2 baseline2's, 1.7 % of dL/dz beyond 4 std against 0.3 %): the final BN divides
+    by the batch std of an unnormalised z and mixes positions on the way back.
+
+    Where every BN-free body has the longer tail is the head conv's weight gradient: per-step
+    kurtosis 38 (final-bn), 19 (srelu T=40), 10 (T=1 at lr 0.001) and 8 (T=1 at lr 0.1) against
+    baseline2's 4.1 in steps 0-20, and the same in steps 20-60 (38 / 19 / 9 against 4.5). dL/dW[c, k]
+    = Σ h[..., c]·dL/dz[..., k] over the batch and positions, and in a body without BN the
+    channels of h are not normalised, so a few large channels give a few very large weight
+    gradients. Pooling raw values over steps inflates these numbers (162-3228) because the
+    gradient's std drifts from step to step (85-3228 for the BN-free nets); the per-step medians are what survives.
+
+    As for sizes, which is what "too high" is about (ccdf_raw_*.png): srelu T=1 at lr 0.1 has head
+    weight gradients up to ~1e20 in its first 20 steps (T=1 at lr 0.001: up to ~1e3; the others ≲ 10), and relative gradients |dW|/|W| of 3.2-21
+    at step 0 — it explodes at step 1 (loss 1.5e18) and is dead from step 4. The scale layer brings
+    the same net to 0.032-0.092 at step 0, the BN nets' size (baseline2 0.024-0.055), which is what
+    lets it train at lr 0.1. So: a "longer tail" early in training, yes, for the head's weight
+    gradient in every net without BN in its body, and for the gradients at z, h and x of final-bn;
+    no, for the gradient at the output z of the scaled nets. The gradients that are too high are
+    those of the unscaled net at lr 0.1.
 
 Try next
-    --steps 800 --phases 0 50 200 800   P2 §IV's phases (takes 4× longer)
+    --steps 200 --phases 0 20 60 200    longer runs: does the weight gradient's tail persist?
     --low-lr 0.01                       T=1 at a learning rate where it explodes first
     --temperature 100                   another T for the scaled run
     --bits 32                           full-precision weights
@@ -75,24 +99,50 @@ Try next
 import numpy as np
 
 from tinybin.models import wrn
-from tinybin.probes import GRAD_LABELS, GRAD_POINTS, Probe, diagnose, plot_ccdf_phases, plot_over_time, short_run
+from tinybin.probes import (
+    GRAD_LABELS,
+    GRAD_POINTS,
+    Probe,
+    diagnose,
+    plot_ccdf_phases,
+    plot_over_time,
+    short_run,
+)
 
 import lesson
 
 NEEDS_DATA = True
-FIGURES = ["ccdf_z.png", "ccdf_h.png", "ccdf_head_x.png", "ccdf_head_w.png", "over_time_z.png", "over_time_h.png", "layer_grad_ratio.png"]
-RESULT_KEYS = ["runs", "pooled", "tail_beyond_4std", "heavier_than_baseline2", "layer_grad_ratio", "phases"]
+FIGURES = ["ccdf_z.png", "ccdf_h.png", "ccdf_head_x.png", "ccdf_head_w.png",
+           "ccdf_raw_z.png", "ccdf_raw_h.png", "ccdf_raw_head_x.png", "ccdf_raw_head_w.png",
+           "over_time_z.png", "over_time_h.png", "layer_grad_ratio.png"]
+RESULT_KEYS = ["runs", "per_step_kurtosis", "pooled", "tail_beyond_4std", "heavier_than_baseline2", "layer_grad_ratio", "phases"]
 GAUSS_4STD = 6.33e-5  # P(|g| > 4 std) for a Gaussian
+
+
+class PerStep:
+    """A probe's gradient samples with each step's values divided by that step's std (of the
+    full tensor): pooled over steps, they compare shapes, not a drifting scale."""
+
+    def __init__(self, probe):
+        self.probe = probe
+
+    def values(self, point, first=0, last=None):
+        std = {r["step"]: r["grad"][point]["std"] for r in self.probe.records if point in r["grad"]}
+        last = max(std) + 1 if last is None else last
+        parts = [self.probe.values(point, t, t + 1).astype(np.float64) / std[t]
+                 for t in range(first, last) if std.get(t, 0) > 0]
+        return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def main():
     parser = lesson.parser(__doc__, __file__)
-    parser.add_argument("--steps", type=int, default=200, help="SGD steps per run")
-    parser.add_argument("--phases", type=int, nargs="+", default=[0, 20, 50, 200],
-                        help="phase boundaries in steps: 0 20 50 200 means steps 0-20, 20-50, 50-200")
+    parser.add_argument("--steps", type=int, default=60, help="SGD steps per run")
+    parser.add_argument("--phases", type=int, nargs="+", default=[0, 20, 60],
+                        help="phase boundaries in steps: 0 20 60 means steps 0-20 and 20-60")
     parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate of baseline2, final-bn, srelu T")
     parser.add_argument("--temperature", type=float, default=40.0, help="T of the scaled srelu run (the authors' 40)")
     parser.add_argument("--low-lr", type=float, default=0.001, help="learning rate of the srelu T=1 run")
+    parser.add_argument("--early-steps", type=int, default=20, help="steps of srelu T=1 at --lr (it explodes)")
     lesson.model_flags(parser)
     parser.add_argument("--sample", type=int, default=4096, help="gradient values kept per point and step")
     args = parser.parse_args()
@@ -101,16 +151,18 @@ def main():
     phases = [(a, min(b, args.steps)) for a, b in zip(args.phases[:-1], args.phases[1:]) if a < args.steps]
     (x_train, y_train), _ = lesson.load_cifar10(args)
 
-    plan = {"baseline2": ("baseline2", None, args.lr), "final-bn": ("final-bn", None, args.lr),
-            f"srelu T={args.temperature:g}": ("srelu", args.temperature, args.lr),
-            f"srelu T=1 lr {args.low_lr:g}": ("srelu", 1.0, args.low_lr)}
+    early = min(args.early_steps, args.steps)
+    plan = {"baseline2": ("baseline2", None, args.lr, args.steps), "final-bn": ("final-bn", None, args.lr, args.steps),
+            f"srelu T={args.temperature:g}": ("srelu", args.temperature, args.lr, args.steps),
+            f"srelu T=1 lr {args.low_lr:g}": ("srelu", 1.0, args.low_lr, args.steps),
+            f"srelu T=1 lr {args.lr:g}": ("srelu", 1.0, args.lr, early)}
     print(f"WRN-{args.depth}-{args.width}, {args.bits}-bit, {len(x_train)} real training images, batch {args.batch}, "
           f"{args.steps} steps per run, seed {args.seed}; gradients in the summed-loss convention (x batch size)")
     probes, runs = {}, {}
-    for label, (variant, T, lr) in plan.items():
+    for label, (variant, T, lr, steps) in plan.items():
         model = wrn(depth=args.depth, width=args.width, variant=variant, bits=args.bits, temperature=T, rng=args.seed)
         probe = Probe(model, sample=args.sample, seed=args.seed)
-        hist = short_run(model, x_train, y_train, args.steps, lr, batch_size=args.batch, seed=args.seed, probe=probe)
+        hist = short_run(model, x_train, y_train, steps, lr, batch_size=args.batch, seed=args.seed, probe=probe)
         probe.close()
         probe.save(args.out, name=f"probes_{label.replace(' ', '_').replace('=', '')}")
         probes[label] = probe
@@ -122,41 +174,60 @@ def main():
               f"train acc of the last {d['window']} steps {100 * d['acc_last']:.1f} %, logit std "
               f"{d['logit_std_first']:.3g} -> {d['logit_std_last']:.3g}, {d['verdict']}")
 
-    # ----- 1. pooled kurtosis per phase and point ----------------------------------------------
-    pooled, tails = {}, {}
-    print("\n1. Pearson kurtosis (Gaussian = 3) of every gradient value pooled over each phase, exact"
-          " (from per-step power sums of the full tensors)")
+    # ----- 1. kurtosis per step, then its median over a phase ------------------------------------
+    # A gradient's std drifts by 10-40x within a phase; pooling the raw values of such steps mixes
+    # scales and inflates the kurtosis. Each step's own kurtosis (its full tensor) is scale-free.
+    per_step, pooled, tails, skipped = {}, {}, {}, []
+    print("\n1. Pearson kurtosis (Gaussian = 3) of each step's full gradient tensor: median over the steps of each "
+          "phase [raw values pooled over the phase, which mixes the steps' scales]")
     for point in GRAD_POINTS:
         print(f"   {GRAD_LABELS[point]}")
-        print(f"     {'run':22s} " + " ".join(f"{f'steps {a}-{b}':>14s}" for a, b in phases))
+        print(f"     {'run':22s} " + " ".join(f"{f'steps {a}-{b}':>20s}" for a, b in phases))
         for label, probe in probes.items():
-            ks = [probe.pooled(point, a, b)["kurtosis"] for a, b in phases]
-            pooled.setdefault(label, {})[point] = {f"{a}-{b}": k for (a, b), k in zip(phases, ks)}
-            print(f"     {label:22s} " + " ".join(f"{k:14.1f}" for k in ks))
+            k = probe.series("grad", point, "kurtosis")
+            cells = []
+            for a, b in phases:
+                if a >= len(k):
+                    cells.append(f"{'—':>20s}")
+                    continue
+                # a step without a kurtosis (an all-zero gradient, or x⁴ beyond float64) is left out, counted
+                finite = np.isfinite(k[a:b])
+                med = float(np.median(k[a:b][finite])) if finite.any() else float("nan")
+                raw = probe.pooled(point, a, b)["kurtosis"]
+                if not finite.all():
+                    skipped.append(f"{label}, {GRAD_LABELS[point].split(' ')[0]}, steps {a}-{b}: "
+                                   f"{int((~finite).sum())} of {finite.size} steps")
+                per_step.setdefault(label, {}).setdefault(point, {})[f"{a}-{b}"] = med
+                pooled.setdefault(label, {}).setdefault(point, {})[f"{a}-{b}"] = raw
+                cells.append(f"{med:10.1f} [{raw:7.1f}]")
+            print(f"     {label:22s} " + " ".join(cells))
+    if skipped:
+        print("   steps without a kurtosis (all-zero gradient or overflow), left out of the median: " + "; ".join(skipped))
 
     # ----- 2. the tail itself: how often is |g| beyond 4 std? ----------------------------------
     a, b = phases[0]
-    print(f"\n2. P(|g| > 4 std) in steps {a}-{b}, from the subsampled values (Gaussian: {GAUSS_4STD:.1e})")
+    print(f"\n2. P(|g| > 4 std) in steps {a}-{b}, each step's sample divided by that step's std "
+          f"(Gaussian: {GAUSS_4STD:.1e})")
     print(f"   {'run':22s} " + " ".join(f"{p:>10s}" for p in GRAD_POINTS))
     for label, probe in probes.items():
         row = {}
         for point in GRAD_POINTS:
-            v = probe.values(point, a, b).astype(np.float64)
-            row[point] = float(np.mean(np.abs(v) > 4 * v.std())) if v.size else float("nan")
+            v = PerStep(probe).values(point, a, b)
+            row[point] = float(np.mean(np.abs(v) > 4)) if v.size else float("nan")
         tails[label] = row
         print(f"   {label:22s} " + " ".join(f"{row[p]:10.2e}" for p in GRAD_POINTS))
 
     # ----- 3. which points carry the longer tail? ----------------------------------------------
     first = f"{a}-{b}"
-    print(f"\n3. heavier-tailed than baseline2 in steps {first} (pooled kurtosis ratio to baseline2's)?")
+    print(f"\n3. heavier-tailed than baseline2 in steps {first} (ratio of the per-step median kurtosis to baseline2's)?")
     heavier = {}
     for point in GRAD_POINTS:
-        base = pooled["baseline2"][point][first]
+        base = per_step["baseline2"][point][first]
         parts = []
         for label in probes:
             if label == "baseline2":
                 continue
-            ratio = pooled[label][point][first] / base
+            ratio = per_step[label][point][first] / base
             heavier.setdefault(point, {})[label] = {"ratio": ratio, "heavier": bool(ratio > 1.5)}
             parts.append(f"{label} x{ratio:.2f}{' HEAVIER' if ratio > 1.5 else ''}")
         print(f"   {point:7s} " + "; ".join(parts))
@@ -167,19 +238,21 @@ def main():
     layer_ratio = {}
     print(f"\n4. |dW|/|W| per layer: step 0 and mean over steps {phases[-1][0]}-{phases[-1][1]}")
     names = list(probes["baseline2"].records[0]["layers"])
-    print(f"   {'layer':22s} " + " ".join(f"{l[:16]:>16s}" for l in probes))
+    print(f"   {'layer':22s} " + " ".join(f"{l.replace('srelu ', ''):>16s}" for l in probes))
     for name in names:
         cells = []
         for label, probe in probes.items():
             r = probe.series("layers", name, "grad_ratio")
-            late = float(np.mean(r[phases[-1][0]:phases[-1][1]]))
+            late = float(np.mean(r[phases[-1][0]:phases[-1][1]])) if len(r) > phases[-1][0] else float("nan")
             layer_ratio.setdefault(label, {})[name] = {"step0": float(r[0]), "late": late}
-            cells.append(f"{r[0]:7.3g} {late:8.3g}")
+            cells.append(f"{r[0]:7.3g} {late:8.3g}" if np.isfinite(late) else f"{r[0]:7.3g} {'—':>8s}")
         print(f"   {name:22s} " + " ".join(f"{c:>16s}" for c in cells))
 
     # ----- figures -------------------------------------------------------------------------------
+    shapes = {label: PerStep(probe) for label, probe in probes.items()}
     for point in ("z", "h", "head_x", "head_w"):
-        lesson.save_figure(plot_ccdf_phases(probes, point, phases), args, f"ccdf_{point}.png")
+        lesson.save_figure(plot_ccdf_phases(shapes, point, phases), args, f"ccdf_{point}.png")
+        lesson.save_figure(plot_ccdf_phases(probes, point, phases, normalise=False), args, f"ccdf_raw_{point}.png")
     for point in ("z", "h"):
         lesson.save_figure(plot_over_time(probes, point), args, f"over_time_{point}.png")
     plt = lesson.pyplot()
@@ -190,8 +263,8 @@ def main():
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     lesson.save_figure(fig, args, FIGURES[-1])
-    lesson.finish(args, {"runs": runs, "pooled": pooled, "tail_beyond_4std": tails, "heavier_than_baseline2": heavier,
-                         "layer_grad_ratio": layer_ratio, "phases": phases})
+    lesson.finish(args, {"runs": runs, "per_step_kurtosis": per_step, "pooled": pooled, "tail_beyond_4std": tails,
+                         "heavier_than_baseline2": heavier, "layer_grad_ratio": layer_ratio, "phases": phases})
 
 
 if __name__ == "__main__":
