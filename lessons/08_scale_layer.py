@@ -240,6 +240,8 @@ def run(args, x, y, steps, lr, kind="/T", temperature=1.0, extra_decay=0.0):
              sigma=np.array(model.head.final.sigma[:len(recs)]), mu=np.array(model.head.final.mu[:len(recs)]))
     if steps > args.steps:
         d["long"] = diagnose(hist)
+    if steps > args.long_steps:
+        d["mid"] = diagnose(window(hist, args.long_steps))  # where the heads of part 5 stop
     return d
 
 
@@ -365,22 +367,25 @@ def main():
                         help="for each T here, also train T = 1 at lr 0.1/T, with weight decay as is and ×T")
     parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate (cosine)")
     parser.add_argument("--steps", type=int, default=30, help="SGD steps per run of the sweep")
-    parser.add_argument("--long-steps", type=int, default=80, help="steps of the contenders and of the heads")
+    parser.add_argument("--long-steps", type=int, default=80, help="steps of the heads of part 5")
+    parser.add_argument("--settle-steps", type=int, default=320,
+                        help="steps of the contenders (--long) and of the final BN: does T = 100 catch up?")
     parser.add_argument("--init-seeds", type=int, default=20, help="initialisations for σ_B(z) at init")
     parser.add_argument("--jobs", type=int, default=1, help="training runs in parallel (worker processes)")
     lesson.model_flags(parser)
     parser.add_argument("--baseline", action="store_true", help="also train the BN baseline (baseline2)")
     args = parser.parse_args()
     if args.quick:
-        args.steps = args.long_steps = min(args.steps, 15)
+        args.steps = args.long_steps = args.settle_steps = min(args.steps, 15)
         args.temperatures, args.long, args.lr_over_t, args.init_seeds = [1, 30], [30], [30], 3
     args.long_steps = max(args.long_steps, args.steps)
+    args.settle_steps = max(args.settle_steps, args.long_steps)
     T_head = args.head_temperature
     head_kinds = ["bn", "sigma", "mean", "mean/T", "/T"] if not args.quick else ["bn", "mean", "/T"]
     (x_train, y_train), _ = lesson.load_cifar10(args)
     print(f"WRN-{args.depth}-{args.width}, {args.bits}-bit, {len(x_train)} real training images, batch {args.batch}, "
-          f"lr {args.lr:g}, seed {args.seed}; {args.steps} steps per run, {args.long_steps} for T in "
-          f"{args.long} and the heads of part 5")
+          f"lr {args.lr:g}, seed {args.seed}; {args.steps} steps per run, {args.settle_steps} for T in "
+          f"{args.long} and the final BN, {args.long_steps} for the other heads of part 5")
     xb, yb = x_train[:args.batch].astype(np.float32), y_train[:args.batch]
 
     # ----- 1. scale before the pool = softmax temperature --------------------------------------
@@ -425,9 +430,9 @@ def main():
           f"range {sig.min():.1f}–{sig.max():.1f}")
 
     # ----- every training run of parts 3-5: (steps, lr, head, T, extra weight decay) -------------
-    plan = {f"T={T:g}": (args.long_steps if T in args.long else args.steps, args.lr, "/T", T, 0.0)
+    plan = {f"T={T:g}": (args.settle_steps if T in args.long else args.steps, args.lr, "/T", T, 0.0)
             for T in args.temperatures}
-    plan["final BN"] = (args.long_steps, args.lr, "bn", 1.0, 0.0)
+    plan["final BN"] = (args.settle_steps, args.lr, "bn", 1.0, 0.0)
     for T in args.lr_over_t:
         plan.setdefault(f"T={T:g}", (args.steps, args.lr, "/T", T, 0.0))
         plan[f"T=1, lr/{T:g}"] = (args.steps, args.lr / T, "/T", 1.0, 0.0)
@@ -436,7 +441,7 @@ def main():
     for kind in head_kinds:
         if kind == "/T":
             spec = plan.get(f"T={T_head:g}")
-            if spec is None or spec[0] != args.long_steps:
+            if spec is None or spec[0] < args.long_steps:
                 plan[f"T={T_head:g}"] = (args.long_steps, args.lr, "/T", T_head, 0.0)
         elif kind != "bn":
             plan[HEADS[kind]] = (args.long_steps, args.lr, kind, T_head, 0.0)
@@ -457,10 +462,11 @@ def main():
         hist = short_run(model, x_train, y_train, args.steps, args.lr, batch_size=args.batch, seed=args.seed)
         sweep["baseline2"] = diagnose(hist) | {"loss": hist["loss"], "acc": hist["acc"]}
         print(f"   baseline2 (BN): acc {100 * sweep['baseline2']['acc_last']:.1f}%")
-    longer = {k: d for k, d in sweep.items() if "long" in d}
-    if longer:
-        print(f"   after {args.long_steps} steps (acc: last 30): " + "; ".join(
-            f"{k} {100 * d['long']['acc_last']:.1f}% {d['long']['verdict']}" for k, d in longer.items()))
+    for key, n in (("mid", args.long_steps), ("long", args.settle_steps)):
+        longer = {k: d[key] for k, d in sweep.items() if key in d}
+        if longer:
+            print(f"   after {n} steps (acc: last 30): " + "; ".join(
+                f"{k} {100 * d['acc_last']:.1f}% {d['verdict']}" for k, d in longer.items()))
 
     # ----- 4. T is not lr/T --------------------------------------------------------------------
     print(f"\n4. T = 1 at lr {args.lr:g}/T against the T net at lr {args.lr:g} (first {args.steps} steps); "
@@ -541,11 +547,11 @@ def main():
 
     keep = ("loss0", "max_loss", "final_loss", "acc_last", "exploded_at", "dead_from", "verdict", "lr", "kind",
             "temperature", "steps", "extra_decay", "logit_std0", "dz_std0", "median_grad_ratio0",
-            "median_update_ratio0", "flip0", "stopped_at", "long", "loss", "acc")
+            "median_update_ratio0", "flip0", "stopped_at", "mid", "long", "loss", "acc")
     slim = lambda runs: {k: {f: d[f] for f in keep if f in d} for k, d in runs.items()}
     lesson.finish(args, {"identity": identity, "dz": dz, "sigma_at_init": sig, "sweep": slim(sweep),
                          "lr_over_t": slim(lr_over_t), "sigma": sigma_stats, "heads": phases,
-                         "steps": {"sweep": args.steps, "long": args.long_steps}})
+                         "steps": {"sweep": args.steps, "long": args.long_steps, "settle": args.settle_steps}})
 
 
 if __name__ == "__main__":

@@ -78,16 +78,18 @@ Takeaway
     baseline2's 4.1 in steps 0-20, and the same in steps 20-60 (38 / 19 / 9 against 4.5). dL/dW[c, k]
     = Σ h[..., c]·dL/dz[..., k] over the batch and positions, and in a body without BN the
     channels of h are not normalised, so a few large channels give a few very large weight
-    gradients. Pooling raw values over steps inflates these numbers (162-3228) because the
-    gradient's std drifts from step to step (85-3228 for the BN-free nets); the per-step medians are what survives.
+    gradients. Pooling raw values over steps inflates these numbers (85-3228 for the BN-free
+    nets in steps 0-20) because the gradient's std drifts from step to step; the per-step
+    medians are what survives.
 
     As for sizes, which is what "too high" is about (ccdf_raw_*.png): srelu T=1 at lr 0.1 has head
-    weight gradients up to ~1e20 in its first 20 steps (T=1 at lr 0.001: up to ~1e3; the others ≲ 10), and relative gradients |dW|/|W| of 3.2-21
-    at step 0 — it explodes at step 1 (loss 1.5e18) and is dead from step 4. The scale layer brings
-    the same net to 0.032-0.092 at step 0, the BN nets' size (baseline2 0.024-0.055), which is what
-    lets it train at lr 0.1. So: a "longer tail" early in training, yes, for the head's weight
-    gradient in every net without BN in its body, and for the gradients at z, h and x of final-bn;
-    no, for the gradient at the output z of the scaled nets. The gradients that are too high are
+    weight gradients up to ~1e20 in its first 20 steps (T=1 at lr 0.001 up to ~1e3, the others
+    below ~10), and relative gradients |dW|/|W| of 3.2-21 at step 0: it explodes at step 1 (loss
+    1.5e18) and is dead from step 4. The scale layer brings the same net to 0.032-0.092 at step 0,
+    the BN nets' size (baseline2 0.024-0.055), which is what lets it train at lr 0.1. So: a
+    "longer tail" early in training, yes, for the head's weight gradient in every net without BN
+    in its body, and for the gradients at z, h and x of final-bn; no, for the gradient at the
+    output z of the scaled nets. The gradients that are too high are
     those of the unscaled net at lr 0.1.
 
 Try next

@@ -9,7 +9,7 @@ Question
 
 Run
     python lessons/10_variant_table.py
-    (without --archive the official CIFAR-10 archive is downloaded into ./datasets; then
+    (the CIFAR-10 subset shipped in datasets/; --dataset cifar10 downloads the full archive;
     --images sets the size of the class-balanced training subset)
 
 Expected output (the default run: WRN-20-1, a class-balanced 2000 of the 4000 training images,
