@@ -45,7 +45,8 @@ Takeaway
     inside the op whose backward is the identity (F.binarize): written as c·ste_sign(W), the
     forward is identical but autograd multiplies every latent gradient by exactly c (0.03–0.27
     in WRN-20-4), which quietly divides each layer's learning rate: 6× fewer sign flips and a
-    slower-falling loss here (2.075 against 1.912 after 30 steps). Stored as bits, WRN-20-10 takes 3.34 MB instead of 107 MB.
+    slower-falling loss here (2.075 against 1.912 after 30 steps). Stored as bits, WRN-20-10
+    takes 3.34 MB instead of 107 MB.
 
 Try next
     --steps 100 --lr 0.05     longer runs, another learning rate
