@@ -11,7 +11,8 @@ Run
     python lessons/06_signal_growth.py
     (the CIFAR-10 subset shipped in datasets/; --dataset cifar10 downloads the full archive)
 
-Expected output (a full run: WRN-20-4, 1-bit, one batch of 125 real training images, seed 0)
+Expected output (a full run: WRN-20-4, 1-bit, one batch of 125 real training images, seed 0,
+single-threaded: TINYBIN_PARALLEL=0 OPENBLAS_NUM_THREADS=1)
     1. std of the residual stream after the stem and each block (srelu: sReLU units, no BN)
        after             baseline2   final-bn      srelu   srelu ×
        stem                   1.44       1.44       1.44
@@ -30,7 +31,7 @@ Expected output (a full run: WRN-20-4, 1-bit, one batch of 125 real training ima
        head unit output std        0.592         15         15
        logit std                   0.365      0.312       16.9
        loss                         2.41       2.38       31.4
-       median |dW|/|W|            0.0357     0.0428       7.46
+       median |dW|/|W|            0.0358     0.0428       7.46
        srelu / baseline2: median |dW|/|W| ×209; logit std ×46 — a temperature T ≈ 46 gives the
        srelu net the baseline's logit scale
     3. per layer |dW|/|W| (srelu / baseline2): stem ×66, stage1 ×102–179, stage2 ×115–337,
