@@ -141,7 +141,7 @@ def compare_with_torch(configs, bits, batch_size, steps, warmup, depth, rounds) 
         speed = {k: median(x["images_per_s"] for x in v) for k, v in seen.items()}
         peak = {k: max(x["peak_mb"] for x in v) for k, v in seen.items()}
         best = max(speed[k] for k in LAYOUTS)
-        row = dict(tinybin=speed[""], nchw=speed["nchw"], channels_last=speed["channels_last"],
+        row = dict(width=width, tinybin=speed[""], nchw=speed["nchw"], channels_last=speed["channels_last"],
                    ratio=speed[""] / best, ratio_channels_last=speed[""] / speed["channels_last"],
                    peak_mb=peak[""], peak_mb_nchw=peak["nchw"], peak_mb_channels_last=peak["channels_last"],
                    torch_threads=seen["nchw"][0]["threads"])
@@ -151,7 +151,7 @@ def compare_with_torch(configs, bits, batch_size, steps, warmup, depth, rounds) 
               flush=True)
     print(f"(median images/s of {rounds} alternated processes each; PyTorch on {row['torch_threads']} threads)")
     for name, row in table.items():
-        width = int(name.split()[0].rsplit("-", 1)[1])
+        width = row["width"]
         goal = 1.0 if width >= 4 else 0.8
         ok = row["ratio_channels_last"] >= goal
         print(f"target {name} >= {goal:.1f}x PyTorch channels_last: {row['ratio_channels_last']:.2f}x "

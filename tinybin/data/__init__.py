@@ -14,7 +14,7 @@ standardisation is asked for. The paper (P2 §V) gives the augmentation and the 
 """
 
 from .augmentation import augment
-from .batching import Batches, batches, channel_stats
+from .batching import Batches, batches, channel_moments, channel_stats
 from .cifar import (
     UnofficialArchiveWarning,
     UnsafeArchiveError,
@@ -38,6 +38,7 @@ __all__ = [
     "balanced_subset",
     "batches",
     "cache_dir",
+    "channel_moments",
     "channel_stats",
     "cifar_class_names",
     "download",

@@ -102,17 +102,14 @@ class BatchNorm2d(Module):
     # ----- statistics ---------------------------------------------------------------------
     def fit_statistics(self, x, chunk: int = 1000):
         """Set a frozen layer's statistics to the per-channel mean and biased variance of images
-        x (N, H, W, C), any numeric dtype, over N, H and W; computed in float64 over chunks of
-        `chunk` images (two passes), so 50,000 images never become one float64 copy.
-        Returns (mean, var), float64 (C,)."""
+        x (N, H, W, C), any numeric dtype, over N, H and W (tinybin.data.channel_moments: float64,
+        two passes over chunks of `chunk` images). Returns (mean, var), float64 (C,)."""
+        from ..data.batching import channel_moments  # only this method needs the data layer
+
         x = x.data if isinstance(x, Tensor) else np.asarray(x)
         if x.ndim < 2 or x.shape[-1] != self.num_channels or x.size == 0:
             raise ValueError(f"fit_statistics expects (N, ..., {self.num_channels}) with N > 0, got {x.shape}")
-        rows = x.reshape(-1, self.num_channels)                      # a view for contiguous x
-        step = max(1, chunk * (len(rows) // len(x)))
-        mean = sum(rows[i:i + step].sum(axis=0, dtype=np.float64) for i in range(0, len(rows), step)) / len(rows)
-        var = sum(np.square(rows[i:i + step] - mean).sum(axis=0)  # 2nd pass: no E[x²] − μ² cancellation
-                  for i in range(0, len(rows), step)) / len(rows)
+        mean, var = channel_moments(x, chunk)
         self.set_statistics(mean, var)
         return mean, var
 
