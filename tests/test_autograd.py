@@ -106,3 +106,45 @@ def test_retain_grad_keeps_intermediate_gradient():
     (z * z).sum().backward()
     np.testing.assert_allclose(z.grad, 2 * z.data)
     np.testing.assert_allclose(x.grad, 3 * 2 * z.data)
+
+
+def test_graph_does_not_keep_intermediate_arrays_alive():
+    """Nodes point at producer nodes, not tensors: an intermediate array that no op saved dies
+    with its tensor, and backward still reaches the leaf through it."""
+    import gc
+    import weakref
+
+    x = tb.Tensor(np.arange(4.0), requires_grad=True)
+    h = x + 1.0                      # Add saves nothing of its inputs
+    out = (h + 2.0) * 3.0
+    h_data = weakref.ref(h.data)
+    del h
+    gc.collect()
+    assert h_data() is None
+    out.sum().backward()
+    np.testing.assert_allclose(x.grad, np.full(4, 3.0))
+
+
+def test_backward_releases_saved_arrays_as_it_goes():
+    x = tb.Tensor(np.arange(1.0, 5.0), requires_grad=True)
+    y = x * x                        # Mul saves x and x
+    node = y._node
+    y.sum().backward()
+    assert node.freed and node.ctx is None and node.inputs == ()
+    with pytest.raises(RuntimeError, match="already freed"):
+        y.sum().backward()
+
+
+def test_retain_grad_does_not_keep_the_tensor_alive():
+    import gc
+    import weakref
+
+    x = tb.Tensor(np.ones(3), requires_grad=True)
+    z = (x * 2).retain_grad()
+    out = (z * 3).sum()
+    z_ref = weakref.ref(z)
+    del z
+    gc.collect()
+    assert z_ref() is None
+    out.backward()                   # no tensor to keep the gradient on: nothing breaks
+    np.testing.assert_allclose(x.grad, np.full(3, 6.0))

@@ -1,9 +1,16 @@
 """Tensor, Function and the reverse-mode autograd engine.
 
 A `Tensor` wraps a NumPy array (`.data`) and, if it requires a gradient, remembers the
-`Function` that produced it. `backward()` walks that graph once, in reverse topological order,
-calling each Function's hand-written `backward` and *accumulating* (`+=`) gradients into inputs
-that are used more than once.
+`Function` call that produced it (a node). `backward()` walks that graph once, in reverse
+topological order, calling each Function's hand-written `backward` and *accumulating* (`+=`)
+gradients into inputs that are used more than once.
+
+The graph is made of nodes, not tensors: a node points at the nodes that produced its inputs
+(and at leaf tensors such as parameters), never at intermediate tensors. So an intermediate
+array lives only as long as the user's code or some node's saved state (`ctx`) holds it: a
+conv output that the next op does not save is freed as soon as the forward moves on, and the
+walk releases each node's saved arrays as soon as it has used them. (With tensors as the
+vertices, every intermediate array would stay alive until backward() ended.)
 
 Every op is a forward/backward pair of plain NumPy functions (see `tinybin/ops/`); a Function
 only calls the pair. The graph walk is iterative, so a chain of 100,000 ops is fine.
@@ -11,7 +18,7 @@ only calls the pair. The graph walk is iterative, so a chain of 100,000 ops is f
 from __future__ import annotations
 
 import contextlib
-import itertools
+import weakref
 
 import numpy as np
 
@@ -50,7 +57,6 @@ class Tensor:
     """
 
     __array_priority__ = 1000  # make `ndarray * Tensor` call Tensor.__rmul__
-    _ids = itertools.count()
 
     def __init__(self, data, requires_grad: bool = False, dtype=None):
         self.data: np.ndarray = _as_array(data, dtype)
@@ -59,9 +65,6 @@ class Tensor:
         self.requires_grad = bool(requires_grad)
         self.grad: np.ndarray | None = None
         self._node: _Node | None = None  # the Function call that produced this tensor
-        self._retain = False
-        self._freed = False  # its node was released by a backward(): no second pass through it
-        self._id = next(Tensor._ids)
 
     # ----- array-like surface -------------------------------------------------------------
     shape = property(lambda self: self.data.shape)
@@ -85,7 +88,8 @@ class Tensor:
 
     def retain_grad(self) -> Tensor:
         """Keep `.grad` on this intermediate tensor after backward (probes read dL/dz this way)."""
-        self._retain = True
+        if self._node is not None:
+            self._node.retained = weakref.ref(self)  # weak: the graph must not keep the tensor alive
         return self
 
     def zero_grad(self):
@@ -110,20 +114,24 @@ class Tensor:
         if grad.shape != self.shape:
             raise ValueError(f"gradient shape {grad.shape} does not match tensor shape {self.shape}")
 
-        order = _topological_order(self)
-        grads = {self._id: grad}
-        for t in order:  # outputs before inputs
-            g = grads.pop(t._id, None)
+        root = self._node
+        if root is None:                                   # backward() on a leaf: its own gradient
+            self.grad = grad.copy() if self.grad is None else self.grad + grad
+            return
+        order = _topological_order(root)                   # consumers before producers
+        order.reverse()                                    # pop() takes them in that order
+        grads = {id(root): grad}
+        while order:
+            node = order.pop()                             # dropped from the list: freed when done
+            g = grads.pop(id(node), None)
             if g is None:
                 continue
-            if t._freed:
+            if node.freed:
                 raise RuntimeError("backward() through a graph that an earlier backward() has already freed: "
                                    "call backward once per forward, or compute the forward again")
-            node = t._node
-            if node is None or t._retain:  # a leaf, or an intermediate kept on request
-                t.grad = g.copy() if t.grad is None else t.grad + g
-            if node is None:
-                continue
+            kept = node.retained() if node.retained is not None else None
+            if kept is not None:                           # an intermediate kept on request
+                kept.grad = g.copy() if kept.grad is None else kept.grad + g
             in_grads = node.fn.backward(node.ctx, g)
             if not isinstance(in_grads, tuple):
                 in_grads = (in_grads,)
@@ -131,39 +139,39 @@ class Tensor:
                 raise RuntimeError(f"{node.fn.__name__}.backward returned {len(in_grads)} gradients "
                                    f"for {len(node.inputs)} inputs")
             for inp, ig in zip(node.inputs, in_grads):
-                if ig is None or inp is None or not inp.requires_grad:
+                if ig is None or inp is None:              # no gradient wanted for this input
                     continue
                 if ig.shape != inp.shape:
                     raise RuntimeError(f"{node.fn.__name__}.backward gave a gradient of shape {ig.shape} "
                                        f"for an input of shape {inp.shape}")
-                if inp._id in grads:
-                    grads[inp._id] = grads[inp._id] + ig  # a reused input: gradients add up
+                if isinstance(inp, Tensor):                # a leaf: its .grad accumulates
+                    inp.grad = ig.copy() if inp.grad is None else inp.grad + ig
+                elif id(inp) in grads:
+                    grads[id(inp)] = grads[id(inp)] + ig   # a reused input: gradients add up
                 else:
-                    grads[inp._id] = ig
-            t._node, t._freed = None, True  # free the graph (and the arrays it saved) as we go
-            node.ctx = None
+                    grads[id(inp)] = ig
+            node.ctx, node.inputs, node.freed = None, (), True  # release the saved arrays now
 
     # Operators (+, -, *, /, **, @, [], sum, mean, reshape, transpose, exp, log) are bound to
     # this class in one place, tinybin/ops/arith.py, where the ops they call are defined.
 
 
-def _topological_order(root: Tensor) -> list[Tensor]:
-    """Tensors reachable from root, each after every tensor that consumes it (iterative DFS)."""
+def _topological_order(root: _Node) -> list[_Node]:
+    """Nodes reachable from root, each after every node that consumes it (iterative DFS)."""
     order, visited = [], set()
     stack = [(root, False)]
     while stack:
-        t, children_done = stack.pop()
+        node, children_done = stack.pop()
         if children_done:
-            order.append(t)
+            order.append(node)
             continue
-        if t._id in visited:
+        if id(node) in visited:
             continue
-        visited.add(t._id)
-        stack.append((t, True))
-        if t._node is not None:
-            for inp in t._node.inputs:
-                if inp is not None and inp.requires_grad and inp._id not in visited:
-                    stack.append((inp, False))
+        visited.add(id(node))
+        stack.append((node, True))
+        for inp in node.inputs:
+            if isinstance(inp, _Node) and id(inp) not in visited:
+                stack.append((inp, False))
     order.reverse()
     return order
 
@@ -176,10 +184,14 @@ class Context:
 
 
 class _Node:
-    __slots__ = ("fn", "ctx", "inputs")
+    """One recorded Function call. inputs holds, per positional input, the node that produced
+    it, the leaf Tensor itself (its .grad receives the gradient), or None (no gradient needed)."""
+    __slots__ = ("fn", "ctx", "inputs", "shape", "retained", "freed")
 
-    def __init__(self, fn, ctx, inputs):
-        self.fn, self.ctx, self.inputs = fn, ctx, inputs
+    def __init__(self, fn, ctx, inputs, shape):
+        self.fn, self.ctx, self.inputs, self.shape = fn, ctx, inputs, shape  # shape: the output's
+        self.retained = None   # a weak reference to the output tensor, after retain_grad()
+        self.freed = False     # released by a backward(): no second pass through it
 
 
 class Function:
@@ -212,7 +224,9 @@ class Function:
         out = cls.forward(ctx, *(None if t is None else t.data for t in tensors), **options)
         result = Tensor(np.asarray(out), requires_grad=record)
         if record:
-            result._node = _Node(cls, ctx, tensors)
+            edges = tuple(None if t is None or not t.requires_grad else (t if t._node is None else t._node)
+                          for t in tensors)
+            result._node = _Node(cls, ctx, edges, result.shape)
         return result
 
     @classmethod
