@@ -195,3 +195,14 @@ def test_gradcheck_catches_a_scaled_gradient():
     assert not rep.ok and rep[0].max_rel_error > 0.01
     with pytest.raises(tb.GradcheckError, match=r"input 0 \(3,\): FAILED"):
         tb.gradcheck(lambda x: Bad.apply(x), t64((3,)))
+
+
+@pytest.mark.parametrize("fn", [F.relu, F.srelu, F.elu], ids=["relu", "srelu", "elu"])
+def test_activations_save_only_their_output(fn):
+    """The backward reads the derivative off the output, which the next layer keeps anyway: no
+    mask or second array is saved."""
+    x = tb.Tensor(np.random.default_rng(0).standard_normal((4, 5)).astype(np.float32), requires_grad=True)
+    y = fn(x)
+    cache = y._node.ctx.cache
+    saved = [a for a in (cache if isinstance(cache, tuple) else (cache,)) if isinstance(a, np.ndarray)]
+    assert len(saved) == 1 and saved[0] is y.data

@@ -1,6 +1,11 @@
 """ReLU, sReLU and ELU: the nonlinearities of the paper's variants (P2 §IV).
 
 Each derivative's value *at the kink* is a convention; it is stated here and pinned by tests.
+
+Each forward keeps only its output for the backward: the derivative can be read off the output
+(ReLU: out > 0 exactly where x > 0), and the output is the next layer's input, which that layer
+keeps anyway. So an activation adds no saved memory of its own (a boolean mask would be one
+byte per value, ELU's two arrays five).
 """
 import numpy as np
 
@@ -14,11 +19,11 @@ def relu_forward(x):
     Shapes: any; out has x's shape.
     """
     out = np.maximum(x, x.dtype.type(0))   # same shape as x
-    return out, out > 0                    # a boolean mask: 1 byte per element to keep
+    return out, out
 
 
-def relu_backward(dout, mask):
-    return dout * mask
+def relu_backward(dout, out):
+    return np.where(out > 0, dout, dout.dtype.type(0))
 
 
 def srelu_forward(x):
@@ -28,28 +33,30 @@ def srelu_forward(x):
     d out/dx = 1 if x > -1 else 0 (0 at x = -1).
     """
     out = np.maximum(x, x.dtype.type(-1))
-    return out, out > -1
+    return out, out
 
 
-def srelu_backward(dout, mask):
-    return dout * mask
+def srelu_backward(dout, out):
+    return np.where(out > -1, dout, dout.dtype.type(0))
 
 
 def elu_forward(x, alpha=1.0):
     """ELU: out = x if x > 0 else alpha·(exp(x) − 1)  [Clevert et al. 2016; P2 variant 5].
 
     d out/dx = 1 if x > 0 else alpha·exp(x) = out + alpha (at x = 0: alpha, which is 1 for the
-    default alpha = 1, so the derivative is continuous there).
+    default alpha = 1, so the derivative is continuous there). out > 0 exactly where x > 0
+    (alpha > 0), so the output alone tells the two branches apart.
     """
-    pos = x > 0
+    if not alpha > 0:
+        raise ValueError(f"elu needs alpha > 0, got {alpha}")
     neg = alpha * np.expm1(np.minimum(x, 0))   # minimum(): no overflow warnings for large x
-    out = np.where(pos, x, neg).astype(x.dtype, copy=False)
-    return out, (pos, neg, alpha)
+    out = np.where(x > 0, x, neg).astype(x.dtype, copy=False)
+    return out, (out, alpha)
 
 
 def elu_backward(dout, cache):
-    pos, neg, alpha = cache
-    return dout * np.where(pos, 1, neg + alpha).astype(dout.dtype, copy=False)
+    out, alpha = cache
+    return dout * np.where(out > 0, 1, out + alpha).astype(dout.dtype, copy=False)
 
 
 ReLU = Function.from_pair("ReLU", relu_forward, relu_backward)
