@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+from tinybin import kernels
+from tinybin.kernels import im2col_numba
 from tinybin.ops.pool import (
     avg_pool2d,
     avg_pool2d_backward,
@@ -38,16 +40,43 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("reference", [False, True], ids=["numba", "numpy"])
 @pytest.mark.parametrize("x_shape, k, s, padding", CASES)
-def test_avg_pool_matches_definition_and_gradcheck(x_shape, k, s, padding):
+def test_avg_pool_matches_definition_and_gradcheck(x_shape, k, s, padding, reference):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(x_shape)
     pads = (padding,) * 4 if np.ndim(padding) == 0 else padding
-    out, cache = avg_pool2d_forward(x, k, s, padding)
-    np.testing.assert_allclose(out, naive_avg_pool(x, k, s, pads), rtol=0, atol=1e-12)
-    dout = rng.standard_normal(out.shape)
-    dx = avg_pool2d_backward(dout, cache)
-    assert rel_error(dx, numerical_grad(lambda: avg_pool2d_forward(x, k, s, padding)[0], x, dout)) < 1e-6
+    with kernels.use_reference(reference):
+        out, cache = avg_pool2d_forward(x, k, s, padding)
+        np.testing.assert_allclose(out, naive_avg_pool(x, k, s, pads), rtol=0, atol=1e-12)
+        dout = rng.standard_normal(out.shape)
+        dx = avg_pool2d_backward(dout, cache)
+        assert rel_error(dx, numerical_grad(lambda: avg_pool2d_forward(x, k, s, padding)[0], x, dout)) < 1e-6
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["serial", "parallel"])
+@pytest.mark.parametrize("x_shape, k, s, padding", CASES + [((5, 32, 32, 16), 3, 2, (0, 1, 0, 1))])
+def test_numba_avg_pool_gives_numpys_bits(x_shape, k, s, padding, parallel):
+    """kernels/pool_numba.py adds in the NumPy version's order: the same float32 bits, -0.0 and
+    NaN included, forward and backward."""
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(x_shape) * 100).astype(np.float32)
+    x.reshape(-1)[:4] = [-0.0, np.nan, 1e-30, -1e-30]
+    dout = None
+    results = []
+    for reference in (False, True):
+        previous, im2col_numba.PARALLEL = im2col_numba.PARALLEL, parallel
+        try:
+            with kernels.use_reference(reference):
+                out, cache = avg_pool2d_forward(x, k, s, padding)
+                dout = rng.standard_normal(out.shape).astype(np.float32) if dout is None else dout
+                results.append((out, avg_pool2d_backward(dout, cache)))
+        finally:
+            im2col_numba.PARALLEL = previous
+    (out_fast, dx_fast), (out_ref, dx_ref) = results
+    np.testing.assert_array_equal(out_fast, out_ref)
+    np.testing.assert_array_equal(np.signbit(out_fast), np.signbit(out_ref))
+    np.testing.assert_array_equal(dx_fast, dx_ref)
 
 
 def test_border_output_is_mean_of_real_cells_only():

@@ -181,6 +181,23 @@ def winograd_implementation():
     return winograd_numba
 
 
+def pointwise():
+    """The element-wise kernels (activations, residual add) of pointwise_numba, or None under the
+    reference switch: the ops then run their NumPy expressions (which give the same bits)."""
+    if _use_reference:
+        return None
+    from . import pointwise_numba
+    return pointwise_numba
+
+
+def pooling():
+    """The average-pool kernels of pool_numba, or None under the reference switch (same bits)."""
+    if _use_reference:
+        return None
+    from . import pool_numba
+    return pool_numba
+
+
 def implementation():
     """The kernel module in use: im2col_ref or im2col_numba (imported, not compiled, on first use)."""
     if _use_reference:

@@ -9,7 +9,19 @@ byte per value, ELU's two arrays five).
 """
 import numpy as np
 
+from .. import kernels
 from ..tensor import Function
+
+
+def _fast(*arrays):
+    """The Numba element-wise kernels (same bits as the NumPy lines below) when they apply:
+    not under the reference switch, float arrays of one shape and dtype, C-contiguous."""
+    impl = kernels.pointwise()
+    a = arrays[0]
+    if impl is None or a.dtype.kind != "f" or not all(
+            b.shape == a.shape and b.dtype == a.dtype and b.flags.c_contiguous for b in arrays):
+        return None
+    return impl
 
 
 def relu_forward(x):
@@ -18,12 +30,14 @@ def relu_forward(x):
     d out/dx = 1 if x > 0 else 0 (0 at x = 0).
     Shapes: any; out has x's shape.
     """
-    out = np.maximum(x, x.dtype.type(0))   # same shape as x
+    impl = _fast(x)
+    out = impl.clamp_below(x, 0) if impl else np.maximum(x, x.dtype.type(0))   # same shape as x
     return out, out
 
 
 def relu_backward(dout, out):
-    return np.where(out > 0, dout, dout.dtype.type(0))
+    impl = _fast(dout, out)
+    return impl.pass_above(dout, out, 0) if impl else dout * (out > 0)
 
 
 def srelu_forward(x):
@@ -32,12 +46,14 @@ def srelu_forward(x):
     Keeps the unit's output mean near zero without BN (ReLU's output is all >= 0).
     d out/dx = 1 if x > -1 else 0 (0 at x = -1).
     """
-    out = np.maximum(x, x.dtype.type(-1))
+    impl = _fast(x)
+    out = impl.clamp_below(x, -1) if impl else np.maximum(x, x.dtype.type(-1))
     return out, out
 
 
 def srelu_backward(dout, out):
-    return np.where(out > -1, dout, dout.dtype.type(0))
+    impl = _fast(dout, out)
+    return impl.pass_above(dout, out, -1) if impl else dout * (out > -1)
 
 
 def elu_forward(x, alpha=1.0):
@@ -56,6 +72,9 @@ def elu_forward(x, alpha=1.0):
 
 def elu_backward(dout, cache):
     out, alpha = cache
+    impl = _fast(dout, out)
+    if impl:
+        return impl.elu_backward(dout, out, alpha)
     return dout * np.where(out > 0, 1, out + alpha).astype(dout.dtype, copy=False)
 
 

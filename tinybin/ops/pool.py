@@ -1,6 +1,7 @@
 """Average pooling (padding excluded from the average) and global average pooling, NHWC."""
 import numpy as np
 
+from .. import kernels
 from ..geometry import as_padding, as_pair, output_size, window_counts
 from ..tensor import Function
 
@@ -31,6 +32,9 @@ def avg_pool2d_forward(x, size=3, stride=2, padding=1):
     if OH < 1 or OW < 1 or count.min() < 1:
         raise ValueError(f"avg_pool2d: window {KH}x{KW} with stride {(SH, SW)} and padding {pads} does not "
                          f"fit input x {x.shape} (every window needs at least one real cell)")
+    cache = (x.shape, (KH, KW), (SH, SW), pads, count)
+    if kernels.pooling() is not None:                               # Numba, the same bits (kernels/pool_numba.py)
+        return kernels.pooling().avg_pool_forward(x, count, KH, KW, SH, SW, PT, PL, OH, OW), cache
     xp = np.zeros((N, H + PT + PB, W + PL + PR, C), x.dtype)       # N, H+PT+PB, W+PL+PR, C
     xp[:, PT:PT + H, PL:PL + W, :] = x                              # (np.pad is several times slower)
     out = np.zeros((N, OH, OW, C), x.dtype)                         # N, OH, OW, C
@@ -38,7 +42,7 @@ def avg_pool2d_forward(x, size=3, stride=2, padding=1):
         for j in range(KW):
             out += xp[:, i:i + SH * OH:SH, j:j + SW * OW:SW, :]     # N, OH, OW, C
     out /= count[:, :, None].astype(x.dtype)                        # N, OH, OW, C
-    return out, (x.shape, (KH, KW), (SH, SW), pads, count)
+    return out, cache
 
 
 def avg_pool2d_backward(dout, cache):
@@ -52,6 +56,8 @@ def avg_pool2d_backward(dout, cache):
     (N, H, W, C), (KH, KW), (SH, SW), (PT, PB, PL, PR), count = cache
     OH, OW = count.shape
     g = dout / count[:, :, None].astype(dout.dtype)                 # N, OH, OW, C
+    if kernels.pooling() is not None:                               # Numba, the same bits
+        return kernels.pooling().avg_pool_backward(g, (N, H, W, C), KH, KW, SH, SW, PT, PL)
     dxp = np.zeros((N, H + PT + PB, W + PL + PR, C), dout.dtype)   # N, H+PT+PB, W+PL+PR, C
     for i in range(KH):
         for j in range(KW):
