@@ -30,6 +30,12 @@ Threads. The matrix products run on OpenBLAS's threads, the Numba kernels on Num
 keeps the kernels serial; to limit OpenBLAS itself, set OPENBLAS_NUM_THREADS before Python
 starts.
 
+Element-wise and pooling kernels. The activations (pointwise_numba.py) and the average pool
+(pool_numba.py) also have Numba versions, used unless the reference switch is on; their
+readable versions are the NumPy lines in tinybin/ops/activations.py and ops/pool.py. Unlike the
+convolution kernels they give bit-for-bit the NumPy results (same operations in the same
+order), so switching changes no number of a training run.
+
 Convolution algorithm. 3×3 stride-1 layers can run as im2col + one GEMM or by Winograd's
 F(2×2, 3×3) or F(4×4, 3×3) (winograd_ref.py, tinybin/ops/conv_winograd.py); stride-2, 1×1 and
 other layers always use im2col:
