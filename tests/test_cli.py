@@ -107,6 +107,34 @@ def test_bench_train_quick():
     assert "WRN-8-1 srelu" in proc.stdout and "step/conv" in proc.stdout and "peak memory" in proc.stdout
 
 
+def test_bench_ops_times_every_op_of_a_step():
+    proc = run("bench", "ops", "--depth", 8, "--configs", "1:baseline2", "--batch-size", 8, "--steps", 1,
+               "--warmup", 0)
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines() if line.startswith("  ")}
+    assert rows["Conv2d"][1] == "8"                  # stem, 3 blocks × 2, head: 8 convolutions per step
+    assert {"BatchNorm", "ReLU", "AvgPool2d", "CrossEntropy", "(rest)"} <= set(rows)
+    shares = [float(r[-1].rstrip("%")) for name, r in rows.items() if name not in ("op", "(rest)")]
+    assert 0 < sum(shares) <= 100.5
+
+
+def test_bench_ops_profile_restores_the_ops():
+    from tinybin.bench import ops
+    from tinybin.ops.conv import Conv2d
+
+    forward = Conv2d.__dict__["forward"]
+    r = ops.profile(width=1, variant="srelu", depth=8, batch_size=4, steps=2, warmup=0)
+    assert Conv2d.__dict__["forward"] is forward
+    assert r["ops"]["SReLU"]["calls"] == 7 and r["ops"]["Scale"]["calls"] == 1   # 6 in blocks + the head's
+    assert all(o["fwd_ms"] >= 0 and o["bwd_ms"] >= 0 for o in r["ops"].values())
+    assert sum(o["fwd_ms"] + o["bwd_ms"] for o in r["ops"].values()) <= r["step_ms"]
+
+
+def test_bench_ops_refuses_bad_counts():
+    line = one_line_error(run("bench", "ops", "--steps", 0))
+    assert "--steps" in line and "0" in line
+
+
 def test_bench_train_names_a_bad_config():
     line = one_line_error(run("bench", "train", "--configs", "1:srelu,4:nope"))
     assert "--configs" in line and "'4:nope'" in line

@@ -19,7 +19,7 @@ COMMANDS = {
     "train": "train a WRN on CIFAR-10/100 or an image folder",
     "evaluate": "test accuracy of a checkpoint, a packed export or the authors' model",
     "export": "pack a 1-bit model one bit per weight; count its operations",
-    "bench": "benchmarks: conv, data, train, infer",
+    "bench": "benchmarks: conv, data, train, ops, infer",
 }
 
 

@@ -1,4 +1,4 @@
-"""`python -m tinybin bench conv|data|train|infer`: the flags of each benchmark in tinybin.bench."""
+"""`python -m tinybin bench conv|data|train|ops|infer`: the flags of each benchmark in tinybin.bench."""
 from __future__ import annotations
 
 import importlib
@@ -44,6 +44,15 @@ def _train(p):
     p.add_argument("--rounds", type=int, default=3, help="with --vs-torch: processes per engine and layout (median)")
 
 
+def _ops(p):
+    p.add_argument("--configs", default="1:srelu", help="comma-separated width:variant pairs (WRN-depth-width)")
+    p.add_argument("--bits", type=int, default=1, choices=[1, 32], help="bits per conv weight")
+    p.add_argument("--batch-size", type=int, default=125, help="images per training step")
+    p.add_argument("--steps", type=int, default=3, help="timed steps (median reported)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed steps first (Numba compilation, page faults)")
+    p.add_argument("--depth", type=int, default=20)
+
+
 def _infer(p):
     p.add_argument("--mcdonnell", metavar="FILE", default=None, help="the authors' released .mat model")
     p.add_argument("--arch", default="20-10", help="DEPTH-WIDTH (ignored with --mcdonnell)")
@@ -54,7 +63,7 @@ def _infer(p):
     p.add_argument("--addsub", action="store_true", help="also time the add/subtract reference path on WRN-8-1, batch 10")
 
 
-BENCHES = {"conv": _conv, "data": _data, "train": _train, "infer": _infer}
+BENCHES = {"conv": _conv, "data": _data, "train": _train, "ops": _ops, "infer": _infer}
 
 
 def add_arguments(p, formatter):
