@@ -188,7 +188,7 @@ def winograd_implementation():
 
 
 def pointwise():
-    """The element-wise kernels (activations, residual add) of pointwise_numba, or None under the
+    """The activation kernels of pointwise_numba, or None under the
     reference switch: the ops then run their NumPy expressions (which give the same bits)."""
     if _use_reference:
         return None

@@ -33,8 +33,9 @@ def avg_pool2d_forward(x, size=3, stride=2, padding=1):
         raise ValueError(f"avg_pool2d: window {KH}x{KW} with stride {(SH, SW)} and padding {pads} does not "
                          f"fit input x {x.shape} (every window needs at least one real cell)")
     cache = (x.shape, (KH, KW), (SH, SW), pads, count)
-    if kernels.pooling() is not None:                               # Numba, the same bits (kernels/pool_numba.py)
-        return kernels.pooling().avg_pool_forward(x, count, KH, KW, SH, SW, PT, PL, OH, OW), cache
+    impl = kernels.pooling()                                        # Numba, the same bits (kernels/pool_numba.py)
+    if impl is not None:
+        return impl.avg_pool_forward(x, count, KH, KW, SH, SW, PT, PL, OH, OW), cache
     xp = np.zeros((N, H + PT + PB, W + PL + PR, C), x.dtype)       # N, H+PT+PB, W+PL+PR, C
     xp[:, PT:PT + H, PL:PL + W, :] = x                              # (np.pad is several times slower)
     out = np.zeros((N, OH, OW, C), x.dtype)                         # N, OH, OW, C
@@ -56,8 +57,9 @@ def avg_pool2d_backward(dout, cache):
     (N, H, W, C), (KH, KW), (SH, SW), (PT, PB, PL, PR), count = cache
     OH, OW = count.shape
     g = dout / count[:, :, None].astype(dout.dtype)                 # N, OH, OW, C
-    if kernels.pooling() is not None:                               # Numba, the same bits
-        return kernels.pooling().avg_pool_backward(g, (N, H, W, C), KH, KW, SH, SW, PT, PL)
+    impl = kernels.pooling()                                        # Numba, the same bits
+    if impl is not None:
+        return impl.avg_pool_backward(g, (N, H, W, C), KH, KW, SH, SW, PT, PL)
     dxp = np.zeros((N, H + PT + PB, W + PL + PR, C), dout.dtype)   # N, H+PT+PB, W+PL+PR, C
     for i in range(KH):
         for j in range(KW):
