@@ -79,11 +79,12 @@ import os
 import numpy as np
 
 from ..geometry import output_size
-from . import im2col_ref, winograd_ref
+from . import direct_ref, im2col_ref, winograd_ref
 
 _use_reference = os.environ.get("TINYBIN_REFERENCE", "0").strip() not in ("", "0")
 _workspaces: dict = {}  # dtype -> one flat buffer, grown on demand
-CONV_ALGORITHMS = {"im2col": 0, "winograd2": 2, "winograd4": 4}  # name -> Winograd tile size m
+CONV_ALGORITHMS = {"im2col": 0, "direct": 0, "winograd2": 2, "winograd4": 4}  # name -> Winograd tile size m
+DIRECT_BLOCK, DIRECT_Q = 16, 4  # direct_numba.B and .Q: the channel multiples the direct kernels need
 DEFAULT_CONV, DEFAULT_MIN_CHANNELS, DEFAULT_DW = "winograd4", 64, "im2col"  # measured: see above
 _conv = {"conv": os.environ.get("TINYBIN_CONV", "").strip() or DEFAULT_CONV,       # checked when first used
          "min_channels": os.environ.get("TINYBIN_CONV_MIN_CHANNELS", "").strip() or str(DEFAULT_MIN_CHANNELS),
@@ -177,6 +178,28 @@ def winograd_tile(w_shape, stride, padding, dtype=np.float32) -> int:
             and min(w_shape[2:]) >= conv_min_channels() and (dtype == np.float32 or _conv["float64"])):
         return m
     return 0
+
+
+def direct_passes(w_shape, stride, padding, dtype=np.float32) -> tuple:
+    """(forward, dx, dw): which passes of this layer the direct kernels run (direct_numba.py).
+
+    Stride-1 layers that Winograd does not take, unless the algorithm is "im2col", with C_out a
+    multiple of DIRECT_BLOCK; dx (the forward kernel run backwards) also needs C_in a multiple
+    of it and every pad < the kernel size; dw needs C_in a multiple of DIRECT_Q."""
+    KH, KW, C, OC = w_shape
+    PT, PB, PL, PR = padding
+    if (conv_algorithm() == "im2col" or tuple(stride) != (1, 1) or OC % DIRECT_BLOCK
+            or winograd_tile(w_shape, stride, padding, dtype)):
+        return False, False, False
+    return True, C % DIRECT_BLOCK == 0 and max(PT, PB) < KH and max(PL, PR) < KW, C % DIRECT_Q == 0
+
+
+def direct_implementation():
+    """The direct convolution module in use: direct_ref or direct_numba (as implementation())."""
+    if _use_reference:
+        return direct_ref
+    from . import direct_numba
+    return direct_numba
 
 
 def winograd_implementation():

@@ -59,6 +59,8 @@ def conv2d_forward(x, w, stride=1, padding=0):
     m = kernels.winograd_tile(w.shape, stride, padding, x.dtype)  # 3×3 stride 1: Winograd (conv_winograd.py)
     if m:
         return winograd_forward(x, w, padding, m), (x, w, stride, padding)
+    if kernels.direct_passes(w.shape, stride, padding, x.dtype)[0]:  # narrow stride 1: kernels/direct_ref.py
+        return kernels.direct_implementation().forward(x, w, padding), (x, w, stride, padding)
     cols = kernels.im2col(x, KH, KW, stride, padding)  # N*OH*OW, KH*KW*C (shared workspace)
     out = cols @ w.reshape(KH * KW * C, OC)            # N*OH*OW, OC
     return out.reshape(N, OH, OW, OC), (x, w, stride, padding)
@@ -93,13 +95,19 @@ def conv2d_backward(dout, cache, needs=(True, True)):
     G = np.ascontiguousarray(dout, dtype=x.dtype).reshape(-1, OC)  # N*OH*OW, OC
     dx = dw = None
     m = kernels.winograd_tile(w.shape, stride, padding, x.dtype)  # 3×3 stride 1: Winograd (conv_winograd.py)
+    _, direct_dx, direct_dw = kernels.direct_passes(w.shape, stride, padding, x.dtype)
+    direct = kernels.direct_implementation()
     if needs[1] and m and kernels.winograd_weight_gradient():
         dw = winograd_grad_weights(x, G.reshape(dout.shape), padding, m)
+    elif needs[1] and direct_dw:
+        dw = direct.grad_weights(x, G.reshape(dout.shape), padding, KH, KW)
     elif needs[1]:
         cols = kernels.im2col(x, KH, KW, stride, padding)          # N*OH*OW, KH*KW*C
         dw = (cols.T @ G).reshape(w.shape)                         # KH*KW*C, OC -> KH, KW, C, OC
     if needs[0] and m:
         dx = winograd_grad_input(G.reshape(dout.shape), w, x.shape, padding, m)
+    elif needs[0] and direct_dx:
+        dx = direct.grad_input(G.reshape(dout.shape), w, padding)
     elif needs[0]:
         dcols = kernels.workspace((G.shape[0], KH * KW * C), x.dtype)  # N*OH*OW, KH*KW*C (reuses cols)
         np.matmul(G, w.reshape(KH * KW * C, OC).T, out=dcols)      # N*OH*OW, KH*KW*C

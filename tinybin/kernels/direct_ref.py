@@ -1,0 +1,57 @@
+"""Direct stride-1 convolution (NHWC, no bias) in NumPy: the readable version of direct_numba.py.
+
+A stride-1 correlation is a sum of KH*KW shifted matrix products. With xp the input padded by
+(PT, PB, PL, PR) zeros, the window offset (i, j) sees the slab xp[:, i:i+OH, j:j+OW, :], and
+
+    out = sum over (i, j) of  xp[:, i:i+OH, j:j+OW, :] @ w[i, j]          (C, OC) per offset
+
+No column matrix is formed: each product reads the input once, in place. The weight gradient
+is the same sum turned around, dw[i, j] = slab(i, j)ᵀ @ dout over all N*OH*OW positions, and the
+input gradient is the forward correlation of dout with the filter flipped and its channels
+swapped (see grad_input). Shapes as in im2col_ref.py: x (N, H, W, C), w (KH, KW, C, OC),
+padding (PT, PB, PL, PR), out (N, OH, OW, OC), OH = H + PT + PB - KH + 1 (OW likewise).
+"""
+import numpy as np
+
+
+def _padded(x, padding):
+    PT, PB, PL, PR = padding
+    return np.pad(x, ((0, 0), (PT, PB), (PL, PR), (0, 0)))
+
+
+def forward(x, w, padding):
+    """out[n, oh, ow, oc] = sum_{i, j, c} xp[n, oh + i, ow + j, c] * w[i, j, c, oc]"""
+    KH, KW, C, OC = w.shape
+    xp = _padded(x, padding)
+    N, HP, WP, _ = xp.shape
+    OH, OW = HP - KH + 1, WP - KW + 1
+    out = np.zeros((N, OH, OW, OC), x.dtype)
+    for i in range(KH):
+        for j in range(KW):
+            out += xp[:, i:i + OH, j:j + OW, :] @ w[i, j]             # N, OH, OW, OC
+    return out
+
+
+def grad_input(dout, w, padding):
+    """dx = dout ⋆ w' with w'[i, j, oc, c] = w[KH-1-i, KW-1-j, c, oc], padded by K-1-pad
+
+    Input cell (h, w) received w[i, j] times the output cell i rows above and j columns left
+    of it, so its gradient collects dout at those cells: a "full" correlation with the flipped
+    filter. Needs every pad <= K-1 (a larger pad leaves output cells that see no input)."""
+    KH, KW = w.shape[:2]
+    PT, PB, PL, PR = padding
+    w_flipped = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))   # KH, KW, OC, C
+    return forward(dout, w_flipped, (KH - 1 - PT, KH - 1 - PB, KW - 1 - PL, KW - 1 - PR))
+
+
+def grad_weights(x, dout, padding, KH, KW):
+    """dw[i, j] = sum over (n, oh, ow) of xp[n, oh + i, ow + j, :]ᵀ dout[n, oh, ow, :]   (C, OC)"""
+    xp = _padded(x, padding)
+    N, OH, OW, OC = dout.shape
+    C = x.shape[3]
+    G = dout.reshape(-1, OC)
+    dw = np.empty((KH, KW, C, OC), x.dtype)
+    for i in range(KH):
+        for j in range(KW):
+            dw[i, j] = xp[:, i:i + OH, j:j + OW, :].reshape(-1, C).T @ G
+    return dw
