@@ -98,6 +98,10 @@ def test_conv_numba_equals_reference_and_definition(algorithm):
     ((2, 5, 5, 4), 1, 1, 0),             # 1x1
     ((2, 7, 7, 3), 1, 2, 0),             # 1x1, stride 2
     ((1, 7, 5, 2), 3, 3, (1, 2, 0, 1)),  # stride 3
+    ((1, 6, 5, 3), 3, 1, (0, 1, 0, 1)),  # stride 1, TensorFlow "same": dx as a full correlation
+    ((1, 5, 6, 2), 3, 1, 0),             # stride 1, no padding
+    ((1, 6, 7, 2), 3, 1, (2, 0, 1, 2)),  # stride 1, asymmetric, pads up to KH - 1
+    ((1, 7, 7, 2), 5, 1, (1, 3, 4, 0)),  # 5x5, stride 1
 ])
 @pytest.mark.parametrize("reference", [False, True])
 def test_conv_gradcheck(x_shape, k, stride, padding, reference, algorithm):
@@ -113,6 +117,24 @@ def test_conv_gradcheck(x_shape, k, stride, padding, reference, algorithm):
         # larger step shrinks (with 1e-6, entries of dw near zero show ~1e-6 relative rounding error)
         assert rel_error(dx, numerical_grad(f, x, dout, eps=1e-3)) < 1e-6
         assert rel_error(dw, numerical_grad(f, w, dout, eps=1e-3)) < 1e-6
+
+
+@pytest.mark.parametrize("k, padding", [(3, (1, 1, 1, 1)), (3, (0, 1, 2, 0)), (5, (4, 0, 1, 2)), (2, (0, 1, 1, 0))])
+def test_grad_input_by_correlation_equals_col2im(k, padding):
+    """The stride-1 input gradient as a forward correlation with the flipped filter (ops/conv.py)
+    computes the same sums as col2im(G @ Wᵀ), to float64 rounding."""
+    from tinybin.ops.conv import _full_correlation_ok, _grad_input_by_correlation
+
+    rng = np.random.default_rng(1)
+    x_shape, w = (2, 7, 6, 3), rng.standard_normal((k, k, 3, 4))
+    out, _ = conv2d_forward(np.zeros(x_shape), w, 1, padding)
+    dout = rng.standard_normal(out.shape)
+    assert _full_correlation_ok(w.shape, (1, 1), padding)
+    dcols = dout.reshape(-1, 4) @ w.reshape(-1, 4).T
+    expected = im2col_ref.col2im(dcols, np.empty(x_shape), k, k, 1, 1, padding[0], padding[1], padding[2], padding[3])
+    np.testing.assert_allclose(_grad_input_by_correlation(dout, w, padding), expected, rtol=0, atol=1e-12)
+    assert not _full_correlation_ok(w.shape, (2, 2), padding)          # stride 2: col2im
+    assert not _full_correlation_ok((1, 1, 3, 4), (1, 1), (0, 0, 0, 0))  # 1×1: a plain product
 
 
 def test_conv_function_backward_through_tensors():
