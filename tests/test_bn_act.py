@@ -87,7 +87,7 @@ def float64_model(variant):
 
 
 def ops_in_graph(t):
-    names = [u._node.fn.__name__ for u in _topological_order(t) if u._node is not None]
+    names = [node.fn.__name__ for node in _topological_order(t._node)]
     return {k: names.count(k) for k in ("BatchNormAct", "BatchNorm", "ReLU")}
 
 
