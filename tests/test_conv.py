@@ -98,6 +98,10 @@ def test_conv_numba_equals_reference_and_definition(algorithm):
     ((2, 5, 5, 4), 1, 1, 0),             # 1x1
     ((2, 7, 7, 3), 1, 2, 0),             # 1x1, stride 2
     ((1, 7, 5, 2), 3, 3, (1, 2, 0, 1)),  # stride 3
+    ((1, 6, 5, 3), 3, 1, (0, 1, 0, 1)),  # stride 1, TensorFlow "same"
+    ((1, 5, 6, 2), 3, 1, 0),             # stride 1, no padding
+    ((1, 6, 7, 2), 3, 1, (2, 0, 1, 2)),  # stride 1, asymmetric, pads up to KH - 1
+    ((1, 7, 7, 2), 5, 1, (1, 3, 4, 0)),  # 5x5, stride 1
 ])
 @pytest.mark.parametrize("reference", [False, True])
 def test_conv_gradcheck(x_shape, k, stride, padding, reference, algorithm):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import tinybin.functional as F
-from tinybin import Tensor, gradcheck, nn, no_grad
+from tinybin import Tensor, gradcheck, kernels, nn, no_grad
 
 
 class Two(nn.Module):
@@ -231,18 +231,25 @@ def test_scale_activations_and_pool_layers():
     assert nn.AvgPool2d(3, 2, 1)(x).shape == (4, 3, 3, 3)
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["unfused", "fused"])
 @pytest.mark.parametrize("affine", [False, True])
-def test_bn_inference_is_the_training_formula(affine):
-    """Eval mode with stored statistics equal to the batch's own gives the training output bit for
-    bit: one formula, y = g·(x − μ)·(1/σ) + o, in both paths (float32, the buffers' dtype)."""
+def test_bn_inference_is_the_training_formula(affine, fused):
+    """Eval mode with stored statistics equal to the batch's own gives the training output: bit for
+    bit with ops/norm.py's training op (one formula, y = g·(x − μ)·(1/σ) + o, in both paths; float32,
+    the buffers' dtype), to a few float32 roundings with the fused kernel (float64 statistics,
+    (x − μ)·(g/σ) + o)."""
     dtype = np.float32
     rng = np.random.default_rng(4)
     bn = nn.BatchNorm2d(5, affine=affine)
     for p in bn.parameters():
         p.data = (p.data + rng.standard_normal(5)).astype(dtype)
     x = Tensor((rng.standard_normal((3, 4, 4, 5)) * 3 + 1).astype(dtype))
-    train_out = bn.train()(x).data                  # the first batch sets the moving averages exactly
-    np.testing.assert_array_equal(bn.eval()(x).data, train_out)
+    with kernels.use_fused_bn(fused):
+        train_out = bn.train()(x).data              # the first batch sets the moving averages exactly
+    if fused:
+        np.testing.assert_allclose(bn.eval()(x).data, train_out, rtol=1e-6, atol=1e-6)
+    else:
+        np.testing.assert_array_equal(bn.eval()(x).data, train_out)
 
 
 # ----- frozen BN: fixed statistics (wrn(input_norm="fixed")'s input_bn) ---------------------------

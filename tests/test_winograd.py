@@ -183,7 +183,7 @@ def test_dispatch_by_layer(monkeypatch):
 
 
 def test_unknown_algorithm_named():
-    with pytest.raises(ValueError, match=r"unknown convolution algorithm 'winograd3'; known: im2col, winograd2, winograd4"):
+    with pytest.raises(ValueError, match=r"unknown convolution algorithm 'winograd3'; known: im2col, direct, winograd2, winograd4"):
         kernels.use_conv("winograd3")
     with pytest.raises(ValueError, match="min_channels"):
         kernels.use_conv("winograd2", min_channels=-1)

@@ -73,19 +73,24 @@ float64 convolutions keep im2col unless float64=True (TINYBIN_CONV_FLOAT64=1): f
 gradient checks run in, and F(4×4)'s rounding there (~1e-14 relative, against im2col's
 ~1e-16) makes central differences noisier -- a whole-network check of WRN-8-1 at step 1e-6
 measured 2.4e-5 with it against 7.7e-6 with im2col (8.9e-8 and 7.2e-8 at step 1e-4).
+Batch norm. Training-mode batch norm (+ the ReLU after it in a BN → ReLU unit) runs as one fused
+op (tinybin/ops/norm_act.py) on bn_numba.py, or bn_ref.py under the reference switch above; it
+saves only x and two per-channel vectors. TINYBIN_FUSED_BN=0 (read at import) or
+use_fused_bn(False) (as use_reference) goes back to ops/norm.py's BN and a separate ReLU op.
 """
 import os
 
 import numpy as np
 
 from ..geometry import output_size
-from . import direct_ref, im2col_ref, winograd_ref
+from . import bn_ref, direct_ref, im2col_ref, winograd_ref
 
 _use_reference = os.environ.get("TINYBIN_REFERENCE", "0").strip() not in ("", "0")
 _workspaces: dict = {}  # dtype -> one flat buffer, grown on demand
 CONV_ALGORITHMS = {"im2col": 0, "direct": 0, "winograd2": 2, "winograd4": 4}  # name -> Winograd tile size m
 DIRECT_BLOCK, DIRECT_Q = 16, 4  # direct_numba.B and .Q: the channel multiples the direct kernels need
 DEFAULT_CONV, DEFAULT_MIN_CHANNELS, DEFAULT_DW = "winograd4", 64, "im2col"  # measured: see above
+_fused_bn = os.environ.get("TINYBIN_FUSED_BN", "1").strip() not in ("", "0")
 _conv = {"conv": os.environ.get("TINYBIN_CONV", "").strip() or DEFAULT_CONV,       # checked when first used
          "min_channels": os.environ.get("TINYBIN_CONV_MIN_CHANNELS", "").strip() or str(DEFAULT_MIN_CHANNELS),
          "dw": os.environ.get("TINYBIN_CONV_DW", "").strip() or DEFAULT_DW,
@@ -113,6 +118,36 @@ class use_reference:
 def using_reference() -> bool:
     """True when the NumPy reference kernels are selected."""
     return _use_reference
+
+
+class use_fused_bn:
+    """use_fused_bn(True) runs training batch norm (+ ReLU) as one fused op, use_fused_bn(False) as
+    ops/norm.py's BN then a ReLU op. Takes effect at once; as a context manager it restores."""
+
+    def __init__(self, flag: bool = True):
+        global _fused_bn
+        self.previous, _fused_bn = _fused_bn, bool(flag)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        global _fused_bn
+        _fused_bn = self.previous
+        return False
+
+
+def fused_bn() -> bool:
+    """True when training batch norm (+ ReLU) runs as one fused op."""
+    return _fused_bn
+
+
+def bn_implementation():
+    """The fused batch-norm kernel module in use: bn_ref or bn_numba (as implementation())."""
+    if _use_reference:
+        return bn_ref
+    from . import bn_numba
+    return bn_numba
 
 
 class use_conv:

@@ -110,10 +110,14 @@ def bn_stats(x, parallel=None):
     return xr[0].astype(np.float64) + mean_shifted, np.maximum(s2 / m - mean_shifted ** 2, 0.0)
 
 
-def bn_act_forward(x, weight, bias, eps, relu, y, parallel=None):
-    """Fill y (x's shape) with act(g·x̂ + o); return (mean, inv_std), both (C,) in x's dtype."""
+def bn_act_forward(x, weight, bias, eps, relu, y, parallel=None, stats=None):
+    """Fill y (x's shape) with act(g·x̂ + o); return (mean, inv_std), both (C,) in x's dtype.
+
+    stats: a dict, if given, receives the batch's "mean" and biased "var" (C,) in float64."""
     C = x.shape[-1]
     mean, var = bn_stats(x, parallel)
+    if stats is not None:
+        stats["mean"], stats["var"] = mean, var
     mean, inv_std = mean.astype(x.dtype), (1.0 / np.sqrt(var + eps)).astype(x.dtype)
     g, o = _g_o(weight, bias, C, x.dtype)
     xr = np.ascontiguousarray(x).reshape(-1, C)

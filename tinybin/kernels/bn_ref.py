@@ -27,9 +27,13 @@ def bn_stats(x):
     return mean, ((xr - mean) ** 2).mean(axis=0)          # C, C
 
 
-def bn_act_forward(x, weight, bias, eps, relu, y):
-    """Fill y (x's shape) with act(g·x̂ + o); return (mean, inv_std), both (C,) in x's dtype."""
+def bn_act_forward(x, weight, bias, eps, relu, y, stats=None):
+    """Fill y (x's shape) with act(g·x̂ + o); return (mean, inv_std), both (C,) in x's dtype.
+
+    stats: a dict, if given, receives the batch's "mean" and biased "var" (C,) in float64."""
     mean, var = bn_stats(x)
+    if stats is not None:
+        stats["mean"], stats["var"] = mean, var
     mean, inv_std = mean.astype(x.dtype), (1.0 / np.sqrt(var + eps)).astype(x.dtype)   # C, C
     z = (x - mean) * inv_std                              # ..., C   x̂
     if weight is not None:

@@ -49,8 +49,9 @@ class Unit(nn.Module):
         super().__init__()
         self.bn, self.act = bn, act
 
-    def forward(self, x):
-        return self.act(self.bn(x) if self.bn is not None else x)
+    def forward(self, x):  # BN → ReLU as one op (fused in training), unless hooks watch the two apart
+        fuse = self.bn is not None and type(self.act) is nn.ReLU and not (self.bn._hooks or self.act._hooks)
+        return self.bn(x, relu=True) if fuse else self.act(self.bn(x) if self.bn is not None else x)
 
 
 # ----- units: channels -> Module ------------------------------------------------------------
@@ -208,8 +209,7 @@ class WRN(nn.Module):
             x = Tensor(np.asarray(x, dtype=self.dtype))
         self._check_input(x.data)
         x = self.stem(self.input_bn(x))
-        x = self.stage3(self.stage2(self.stage1(x)))
-        return self.head(x)
+        return self.head(self.stage3(self.stage2(self.stage1(x))))
 
     def _check_input(self, x):
         """ValueError for a batch that is not (N, H, W, 3); one warning when it looks scaled to [0, 1]."""

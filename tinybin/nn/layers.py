@@ -10,6 +10,7 @@ import math
 import numpy as np
 
 from .. import functional as F
+from .. import kernels
 from ..tensor import Tensor
 from .module import Module, Parameter
 
@@ -161,24 +162,37 @@ class BatchNorm2d(Module):
         return self.running_mean, self.running_var
 
     # ----- forward ------------------------------------------------------------------------
-    def forward(self, x):
+    def forward(self, x, relu: bool = False):
+        """relu=True: max(0, y), the BN → ReLU of a unit. In training a full BN (not frozen, not
+        mean-only) runs with its ReLU as one fused op (F.batch_norm_act; kernels.use_fused_bn)."""
         if self.training and not self.frozen:
-            out, mean, var = F.batch_norm(x, self.weight, self.bias, eps=self.eps,
-                                          mean_only=self.mean_only, return_stats=True)
-            if self._calib is not None:
-                self._calib[0] += mean
-                if var is not None:
-                    self._calib[1] += var
-                self._calib[2] += 1
+            if not self.mean_only and kernels.fused_bn():
+                out, mean, var = F.batch_norm_act(x, self.weight, self.bias, eps=self.eps, relu=relu,
+                                                  return_stats=True)
+                relu = False                                         # done inside
             else:
-                m = self.momentum if int(self.moving_batches) > 0 else 0.0  # the first batch initialises
-                self.moving_batches = np.array(int(self.moving_batches) + 1, np.int64)
-                self.running_mean = (m * self.running_mean + (1 - m) * mean).astype(np.float32)
-                if var is not None:
-                    self.running_var = (m * self.running_var + (1 - m) * var).astype(np.float32)
-            return out
-        mean, var = self.inference_mean_var()
-        return F.batch_norm_inference(x, mean, None if self.mean_only else var, self.weight, self.bias, eps=self.eps)
+                out, mean, var = F.batch_norm(x, self.weight, self.bias, eps=self.eps,
+                                              mean_only=self.mean_only, return_stats=True)
+            self._record_statistics(mean, var)
+        else:
+            mean, var = self.inference_mean_var()
+            out = F.batch_norm_inference(x, mean, None if self.mean_only else var, self.weight, self.bias,
+                                         eps=self.eps)
+        return F.relu(out) if relu else out
+
+    def _record_statistics(self, mean, var):
+        """Add a training batch's statistics to the recalibration sums, or to the moving averages."""
+        if self._calib is not None:
+            self._calib[0] += mean
+            if var is not None:
+                self._calib[1] += var
+            self._calib[2] += 1
+        else:
+            m = self.momentum if int(self.moving_batches) > 0 else 0.0  # the first batch initialises
+            self.moving_batches = np.array(int(self.moving_batches) + 1, np.int64)
+            self.running_mean = (m * self.running_mean + (1 - m) * mean).astype(np.float32)
+            if var is not None:
+                self.running_var = (m * self.running_var + (1 - m) * var).astype(np.float32)
 
     def extra_repr(self):
         kind = "mean_only" if self.mean_only else "full"
