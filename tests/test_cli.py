@@ -113,7 +113,7 @@ def test_bench_ops_times_every_op_of_a_step():
     assert proc.returncode == 0, proc.stderr
     rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines() if line.startswith("  ")}
     assert rows["Conv2d"][1] == "8"                  # stem, 3 blocks × 2, head: 8 convolutions per step
-    assert {"BatchNorm", "ReLU", "AvgPool2d", "CrossEntropy", "(rest)"} <= set(rows)
+    assert {"BatchNormAct", "AvgPool2d", "CrossEntropy", "(rest)"} <= set(rows)  # BN + ReLU fused
     shares = [float(r[-1].rstrip("%")) for name, r in rows.items() if name not in ("op", "(rest)")]
     assert 0 < sum(shares) <= 100.5
 

@@ -14,9 +14,10 @@ pad 1, C_in = C_out) at batch 125 in float32 it prints, per layer, medians of se
                          once): Numba, NumPy reference, and their ratio (target >= 5). The
                          whole conv cannot gain 5x: the GEMMs, the same in both, dominate it.
 
-then, for the same layers and WRN-20-1's first stage (32×32×16), forward and forward+backward
-with each convolution algorithm -- im2col, Winograd F(2×2, 3×3), Winograd F(4×4, 3×3) -- timed
-in turn within every repeat so that a busy machine slows all alike, and im2col / Winograd (the
+then, for the same layers and WRN-20-1's three stages (32×32×16, 16×16×32, 8×8×64), forward
+and forward+backward with each convolution algorithm -- im2col, the direct kernels
+(kernels/direct_numba.py), Winograd F(2×2, 3×3), Winograd F(4×4, 3×3) -- timed in turn within
+every repeat so that a busy machine slows all alike, and im2col's time over each (the
 speed-up). Winograd layers compute dw by im2col (the default) or, in the last column, by
 Winograd too. The first table measures im2col, whatever TINYBIN_CONV says.
 
@@ -35,8 +36,9 @@ import numpy as np
 from .timer import median_ms
 
 STAGES = [(32, 64), (16, 128), (8, 256)]  # (H = W, C) of WRN-20-4's three stages
-NARROW = [(32, 16)]                         # WRN-20-1's first stage: too narrow for Winograd
-ALGORITHMS = {"im2col": ("im2col", "im2col"), "winograd2": ("winograd2", "im2col"),   # label: (use_conv name, dw)
+NARROW = [(32, 16), (16, 32), (8, 64)]      # WRN-20-1's three stages
+ALGORITHMS = {"im2col": ("im2col", "im2col"), "direct": ("direct", "im2col"),        # label: (use_conv name, dw)
+              "winograd2": ("winograd2", "im2col"),
               "winograd4": ("winograd4", "im2col"), "w4, dw w4": ("winograd4", "winograd")}
 
 FIRST_CONV = """
@@ -157,8 +159,8 @@ def algorithm_table(N, R, rng):
 
     figures = {}
     print(f"3x3 stride-1 conv by algorithm (ms, median of {R} rounds, the algorithms in turn in each round; "
-          f"speed-up = im2col / Winograd; TINYBIN_CONV={kernels.conv_algorithm()}, Winograd from "
-          f"{kernels.conv_min_channels()} channels):")
+          f"speed-up = im2col / that algorithm; TINYBIN_CONV={kernels.conv_algorithm()}: Winograd from "
+          f"{kernels.conv_min_channels()} channels, direct below):")
     print(f"{'layer':>12} " + " ".join(f"{a + ' fwd':>14} {'fwd+bwd':>8}" + ("" if a == "im2col" else f" {'speed-up':>8}")
                                       for a in ALGORITHMS))
     for H, C in STAGES + NARROW:
@@ -182,7 +184,7 @@ def algorithm_table(N, R, rng):
         cells = []
         for a in ALGORITHMS:
             cells.append(f"{fwd[a]:14.1f} {both[a]:8.1f}" + ("" if a == "im2col" else f" {both['im2col'] / both[a]:7.2f}x"))
-        note = f"   (< {kernels.conv_min_channels()} channels: im2col is used)" if C < kernels.conv_min_channels() else ""
+        note = f"   (< {kernels.conv_min_channels()} channels: direct is used)" if C < kernels.conv_min_channels() else ""
         print(f"{f'{H}x{H}x{C}':>12} " + " ".join(cells) + note)
         figures[f"{H}x{H}x{C}"] = dict(fwd_ms=fwd, fwd_bwd_ms=both)
     return figures

@@ -21,6 +21,7 @@ from statistics import median
 
 import numpy as np
 
+from .timer import restore_functions, time_function
 from .train import parse_configs
 
 
@@ -38,41 +39,17 @@ def _function_classes():
 
 
 def instrument(totals: dict, calls: dict) -> list:
-    """Wrap each Function's forward and backward so their time adds into totals[(name, "f"|"b")];
-    returns the originals, for restore()."""
-    saved = []
-    for cls in _function_classes():
-        if "forward" not in cls.__dict__ and "backward" not in cls.__dict__:
-            continue
-        forward, backward = cls.forward, cls.backward
-        saved.append((cls, cls.__dict__.get("forward"), cls.__dict__.get("backward")))
+    """Time every Function's forward and backward into totals[(name, "f"|"b")], count forward
+    calls in calls[name]; returns what restore() needs."""
+    def add(name, pass_, seconds):
+        totals[(name, pass_)] += seconds
+        calls[name] += pass_ == "f"
 
-        def timed_forward(ctx, *args, _f=forward, _name=cls.__name__, **kwargs):
-            t = time.perf_counter()
-            try:
-                return _f(ctx, *args, **kwargs)
-            finally:
-                totals[(_name, "f")] += time.perf_counter() - t
-                calls[_name] += 1
-
-        def timed_backward(ctx, dout, _b=backward, _name=cls.__name__):
-            t = time.perf_counter()
-            try:
-                return _b(ctx, dout)
-            finally:
-                totals[(_name, "b")] += time.perf_counter() - t
-
-        cls.forward, cls.backward = staticmethod(timed_forward), staticmethod(timed_backward)
-    return saved
+    return [time_function(cls, add) for cls in _function_classes()
+            if "forward" in cls.__dict__ or "backward" in cls.__dict__]
 
 
-def restore(saved):
-    for cls, forward, backward in saved:
-        for name, original in (("forward", forward), ("backward", backward)):
-            if original is None:
-                delattr(cls, name)
-            else:
-                setattr(cls, name, original)
+restore = restore_functions
 
 
 def profile(width=1, variant="srelu", bits=1, depth=20, batch_size=125, steps=3, warmup=1, seed=0) -> dict:

@@ -35,7 +35,7 @@ from statistics import median
 
 import numpy as np
 
-from .timer import median_ms
+from .timer import median_ms, time_function
 
 DEFAULT_CONFIGS = "1:baseline2,1:srelu,4:baseline2,4:srelu"
 RATIO_TARGET = 1.5
@@ -52,25 +52,11 @@ def conv_function_class():
 
 
 def instrument_conv(timer: list):
-    """Wrap the conv Function's forward and backward so their time adds into timer[0]."""
-    cls = conv_function_class()
-    forward, backward = cls.forward, cls.backward
+    """Time the conv Function's forward and backward into timer[0] (seconds)."""
+    def add(name, pass_, seconds):
+        timer[0] += seconds
 
-    def timed_forward(ctx, *args, **kwargs):
-        t = time.perf_counter()
-        try:
-            return forward(ctx, *args, **kwargs)
-        finally:
-            timer[0] += time.perf_counter() - t
-
-    def timed_backward(ctx, dout):
-        t = time.perf_counter()
-        try:
-            return backward(ctx, dout)
-        finally:
-            timer[0] += time.perf_counter() - t
-
-    cls.forward, cls.backward = staticmethod(timed_forward), staticmethod(timed_backward)
+    time_function(conv_function_class(), add)
 
 
 def measure(width, variant, bits=1, depth=20, batch_size=125, steps=5, warmup=2, seed=0) -> dict:
