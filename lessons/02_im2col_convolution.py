@@ -41,6 +41,8 @@ Try next
     --stage 3                   WRN-20-4's third stage (8×8×256)
     TINYBIN_REFERENCE=1         make every conv in tinybin use the NumPy reference kernels
 """
+import time
+
 import numpy as np
 
 import tinybin as tb
@@ -54,7 +56,7 @@ import lesson
 
 NEEDS_DATA = False
 FIGURES = ["im2col_speed.png"]
-RESULT_KEYS = ["cols_tiny", "direct_equals_gemm", "window_counts", "dx_error", "speed_ms"]
+RESULT_KEYS = ["cols_tiny", "direct_equals_gemm", "window_counts", "dx_error", "speed_ms", "narrow"]
 
 STAGES = {1: (32, 64), 2: (16, 128), 3: (8, 256)}  # WRN-20-4: (H = W, C) of each stage
 
@@ -200,6 +202,9 @@ def main():
     results.update(speed_ms={**ms, "gemms": gemm_ms}, shape=[N, Hs, Hs, C],
                    max_abs_diff={"im2col": diff_im2col, "col2im": diff_col2im})
 
+    # ----- 4. a narrow layer: the columns cost more than the product ------------------------
+    results["narrow"] = narrow_layer(args, rng)
+
     plt = lesson.pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     names = list(ms)
@@ -213,6 +218,35 @@ def main():
     ax.legend()
     lesson.save_figure(fig, args, FIGURES[0])
     lesson.finish(args, results)
+
+
+def narrow_layer(args, rng):
+    """WRN-20-1's first stage, 16 -> 16 channels: im2col against the direct kernels, in turn."""
+    N, H, C = args.batch, 32, 16
+    x = rng.standard_normal((N, H, H, C), dtype=np.float32)
+    w = (np.sign(rng.standard_normal((3, 3, C, C))) * np.sqrt(2 / (9 * C))).astype(np.float32)
+    G = rng.standard_normal((N, H, H, C), dtype=np.float32)
+    times, outs = {"im2col": [], "direct": []}, {}
+    for rep in range(args.repeats + 1):                              # round 0 compiles; then in turn
+        for name in times:
+            with kernels.use_conv(name):
+                t0 = time.perf_counter()
+                out, cache = conv2d_forward(x, w, 1, 1)
+                conv2d_backward(G, cache)
+            if rep:
+                times[name].append(1e3 * (time.perf_counter() - t0))
+            outs[name] = out
+    ms = {name: float(np.median(t)) for name, t in times.items()}
+    gflop = 3 * 2 * N * H * H * 9 * C * C / 1e9                     # forward, dx, dw
+    cols_mb, x_mb = N * H * H * 9 * C * 4 / 1e6, x.nbytes / 1e6
+    print(f"WRN-20-1 stage 1 ({N}, {H}, {H}, {C}), 3x3, {C} -> {C}: the columns are {cols_mb:.0f} MB for an "
+          f"input of {x_mb:.0f} MB, and the product behind them has only {C} columns")
+    for name, t in ms.items():
+        print(f"  {name:7s} fwd+bwd {t:7.1f} ms   {gflop / t * 1e3:5.1f} GFLOP/s")
+    diff = float(np.abs(outs["im2col"] - outs["direct"]).max() / np.abs(outs["im2col"]).max())
+    print(f"  direct / im2col: {ms['im2col'] / ms['direct']:.1f}x faster; outputs agree to {diff:.1e} (relative)")
+    kernels.clear_workspaces()
+    return {"ms": ms, "gflop": gflop, "cols_mb": cols_mb, "relative_difference": diff}
 
 
 if __name__ == "__main__":
