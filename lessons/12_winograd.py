@@ -56,8 +56,9 @@ Takeaway
 Try next
     --stage 2 / --stage 3        WRN-20-4's 16×16×128 and 8×8×256 layers
     --batch 32 --repeats 5       other sizes, more repeats
-    TINYBIN_CONV=im2col          the algorithm the engine uses for 3×3 stride-1 layers (im2col,
-                                 winograd2; default winograd4), e.g. for `python -m tinybin train`
+    TINYBIN_CONV=im2col          the algorithm the engine uses for stride-1 layers (im2col, direct,
+                                 winograd2; default winograd4, with the direct kernels below 64
+                                 channels), e.g. for `python -m tinybin train`
 """
 import os
 import time
