@@ -21,9 +21,9 @@ every repeat so that a busy machine slows all alike, and im2col's time over each
 speed-up). Winograd layers compute dw by im2col (the default) or, in the last column, by
 Winograd too. The first table measures im2col, whatever TINYBIN_CONV says.
 
-and, measured in fresh processes, how long `import` plus a first small conv take: once with an
-empty Numba cache (compilation) and once with the cache the first process wrote (what every
-later start costs; target < 2 s).
+and, measured in fresh processes, how long `import` plus a first small conv by each of the three
+algorithms take: once with an empty Numba cache (compilation) and once with the cache the first
+process wrote (what every later start costs; target < 2 s).
 """
 import os
 import subprocess
@@ -49,6 +49,8 @@ t1 = time.perf_counter()
 x = np.ones((2, 8, 8, 64), np.float32); w = np.ones((3, 3, 64, 64), np.float32)
 out, cache = conv2d_forward(x, w, 1, 1); conv2d_backward(out, cache)  # Winograd by default
 out, cache = conv2d_forward(x, w, 2, 1); conv2d_backward(out, cache)  # im2col (stride 2)
+x = np.ones((2, 8, 8, 16), np.float32); w = np.ones((3, 3, 16, 16), np.float32)
+out, cache = conv2d_forward(x, w, 1, 1); conv2d_backward(out, cache)  # direct (narrow)
 t2 = time.perf_counter()
 print(f"{t1 - t0:.3f} {t2 - t1:.3f}")
 """
