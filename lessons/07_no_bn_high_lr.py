@@ -14,28 +14,28 @@ Expected output (a full run: WRN-20-1, 1-bit, the 4000 training images of the su
 cosine schedule laid out for 30 epochs, seed 0, 150 steps per run, single-threaded:
 TINYBIN_PARALLEL=0 OPENBLAS_NUM_THREADS=1)
     srelu T=1 lr 0.1: loss per step
-       0: 21.9  1: 2.35e+06  2: 1.37e+13  3: 1.53e+18  4: 12.7  5: 13.8  10: 13.5  20: 13.8
+       0: 21.9  1: 2.38e+06  2: 1.41e+13  3: 1.03e+18  4: 12.7  5: 13.8  10: 13.5  20: 13.8
        50: 14  100: 13.4  149: 13.9
        at step 0: logit std 15.72, median |dW|/|W| 9.71, the first update flipped 16.17 % of the weight signs
-       at the last step: 69.7 % of unit outputs at the floor (-1); same logits for every image: True
+       at the last step: 71.4 % of unit outputs at the floor (-1); same logits for every image: True
     srelu T=1 lr 0.01: loss per step
-       0: 21.9  1: 156  2: 12.4  3: 5.78  4: 21.6  5: 22.4  10: 18.6  20: 4.52  50: 2.65  100: 2.35  149: 2.37
+       0: 21.9  1: 156  2: 12.4  3: 5.59  4: 10.5  5: 45.7  10: 7.82  20: 4.23  50: 2.36  100: 2.33  149: 2.31
        at step 0: logit std 15.72, median |dW|/|W| 9.71, the first update flipped 2.64 % of the weight signs
-       at the last step: 75.7 % of unit outputs at the floor (-1); same logits for every image: True
+       at the last step: 69.5 % of unit outputs at the floor (-1); same logits for every image: True
     srelu T=1 lr 0.001: loss per step
-       0: 21.9  1: 27.9  2: 7.56  3: 6.12  4: 5.19  5: 3.92  10: 2.76  20: 2.46  50: 2.21  100: 2.02  149: 2
+       0: 21.9  1: 27.9  2: 7.58  3: 6.12  4: 5.24  5: 3.94  10: 2.76  20: 2.47  50: 2.12  100: 1.98  149: 2.01
        at step 0: logit std 15.72, median |dW|/|W| 9.71, the first update flipped 0.29 % of the weight signs
-       at the last step: 44.2 % of unit outputs at the floor (-1); same logits for every image: False
+       at the last step: 43.5 % of unit outputs at the floor (-1); same logits for every image: False
     baseline2 lr 0.1: loss per step
-       0: 2.31  1: 2.26  2: 2.22  3: 2.25  4: 2.17  5: 2.16  10: 2.05  20: 2.03  50: 1.89  100: 1.67  149: 1.64
+       0: 2.31  1: 2.26  2: 2.22  3: 2.25  4: 2.17  5: 2.17  10: 2.07  20: 2  50: 1.89  100: 1.65  149: 1.64
        at step 0: logit std 0.28, median |dW|/|W| 0.0362, the first update flipped 0.09 % of the weight signs
-       at the last step: 50.1 % of unit outputs at the floor (0); same logits for every image: False
+       at the last step: 50.0 % of unit outputs at the floor (0); same logits for every image: False
 
     run                      loss@0  max loss acc last  exploded dead from  verdict
-    srelu T=1 lr 0.1           21.9  1.53e+18    10.7%         1         4  exploded, then dead
-    srelu T=1 lr 0.01          21.9  2.81e+09     9.9%        32        50  exploded, then dead
-    srelu T=1 lr 0.001         21.9      27.9    24.2%      None      None  learning
-    baseline2 lr 0.1           2.31      2.31    38.4%      None      None  learning
+    srelu T=1 lr 0.1           21.9  1.03e+18    10.7%         1         4  exploded, then dead
+    srelu T=1 lr 0.01          21.9       156    10.4%      None        14  dead
+    srelu T=1 lr 0.001         21.9      27.9    22.6%      None      None  learning
+    baseline2 lr 0.1           2.31      2.31    39.4%      None      None  learning
 
     An independent PyTorch implementation of the same experiment saw: max loss 5.6e17, 6.7e7 and
     24.1 for lr 0.1, 0.01 and 0.001, training accuracy 10 %, 10 % and 24 %; baseline2 42 %.
@@ -45,12 +45,17 @@ Takeaway
     start at a std of ~16, the softmax is saturated, the loss starts at 22 instead of ln 10 and
     the relative weight gradient ‖dW‖/‖W‖ is ~10, 270× the BN net's. One step at lr 0.1 moves the
     latent weights by about their own norm and flips 16 % of the 1-bit signs; the signal explodes
-    (loss 1.5e18 by step 3, never a NaN in float32), and from step 4 so many sReLUs sit at their
+    (loss 1.0e18 by step 3, never a NaN in float32), and from step 4 so many sReLUs sit at their
     floor −1 that every image gets the same logits. sReLU passes no gradient below −1, so the net
-    is dead for good — while its loss settles at 14 (at lr 0.01: 2.4, near ln 10, which looks
-    harmless). A NaN check alone would see nothing wrong. Lowering the learning rate only delays
-    it: lr 0.01 explodes at step 32 and is dead from step 50; lr 0.001 survives and learns, slower
-    than the BN net at lr 0.1 (24 % vs 38 %). Lesson 08 shows the fix.
+    is dead for good — while its loss settles at 14. A NaN check alone would see nothing wrong.
+    Lowering the learning rate to 0.01 does not save it: the first steps still jump (loss 156
+    after one step), and from step 14 every image gets the same logits again, with 70 % of the
+    units at the floor — a dead net whose loss, 2.31, sits at ln 10 and looks harmless. How it
+    dies at lr 0.01 depends on the float32 rounding of the run: an earlier release of this
+    code, which rounded a few sums differently, saw it explode at step 32 (max loss 2.8e9) and
+    die at step 50, and the PyTorch implementation saw 6.7e7; the end is the same. lr 0.001
+    survives and learns, slower than the BN net at lr 0.1 (23 % vs 39 %). Lesson 08 shows the
+    fix.
 
 Try next
     --lrs 0.1 0.03 0.01 0.003 0.001   a finer sweep
