@@ -17,44 +17,44 @@ cosine schedule laid out for 30 epochs, seed 0; 30 steps per run, 320 for T = 30
 final BN, 80 for the other heads of part 5; single-threaded: TINYBIN_PARALLEL=0
 OPENBLAS_NUM_THREADS=1; condensed)
     1. the first 125 training images, same weights: logits of the T=30 net vs (logits of the T=1 net)/30:
-       max relative difference 2.9e-07; cross-entropy 2.373837 vs 2.373837 with temperature 30 on the T=1 logits
+       max relative difference 5.8e-07; cross-entropy 2.373841 vs 2.373841 with temperature 30 on the T=1 logits
        T=1   at init: logit std  15.27, mean top probability 0.917, 87 % of the batch predicted as one class
        T=30  at init: logit std   0.51, mean top probability 0.182, 87 % of the batch predicted as one class
     2. dL/dz at init, same batch and weights (summed-loss convention), autograd against the closed form
-       ×1/T, T=1    std dL/dz    0.0062 = chain 1/(T·H·W)    0.0156 × softmax term std(p − y) 0.397  (2.2e-07)
-       ×1/T, T=30   std dL/dz  0.000157 = chain 1/(T·H·W)  0.000521 × softmax term std(p − y) 0.302  (1.8e-07)
+       ×1/T, T=1    std dL/dz    0.0062 = chain 1/(T·H·W)    0.0156 × softmax term std(p − y) 0.397  (2.0e-07)
+       ×1/T, T=30   std dL/dz  0.000157 = chain 1/(T·H·W)  0.000521 × softmax term std(p − y) 0.302  (1.9e-07)
        ×1/T, T=100  std dL/dz  4.69e-05 = chain 1/(T·H·W)  0.000156 × softmax term std(p − y) 0.300  (1.3e-07)
        T=1 → T=30: std dL/dz ×1/39.5 = chain ×1/30 × softmax term ×1/1.32
-       final BN   std dL/dz  0.000294 ≈ median 1/σ_B 0.0637 × std of (g − mean g − x̂·mean(g·x̂)) 0.00467  (2.4e-06)
+       final BN   std dL/dz  0.000294 ≈ median 1/σ_B 0.0637 × std of (g − mean g − x̂·mean(g·x̂)) 0.00467  (8.8e-07)
                   std g = (p − y)/(H·W): 0.00471; after removing its batch mean per channel 0.00468; after the σ path too 0.00467
        σ_B(z) at init, median over the 10 channels, 20 seeds: median 15.5, range 6.8–26.7
     3. T at lr 0.1, the same initial weights and batches (30 steps; acc: last 30 of them)
        run                 loss@0  max loss    acc logit std dL/dz std |dW|/|W| |ΔW|/|W|  flips@0  verdict
-       srelu T=1             21.9  1.53e+18  10.7%      15.7   0.00639     9.71    0.971  16.172%  exploded, then dead, stopped at 14
-       srelu T=10            3.25      5.64   9.7%      1.57  0.000502    0.562   0.0562   1.428%  at chance
-       srelu T=30            2.45      2.52  12.1%     0.524  0.000158   0.0937  0.00937   0.244%  at chance
-       srelu T=100           2.32       2.6  12.0%     0.157   4.7e-05   0.0147  0.00147   0.038%  at chance
-       final-bn (final BN)   2.36      2.36  19.9%     0.282  0.000286   0.0632  0.00632   0.148%  learning
-       after 80 steps (acc: last 30): T=30 18.9% learning; T=100 12.4% at chance; final BN 21.5% learning
-       after 320 steps (acc: last 30): T=30 26.9% learning; T=100 24.3% learning; final BN 33.9% learning
+       srelu T=1             21.9  1.03e+18  10.7%      15.7   0.00639     9.71    0.971  16.171%  exploded, then dead, stopped at 14
+       srelu T=10            3.25      5.64   9.5%      1.57  0.000502    0.562   0.0562   1.428%  at chance
+       srelu T=30            2.45      2.52  12.6%     0.524  0.000158   0.0937  0.00937   0.244%  at chance
+       srelu T=100           2.32      2.35  13.3%     0.157   4.7e-05   0.0147  0.00147   0.038%  at chance
+       final-bn (final BN)   2.36      2.36  19.3%     0.282  0.000286   0.0632  0.00632   0.148%  learning
+       after 80 steps (acc: last 30): T=30 16.6% learning; T=100 16.3% learning; final BN 21.5% learning
+       after 320 steps (acc: last 30): T=30 28.9% learning; T=100 25.6% learning; final BN 32.8% learning
     4. T = 1 at lr 0.1/T against the T net at lr 0.1 (first 30 steps)
-       T=30, lr 0.1          2.45      2.52  12.1%     0.524  0.000158   0.0937  0.00937   0.244%  at chance
-       T=1, lr/30            21.9      35.2  10.7%      15.7   0.00639     9.71   0.0324   0.915%  at chance
-       T=1, lr/30, wd×30     21.9      35.2  10.4%      15.7   0.00639     9.71   0.0324   0.915%  at chance
+       T=30, lr 0.1          2.45      2.52  12.6%     0.524  0.000158   0.0937  0.00937   0.244%  at chance
+       T=1, lr/30            21.9      35.2  10.5%      15.7   0.00639     9.71   0.0324   0.915%  at chance
+       T=1, lr/30, wd×30     21.9      35.2  10.3%      15.7   0.00639     9.71   0.0324   0.915%  at chance
     5. five heads on the same weights and batches, lr 0.1, 80 steps, T = 30
        head                   steps      loss    acc logit std dL/dz std  |dW|/|W|   σ_B(z) |μ_B(z)|  verdict
-       final BN                0-20      2.15  19.0%     0.583  6.06e-05     0.017      287      343
-       final BN               40-80      2.04  21.6%     0.743  5.95e-06   0.00887    1e+03 1.22e+03  learning
-       ×1/σ_B only             0-20      2.42  14.0%     0.668   0.00157    0.0643     2.93     1.34
-       ×1/σ_B only            40-80      3.35   9.5%       1.5   0.00134    0.0229     12.9     4.89  at chance
-       mean-only               0-20   3.9e+10  10.6%  4.44e+10   0.00588  6.06e-06 1.67e+03      322
-       mean-only              40-80      2.34   8.2%     0.308   0.00467         0 9.42e-10     1.43  exploded, then dead
-       mean-only, ×1/T         0-20      2.19  18.2%     0.628  0.000153     0.039     25.3     33.2
-       mean-only, ×1/T        40-80      2.02  22.2%     0.987   0.00015    0.0236     43.1     38.2  learning
-       ×1/T alone              0-20      2.29  12.0%     0.228  0.000156   0.00855     5.14     3.08
-       ×1/T alone             40-80      2.17  19.0%     0.598  0.000154    0.0179     15.9     4.54  learning
-       final BN's σ_B(z) (median over channels) at steps 0 / 20 / 160 / 319: 16.2 / 1.42e+03 / 319 / 133;
-       all channels, all steps: 12.4–6.8e+03
+       final BN                0-20      2.15  18.7%      0.58  5.86e-05    0.0157      374      392
+       final BN               40-80      2.05  21.6%     0.721   2.4e-06   0.00718 3.18e+03 4.02e+03  learning
+       ×1/σ_B only             0-20      2.44  12.1%     0.681   0.00173    0.0578     2.88     1.17
+       ×1/σ_B only            40-80         3  10.3%      1.24   0.00125    0.0334     5.79     4.09  at chance
+       mean-only               0-20  1.26e+12  10.2%  1.44e+12   0.00546     0.173 3.21e+08 6.51e+07
+       mean-only              40-80  — stopped at step 27: exploded, then dead
+       mean-only, ×1/T         0-20      2.21  17.8%     0.521  0.000154    0.0381     21.5     23.9
+       mean-only, ×1/T        40-80      2.17  18.2%     0.657  0.000153    0.0169     22.1     13.4  learning
+       ×1/T alone              0-20       2.3  11.5%      0.19  0.000156   0.00875      4.9     2.62
+       ×1/T alone             40-80      2.18  16.6%     0.616  0.000154    0.0221     14.8      4.8  learning
+       final BN's σ_B(z) (median over channels) at steps 0 / 20 / 160 / 319: 16.2 / 1.76e+03 / 244 / 71;
+       all channels, all steps: 12.4–7.8e+03
     (|dW|/|W|: median over the 20 convs; |ΔW|/|W|: the first update; flips@0: weight signs it flipped;
     a run that exploded and then gave every image the same logits for 10 steps is stopped there.
     The figures' legends carry each run's verdict after its first 30 steps.)
