@@ -19,34 +19,34 @@ cosine schedule laid out for 30 epochs, seed 0, 60 steps per run (srelu T=1 at l
 single-threaded (TINYBIN_PARALLEL=0 OPENBLAS_NUM_THREADS=1); condensed: part 1 shows per-step
 medians for steps 0-20 / 20-60, the pooled value in brackets only where it says something, and
 part 4 one row per run)
-    baseline2            loss 2.31 -> 1.85 (max 2.31), train acc of the last 30 steps 33.0 %, logit std 0.282 -> 0.746
-    final-bn             loss 2.36 -> 2.01 (max 2.36), train acc of the last 30 steps 21.0 %, logit std 0.282 -> 0.762
-    srelu T=40           loss 2.39 -> 2.11 (max 2.39), train acc of the last 30 steps 18.8 %, logit std 0.393 -> 1.11
-    srelu T=1 lr 0.001   loss 21.9 -> 2.06 (max 27.9), train acc of the last 30 steps 18.1 %, logit std 15.7 -> 0.686
-    srelu T=1 lr 0.1     loss 21.9 -> 14 (max 1.53e+18), train acc of the last 20 steps 10.6 %: exploded, then dead
+    baseline2            loss 2.31 -> 1.86 (max 2.31), train acc of the last 30 steps 32.9 %, logit std 0.282 -> 0.742
+    final-bn             loss 2.36 -> 2.04 (max 2.36), train acc of the last 30 steps 20.7 %, logit std 0.282 -> 0.724
+    srelu T=40           loss 2.39 -> 2.16 (max 2.39), train acc of the last 30 steps 18.5 %, logit std 0.393 -> 0.704
+    srelu T=1 lr 0.001   loss 21.9 -> 2.06 (max 27.9), train acc of the last 30 steps 18.9 %, logit std 15.7 -> 0.741
+    srelu T=1 lr 0.1     loss 21.9 -> 14 (max 1.03e+18), train acc of the last 20 steps 10.6 %: exploded, then dead
     1. Pearson kurtosis (Gaussian = 3) of each step's full gradient tensor, median over the steps
        of a phase [raw values pooled over the phase]
                        baseline2   final-bn            srelu T=40         T=1 lr 0.001       T=1 lr 0.1
-       dL/dlogits      7.9  7.8    7.8  7.7            8.1  7.9           7.5  7.7           5.6
-       dL/dz           8.6  9.1   16.9 15.8 [48.7 30.9] 8.1  7.9           7.5  7.7           5.6
-       dL/dh           1.6  1.8    2.3  2.2 [8.0 4.0]  1.4  1.5           1.7  1.6           2.8
-       dL/dx           3.7  4.6    6.3  7.3 [15.3 12.4] 3.2  4.7           4.2  4.4          13.7 [39.8]
-       dL/dW head      4.1  4.5   37.9 38.0 [162 671] 19.2 19.1 [85 69]  10.0  9.1 [259 12] 8.0 [3228]
+       dL/dlogits      7.9  7.8    7.8  7.8            8.1  8.0           7.4  7.7           5.6
+       dL/dz           8.5  8.8   16.9 15.2 [49.8 42.8] 8.1  8.0           7.4  7.7           5.6
+       dL/dh           1.6  1.8    2.3  2.3 [8.1 5.4]  1.4  1.4           1.7  1.6           2.8
+       dL/dx           3.7  4.5    6.0  7.2 [15.6 16.2] 3.2  4.4           4.1  4.3          13.7 [39.8]
+       dL/dW head      4.1  4.2   43.6 35.3 [208 436] 20.6 20.3 [73 145] 10.4  9.0 [259 13] 8.0 [3220]
        (T=1 lr 0.1, dL/dx: 16 of its 20 steps have no kurtosis — overflow or an all-zero gradient)
     2. P(|g| > 4 std) in steps 0-20, each step's values divided by that step's std (Gaussian 6.3e-05)
        run                  logits        z        h   head_x   head_w
-       baseline2                 0  2.9e-03        0  4.9e-05  1.6e-03
-       final-bn                  0  1.7e-02        0  3.6e-03  1.6e-02
+       baseline2                 0  2.4e-03        0  4.9e-05  1.5e-03
+       final-bn                  0  1.6e-02        0  7.3e-04  1.5e-02
        srelu T=40                0        0        0        0  1.2e-02
        srelu T=1 lr 0.001        0        0        0        0  9.8e-03
        srelu T=1 lr 0.1          0        0        0  2.5e-02  3.3e-03
     3. per-step median kurtosis over baseline2's in steps 0-20 (HEAVIER: > 1.5)
-       z       final-bn x1.95 HEAVIER; srelu T=40 x0.94; T=1 lr 0.001 x0.86; T=1 lr 0.1 x0.65
-       head_x  final-bn x1.68 HEAVIER; srelu T=40 x0.86; T=1 lr 0.001 x1.11; T=1 lr 0.1 x3.65 HEAVIER
-       head_w  final-bn x9.35, srelu T=40 x4.72, T=1 lr 0.001 x2.47, T=1 lr 0.1 x1.97: all HEAVIER
-    4. |dW|/|W| per layer, step 0 -> mean of steps 20-60: baseline2 0.024-0.055 -> 0.010-0.031;
-       final-bn 0.045-0.10 -> 0.0023-0.033; srelu T=40 0.032-0.092 -> 0.017-0.056; T=1 (both
-       runs) 3.2-21 at step 0, then 0.10-0.24 at lr 0.001; the run at lr 0.1 is dead from step 4
+       z       final-bn x1.98 HEAVIER; srelu T=40 x0.95; T=1 lr 0.001 x0.87; T=1 lr 0.1 x0.66
+       head_x  final-bn x1.64 HEAVIER; srelu T=40 x0.88; T=1 lr 0.001 x1.13; T=1 lr 0.1 x3.72 HEAVIER
+       head_w  final-bn x10.54, srelu T=40 x4.98, T=1 lr 0.001 x2.50, T=1 lr 0.1 x1.94: all HEAVIER
+    4. |dW|/|W| per layer, step 0 -> mean of steps 20-60: baseline2 0.024-0.055 -> 0.010-0.033;
+       final-bn 0.045-0.10 -> 0.0027-0.039; srelu T=40 0.032-0.092 -> 0.020-0.053; T=1 (both
+       runs) 3.2-21 at step 0, then 0.10-0.26 at lr 0.001; the run at lr 0.1 is dead from step 4
 
     The same lesson run with two threads (the default) rounds its float32 sums in another order;
     its runs drift apart from these after a few dozen steps. Steps 0-20 agree within 8 %
@@ -57,35 +57,35 @@ part 4 one row per run)
     An independent PyTorch implementation measured, over steps 0-20 of the same four kinds of
     run (its fourth at lr 0.1, like our last one), kurtosis at z 9.0 / 23.9 / 8.0 / 6.2, at the
     head conv's input 3.6 / 8.1 / 3.2 / 39.5 and at the head weight gradient 5.8 / 35 / 33 / 400.
-    These are values pooled over the steps: ours, pooled the same way, are 9.0 / 48.7 / 8.1 / 5.6
-    at z, 4.0 / 15.3 / 3.2 / 39.8 at dL/dx (the stream entering the head unit: its "input" is
-    our dL/dx, not dL/dh after the activation) and 5.5 / 162 / 85 / 3228 at the head weights.
+    These are values pooled over the steps: ours, pooled the same way, are 9.0 / 49.8 / 8.1 / 5.6
+    at z, 4.0 / 15.6 / 3.2 / 39.8 at dL/dx (the stream entering the head unit: its "input" is
+    our dL/dx, not dL/dh after the activation) and 5.6 / 208 / 73 / 3220 at the head weights.
     Baseline2, srelu T=40 and T=1 at lr 0.1 agree at z and x. final-bn's pooled values, and the
-    BN-free nets' pooled values at the head weights (2.5-8× theirs), differ most: pooled values
+    BN-free nets' pooled values at the head weights (2.2-8× theirs), differ most: pooled values
     depend on how far the gradient's std drifts within the 20 steps, as between our own two runs.
 
 Takeaway
     At the network's output the paper's "longer tail" does not show. dL/dlogits = softmax − onehot
     has the same shape in every run (kurtosis 5.6-8.1 in steps 0-20); with the scale layer dL/dz
     is that gradient divided by T·H·W and copied to every position, so it keeps that shape (8.1 at
-    T=40 against baseline2's 8.6), and nothing lies beyond 4 std. The net with a final BN and no
+    T=40 against baseline2's 8.5), and nothing lies beyond 4 std. The net with a final BN and no
     other BN (final-bn) is the one whose dL/dz, dL/dh and dL/dx have longer tails early on (per-step
-    kurtosis ×1.5-2 baseline2's, 1.7 % of dL/dz beyond 4 std against 0.3 %): the final BN divides
+    kurtosis ×1.5-2 baseline2's, 1.6 % of dL/dz beyond 4 std against 0.24 %): the final BN divides
     by the batch std of an unnormalised z and mixes positions on the way back.
 
     Where every BN-free body has the longer tail is the head conv's weight gradient: per-step
-    kurtosis 38 (final-bn), 19 (srelu T=40), 10 (T=1 at lr 0.001) and 8 (T=1 at lr 0.1) against
-    baseline2's 4.1 in steps 0-20, and the same in steps 20-60 (38 / 19 / 9 against 4.5). dL/dW[c, k]
+    kurtosis 44 (final-bn), 21 (srelu T=40), 10 (T=1 at lr 0.001) and 8 (T=1 at lr 0.1) against
+    baseline2's 4.1 in steps 0-20, and about the same in steps 20-60 (35 / 20 / 9 against 4.2). dL/dW[c, k]
     = Σ h[..., c]·dL/dz[..., k] over the batch and positions, and in a body without BN the
     channels of h are not normalised, so a few large channels give a few very large weight
-    gradients. Pooling raw values over steps inflates these numbers (85-3228 for the BN-free
+    gradients. Pooling raw values over steps inflates these numbers (73-3220 for the BN-free
     nets in steps 0-20) because the gradient's std drifts from step to step; the per-step
     medians are what survives.
 
     As for sizes, which is what "too high" is about (ccdf_raw_*.png): srelu T=1 at lr 0.1 has head
     weight gradients up to ~1e20 in its first 20 steps (T=1 at lr 0.001 up to ~1e3, the others
-    below ~10), and relative gradients |dW|/|W| of 3.2-21 at step 0: it explodes at step 1 (loss
-    1.5e18) and is dead from step 4. The scale layer brings the same net to 0.032-0.092 at step 0,
+    below ~30), and relative gradients |dW|/|W| of 3.2-21 at step 0: it explodes at step 1 (loss
+    1.0e18 by step 3) and is dead from step 4. The scale layer brings the same net to 0.032-0.092 at step 0,
     the BN nets' size (baseline2 0.024-0.055), which is what lets it train at lr 0.1. So: a
     "longer tail" early in training, yes, for the head's weight gradient in every net without BN
     in its body, and for the gradients at z, h and x of final-bn; no, for the gradient at the
