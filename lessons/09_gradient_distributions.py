@@ -49,10 +49,10 @@ part 4 one row per run)
        runs) 3.2-21 at step 0, then 0.10-0.26 at lr 0.001; the run at lr 0.1 is dead from step 4
 
     The same lesson run with two threads (the default) rounds its float32 sums in another order;
-    its runs drift apart from these after a few dozen steps. Steps 0-20 agree within 8 %
-    (dL/dz 8.5 / 16.6 / 8.1 / 7.4; dL/dW head 4.3 / 38.0 / 20.7 / 10.0), while final-bn's steps
-    20-60 gave 25.9 instead of 15.8 at z and its pooled dL/dW head 251 and 1629 instead of 162 and
-    671. The per-step medians of steps 0-20 are the numbers to trust; the pooled ones are not.
+    its runs drift apart from these after a few dozen steps. Steps 0-20 agree within 15 %
+    (dL/dz 8.6 / 16.2 / 8.1 / 7.4; dL/dW head 4.0 / 39.2 / 23.7 / 10.0), while final-bn's steps
+    20-60 gave 22.2 instead of 15.2 at z and its pooled dL/dW head 168 and 302 instead of 208 and
+    436. The per-step medians of steps 0-20 are the numbers to trust; the pooled ones are not.
 
     An independent PyTorch implementation measured, over steps 0-20 of the same four kinds of
     run (its fourth at lr 0.1, like our last one), kurtosis at z 9.0 / 23.9 / 8.0 / 6.2, at the
