@@ -40,3 +40,14 @@ def numerical_grad(f, a, dout, eps=1e-6):
 def rel_error(a, b):
     """max |a - b| / max(1e-8, |a| + |b|), element by element (errors ~1e-8 or less are good)."""
     return np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b)))
+
+
+def bn_inputs(seed, shape=(3, 4, 5, 6), affine=True):
+    """(rng, x, weight, bias) for batch-norm tests: x away from zero mean and unit std, and a
+    weight and bias near 1 and 0 (None when not affine)."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape) * 2 + 0.5
+    C = shape[-1]
+    weight = 1 + 0.3 * rng.standard_normal(C) if affine else None
+    bias = 0.3 * rng.standard_normal(C) if affine else None
+    return rng, x, weight, bias

@@ -12,16 +12,8 @@ from tinybin.optim import SGD
 from tinybin.tensor import _topological_order
 from tinybin.train import recalibrate_bn, train_step
 
+from conftest import bn_inputs as inputs
 from conftest import numerical_grad, rel_error
-
-
-def inputs(seed, shape, affine=True):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(shape) * 2 + 0.5
-    C = shape[-1]
-    weight = 1 + 0.3 * rng.standard_normal(C) if affine else None
-    bias = 0.3 * rng.standard_normal(C) if affine else None
-    return rng, x, weight, bias
 
 
 def leaves(x, weight, bias):

@@ -8,16 +8,8 @@ from tinybin.kernels import bn_numba, bn_ref
 from tinybin.ops.activations import relu_backward, relu_forward
 from tinybin.ops.norm import batch_norm_backward, batch_norm_forward
 
+from conftest import bn_inputs as inputs
 from conftest import numerical_grad, rel_error
-
-
-def inputs(seed, shape=(3, 4, 5, 6), affine=True):
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(shape) * 2 + 0.5
-    C = shape[-1]
-    weight = 1 + 0.3 * rng.standard_normal(C) if affine else None
-    bias = 0.3 * rng.standard_normal(C) if affine else None
-    return rng, x, weight, bias
 
 
 @pytest.mark.parametrize("affine", [True, False])

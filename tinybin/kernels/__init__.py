@@ -1,7 +1,8 @@
-"""Convolution kernels: im2col / col2im in a fast Numba version and a readable NumPy reference.
+"""The kernels, each in a fast Numba version (*_numba.py) and a readable NumPy reference (*_ref.py).
 
-`im2col_numba.py` is used by default; `im2col_ref.py` computes the same thing with a few NumPy
-slices and is the one to read first. Both have the same signatures and are tested equal.
+im2col / col2im, the direct convolution, Winograd's transforms and batch norm each come as a pair
+with the same signatures, tested equal; read the reference first. `im2col_numba.py` is used by
+default; `im2col_ref.py` computes the same thing with a few NumPy slices.
 
 Choosing the implementation:
 
