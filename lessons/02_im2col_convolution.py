@@ -2,14 +2,15 @@
 
 Question
     How does a 3×3 convolution over a batch become a single matrix product, why must the
-    backward pass *add* gradients where windows overlap, and how much does compiling the
-    copy loops with Numba buy over the NumPy reference?
+    backward pass *add* gradients where windows overlap, how much does compiling the copy loops
+    with Numba buy over the NumPy reference -- and when does the column matrix cost more than
+    the product it feeds?
 
 Run
     python lessons/02_im2col_convolution.py
 
-Expected output (a full run; timings vary with the machine and its load — 2 busy cores here)
-    x (1, 3, 3, 1), 2x2 kernel, stride 1, no padding -> cols (4, 4): one row per output position, ...
+Expected output (a full run; timings vary with the machine and its load — 2 cores, load ~1.5)
+    x (1, 3, 3, 1), 2x2 kernel, stride 1, no padding -> cols (4, 4): one row per output position, one column per window cell
       x = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]]
       output (0, 0) sees [1.0, 2.0, 4.0, 5.0]
       output (0, 1) sees [2.0, 3.0, 5.0, 6.0]
@@ -19,22 +20,33 @@ Expected output (a full run; timings vary with the machine and its load — 2 bu
     direct loops == cols @ W: True
     col2im(ones), 4x4 input, 3x3 kernel, padding 1: how many windows saw each cell
        [[4, 6, 6, 4], [6, 9, 9, 6], [6, 9, 9, 6], [4, 6, 6, 4]]
-    dx vs finite differences: col2im with +=  max abs err 1.5e-09;  with =  max abs err 1.1e+01
-    tinybin.gradcheck(F.conv2d): ok, max abs err 6.1e-10
+    dx vs finite differences: col2im with +=  max abs err 1.4e-09;  with =  max abs err 1.1e+01
+    tinybin.gradcheck(F.conv2d): ok, max abs err 5.0e-10
     WRN-20-4 stage 1 (125, 32, 32, 64), 3x3, 64 -> 64, float32, median of 3 (ms):
-      im2col        reference    142.2   numba     21.7   (x6.6)
-      col2im        reference    156.8   numba     25.1   (x6.2)
-      conv fwd+bwd  reference   1079.2   numba    780.7   (x1.4)
-      the three GEMMs alone (forward, dw, dcols): 592.0
+      im2col        reference    162.2   numba     22.3   (x7.3)
+      col2im        reference    177.7   numba     25.7   (x6.9)
+      conv fwd+bwd  reference    864.7   numba    465.2   (x1.9)
+      the three GEMMs alone (forward, dw, dcols): 304.4
     reference and numba agree: max abs diff 0.0e+00 (im2col), 0.0e+00 (col2im)
+    WRN-20-1 stage 1 (125, 32, 32, 16), 3x3, 16 -> 16: the columns are 74 MB for an input of 8 MB, and the product
+    behind them has only 16 columns
+      im2col  fwd+bwd    79.5 ms    22.3 GFLOP/s
+      direct  fwd+bwd    19.5 ms    90.5 GFLOP/s
+      direct / im2col: 4.1x faster; outputs agree to 5.9e-07 (relative)
 
 Takeaway
     im2col copies each window into a row, so conv = cols @ W(KH·KW·C, OC); in NHWC that product
     already is the (N, OH, OW, OC) output. Its backward sends column entries back to the cells
     they came from; an inner cell seen by 9 windows gets 9 contributions, so col2im must add —
     assigning keeps only the last window's and the gradient is wrong by O(1). Numba makes the
-    copies ~6× faster, but a whole conv step only 1.4–2.3× (across runs here): the three
+    copies ~7× faster, but a whole conv step only 1.4–2.3× (across runs here): the three
     matrix products, which im2col cannot speed up, take most of its time.
+    On a narrow layer the balance turns. With 16 channels the columns are 9× the input (74 MB
+    for 8 MB) and the product behind them has only 16 columns, so the layer moves far more
+    memory than it computes (22 GFLOP/s). The direct kernels (tinybin/kernels/direct_ref.py,
+    direct_numba.py) form each product in registers from the input in place: 4.1× faster here,
+    90 GFLOP/s, the same outputs to float32 rounding. tinybin runs them for its narrow stride-1
+    layers (kernels/conv_algorithms.py).
 
 Try next
     --batch 32 --repeats 5      other sizes

@@ -30,6 +30,13 @@ Narrow layers lose (WRN-20-1's 32×32×16 stage: 0.55–0.74×; the 3-channel st
 Winograd runs only where input and output have >= min_channels channels (64;
 TINYBIN_CONV_MIN_CHANNELS, or use_conv(name, min_channels=...)).
 
+The narrower stride-1 layers run by the direct kernels instead. In one `python -m tinybin bench
+conv` run (threads, load average 1.8), im2col's forward+backward time over direct's: WRN-20-1's
+32×32×16 3.35×, 16×16×32 2.49×, 8×8×64 1.24× (F(4×4) there: 1.30×, so it keeps that stage); on
+WRN-20-4's wide layers direct loses to F(4×4) (0.84–1.11× against 1.46–2.31×). The direct
+kernels need C_out % 16 == 0 (their register block); the 3-channel stem runs its forward direct
+and its weight gradient by im2col. Their first use compiles for 10–25 s, once (Numba's cache).
+
 The weight gradient of a Winograd layer is computed by im2col unless dw="winograd"
 (TINYBIN_CONV_DW=winograd). Serial, Winograd's dw is the faster (whole conv 1.37, 1.75, 4.73×
 im2col's in the run above), but its (m+2)² products each reduce over all tiles (a long inner
@@ -59,10 +66,11 @@ class use_conv:
     """use_conv(name, min_channels=64, dw="im2col", float64=False) selects the algorithm of
     stride-1 convolutions (name in CONV_ALGORITHMS: "im2col" everywhere, "direct" wherever the
     direct kernels can, "winograd2"/"winograd4" for the wide 3×3 layers and direct for the
-    others), the fewest input and output channels a layer needs to run by Winograd, how such a layer computes its weight gradient ("im2col" or
-    "winograd"), and whether float64 convolutions run by Winograd too (by default they keep
-    im2col, see above). Takes effect at once; used as a context manager it restores the
-    previous choice."""
+    others), the fewest input and output channels a layer needs to run by Winograd, how such a
+    layer computes its weight gradient ("im2col" or "winograd"), and whether float64
+    convolutions run by Winograd too (by default they keep im2col, see above; the direct kernels
+    run float64 too). Takes effect at once; used as a context manager it restores the previous
+    choice."""
 
     def __init__(self, name: str, min_channels: int = DEFAULT_MIN_CHANNELS, dw: str = DEFAULT_DW,
                  float64: bool = False):
