@@ -29,8 +29,8 @@ Expected output (a full run: the 1000 exact test images of the shipped subset)
        2.9e-06 of outputs up to 9
     5. one image: 3.66 G additions, 3.0 M multiplications (×c once per output, BN), 1.9 M
        comparisons (ReLU), 6,893 square roots (BN, per channel)
-    6. accuracy 96.30 % (963/1000) at 12.5 images/s (one thread: TINYBIN_PARALLEL=0 OPENBLAS_NUM_THREADS=1;
-       the speed varies with the machine and the day: 13.4 on an earlier run)
+    6. accuracy 96.30 % (963/1000) at 14.3 images/s (one thread: TINYBIN_PARALLEL=0 OPENBLAS_NUM_THREADS=1;
+       the speed varies with the machine and the day: 12.5 and 13.4 on earlier runs)
        (an independent implementation: 96.30 % on these 1000 images; the authors, full test set: 96.25 %)
     With --quick (the first 200 images): 95.50 % (191/200).
 
