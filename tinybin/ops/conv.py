@@ -1,5 +1,10 @@
 """2-d convolution (NHWC, no bias) as im2col + one matrix product, and its backward.
 
+Layers that kernels/conv_algorithms.py gives to another algorithm are handed over at the top of
+each function: the wide 3×3 stride-1 layers to Winograd (conv_winograd.py), the narrow stride-1
+layers to the direct kernels (kernels/direct_ref.py first, then direct_numba.py). Both compute
+the same convolution as the im2col path below, to rounding.
+
 Notation (as in tinybin/kernels/im2col_ref.py): x is (N, H, W, C), w is (KH, KW, C, OC),
 stride (SH, SW), zero padding (PT, PB, PL, PR), output (N, OH, OW, OC) with
 OH = (H + PT + PB - KH) // SH + 1 and OW = (W + PL + PR - KW) // SW + 1.
