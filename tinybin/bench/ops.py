@@ -40,16 +40,13 @@ def _function_classes():
 
 def instrument(totals: dict, calls: dict) -> list:
     """Time every Function's forward and backward into totals[(name, "f"|"b")], count forward
-    calls in calls[name]; returns what restore() needs."""
+    calls in calls[name]; returns what restore_functions() needs."""
     def add(name, pass_, seconds):
         totals[(name, pass_)] += seconds
         calls[name] += pass_ == "f"
 
     return [time_function(cls, add) for cls in _function_classes()
             if "forward" in cls.__dict__ or "backward" in cls.__dict__]
-
-
-restore = restore_functions
 
 
 def profile(width=1, variant="srelu", bits=1, depth=20, batch_size=125, steps=3, warmup=1, seed=0) -> dict:
@@ -77,7 +74,7 @@ def profile(width=1, variant="srelu", bits=1, depth=20, batch_size=125, steps=3,
             train_step(model, opt, x, y, 0.01)
             per_step.append((time.perf_counter() - t, dict(totals), dict(calls)))
     finally:
-        restore(saved)
+        restore_functions(saved)
     names = sorted({name for _, tot, _ in per_step for name, _ in tot})
     ops = {name: {"calls": per_step[-1][2].get(name, 0),
                   "fwd_ms": 1e3 * median(tot.get((name, "f"), 0.0) for _, tot, _ in per_step),

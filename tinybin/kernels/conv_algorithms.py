@@ -54,7 +54,7 @@ import os
 import numpy as np
 
 CONV_ALGORITHMS = {"im2col": 0, "direct": 0, "winograd2": 2, "winograd4": 4}  # name -> Winograd tile size m
-DIRECT_BLOCK, DIRECT_Q = 16, 4  # direct_numba.B and .Q: the channel multiples the direct kernels need
+DIRECT_BLOCK, DIRECT_Q = 16, 4  # the direct kernels' register blocks (direct_numba.B, .Q): C_out, C_in multiples
 DEFAULT_CONV, DEFAULT_MIN_CHANNELS, DEFAULT_DW = "winograd4", 64, "im2col"  # measured: see above
 _conv = {"conv": os.environ.get("TINYBIN_CONV", "").strip() or DEFAULT_CONV,       # checked when first used
          "min_channels": os.environ.get("TINYBIN_CONV_MIN_CHANNELS", "").strip() or str(DEFAULT_MIN_CHANNELS),

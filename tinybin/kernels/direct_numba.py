@@ -33,9 +33,11 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from . import im2col_numba
+from .conv_algorithms import DIRECT_BLOCK as B  # the dispatch checks the same multiples
+from .conv_algorithms import DIRECT_Q as Q
+from .direct_ref import input_gradient_as_forward
 
-B, P = 16, 4          # output channels x output pixels of one register block
-Q = 4                 # input channels per block of the weight gradient (with B output channels)
+P = 4                 # output pixels of one register block (B output channels each)
 IMAGES = 2            # images per unit of the weight gradient (its x and dout stay in L2)
 _FMA = {"contract"}
 
@@ -76,8 +78,8 @@ def _forward_row(xp, wb, out, r):
             for i in range(KH):
                 for k in range(KW):
                     for c in range(C):
-                        if np_ == P:
-                            for j in range(B):
+                        if np_ == P:                  # the constant P lets the compiler unroll
+                            for j in range(B):           # this loop into vector operations
                                 wv = wb[ob, i, k, c, j]
                                 for q in range(P):
                                     acc[q, j] += xp[n, oh + i, ow0 + k + q, c] * wv
@@ -177,10 +179,7 @@ def forward(x, w, padding, parallel=None):
 
 def grad_input(dout, w, padding, parallel=None):
     """dx = direct_ref.grad_input(dout, w, padding); needs C % B == 0 and every pad <= K-1."""
-    KH, KW = w.shape[:2]
-    PT, PB, PL, PR = padding
-    w_flipped = w[::-1, ::-1].transpose(0, 1, 3, 2)   # KH, KW, OC, C
-    return forward(dout, w_flipped, (KH - 1 - PT, KH - 1 - PB, KW - 1 - PL, KW - 1 - PR), parallel)
+    return forward(dout, *input_gradient_as_forward(w, padding), parallel)
 
 
 def grad_weights(x, dout, padding, KH, KW, parallel=None):

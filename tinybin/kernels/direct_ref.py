@@ -32,16 +32,23 @@ def forward(x, w, padding):
     return out
 
 
-def grad_input(dout, w, padding):
-    """dx = dout ⋆ w' with w'[i, j, oc, c] = w[KH-1-i, KW-1-j, c, oc], padded by K-1-pad
+def input_gradient_as_forward(w, padding):
+    """(w', padding') such that dx = forward(dout, w', padding') for a stride-1 correlation:
+    w'[i, j, oc, c] = w[KH-1-i, KW-1-j, c, oc], padding' = K-1-pad on every side.
 
     Input cell (h, w) received w[i, j] times the output cell i rows above and j columns left
     of it, so its gradient collects dout at those cells: a "full" correlation with the flipped
-    filter. Needs every pad <= K-1 (a larger pad leaves output cells that see no input)."""
+    filter, channels swapped. Needs every pad <= K-1 (a larger pad leaves output cells that see
+    no input). Winograd's input gradient (ops/conv_winograd.py) uses it too."""
     KH, KW = w.shape[:2]
     PT, PB, PL, PR = padding
     w_flipped = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))   # KH, KW, OC, C
-    return forward(dout, w_flipped, (KH - 1 - PT, KH - 1 - PB, KW - 1 - PL, KW - 1 - PR))
+    return w_flipped, (KH - 1 - PT, KH - 1 - PB, KW - 1 - PL, KW - 1 - PR)
+
+
+def grad_input(dout, w, padding):
+    """dx = dout ⋆ w' with w' the flipped filter (input_gradient_as_forward)."""
+    return forward(dout, *input_gradient_as_forward(w, padding))
 
 
 def grad_weights(x, dout, padding, KH, KW):

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import kernels
 from ..kernels import winograd_ref
+from ..kernels.direct_ref import input_gradient_as_forward
 
 
 def _buffers(shapes, dtype):
@@ -60,9 +61,8 @@ def winograd_grad_input(dout, w, x_shape, padding, m):
     Winograd forward. Needs every pad <= 2 (otherwise some dx rows see no output at all).
     Shapes: dout (N, OH, OW, OC), w (3, 3, C, OC) -> dx (N, H, W, C).
     """
-    PT, PB, PL, PR = padding
-    w_flipped = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))  # 3, 3, OC, C
-    dx = winograd_forward(dout, w_flipped, (2 - PT, 2 - PB, 2 - PL, 2 - PR), m)
+    w_flipped, flipped_padding = input_gradient_as_forward(w, padding)   # 3, 3, OC, C; 2 - pad
+    dx = winograd_forward(dout, w_flipped, flipped_padding, m)
     assert dx.shape == tuple(x_shape), (dx.shape, x_shape)
     return dx
 
