@@ -4,16 +4,26 @@
 
     def main():
         parser = lesson.parser(__doc__, __file__)           # --quick --out --seed --data-dir --archive
+        lesson.seeds_flag(parser, full=5, quick=2)          # --seeds: a count or a list (training lessons)
         parser.add_argument("--steps", type=int, default=40, help="SGD steps")
-        args = parser.parse_args()
+        args = parser.parse_args()                          # --out checked writable; args.seeds a list
+        losses = {s: run(args, seed=s) for s in args.seeds}
+        claims = [lesson.claim("the loss falls", {s: l[-1] < l[0] for s, l in losses.items()},
+                               values={s: l[-1] for s, l in losses.items()})]
         (x_train, y_train), (x_test, y_test) = lesson.load_cifar10(args)
         plt = lesson.pyplot()
         fig, ax = plt.subplots()
         ...
         lesson.save_figure(fig, args, "loss.png")
-        lesson.finish(args, {"final_loss": 0.42})          # results.json + a last "RESULT {...}" line
+        lesson.finish(args, {"final_loss": 0.42}, claims)  # results.json + a last "RESULT {...}" line
 
-Every figure and `results.json` go into `--out` (default `runs/lessons/<lesson name>`). The last
+A comparison a lesson teaches is a claim, and one run is not a measurement: `lesson.claim` takes
+the verdict of every seed, prints it with the per-seed values, their mean and range and "holds in
+k of n seeds", and `finish` saves the claims in results.json under "claims".
+
+Every figure and `results.json` go into `--out` (default `runs/lessons/<lesson name>`); the folder
+is checked writable when the flags are parsed, before any work, so a lesson never computes for
+minutes and then fails to save. The last
 line a lesson prints is `RESULT ` followed by the same JSON, so a reader (or a test) can pick the
 numbers out of the log.
 
@@ -42,13 +52,94 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
     """Show each flag's default, and the lesson's docstring exactly as written."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """parse_args also resolves --seeds into a list and checks that --out can be written."""
+
+    def parse_args(self, args=None, namespace=None):
+        ns = super().parse_args(args, namespace)
+        if hasattr(ns, "_seeds_default"):
+            ns.seeds = _resolve_seeds(self, ns)
+        _check_out(self, Path(ns.out))
+        return ns
+
+
+def _check_out(p: argparse.ArgumentParser, out: Path):
+    """One line and exit status 2 if --out is a file or cannot be created or written."""
+    if out.exists() and not out.is_dir():
+        p.exit(2, f"error: --out {out} is a file, not a folder\n")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        p.exit(2, f"error: --out {out} cannot be written: {e.strerror or e}\n")
+
+
+def seeds_flag(parser: argparse.ArgumentParser, full: int, quick: int = 2) -> argparse.ArgumentParser:
+    """--seeds N (seeds 0..N-1) or --seeds 3,7,11 (those): each seed sets the initial weights and the
+    batch order of one run, and every comparison runs on every seed. Default: `full`, or `quick`
+    with --quick."""
+    parser.add_argument("--seeds", default=None,
+                        help=f"a count N (seeds 0..N-1) or a comma-separated list (default: {full}; {quick} with --quick)")
+    parser.set_defaults(_seeds_default=(full, quick))
+    return parser
+
+
+def _resolve_seeds(p: argparse.ArgumentParser, ns) -> list[int]:
+    full, quick = ns._seeds_default
+    text = ns.seeds
+    if text is None:
+        return list(range(quick if ns.quick else full))
+    try:
+        parts = [int(t) for t in str(text).split(",") if t.strip()]
+    except ValueError:
+        p.exit(2, f"error: --seeds {text!r} is neither a count nor a comma-separated list of integers\n")
+    if len(parts) == 1 and "," not in str(text):
+        if parts[0] < 1:
+            p.exit(2, f"error: --seeds {text} must be at least 1\n")
+        return list(range(parts[0]))
+    if not parts or min(parts) < 0 or len(set(parts)) != len(parts):
+        p.exit(2, f"error: --seeds {text!r} must list distinct non-negative integers\n")
+    return parts
+
+
+def claim(text: str, holds: dict, values: dict | None = None, unit: str = "", assert_in_quick: bool = False,
+          **extra) -> dict:
+    """One comparative statement, measured on every seed: {seed: True/False} -> a printed verdict.
+
+    text: the statement as the lesson teaches it; holds: {seed: bool}, whether it held in that
+    seed's run; values: {seed: number} behind the verdict (say, the accuracy gap), summarised by
+    mean and range; assert_in_quick: a mechanism rather than luck, so the tests assert it holds in
+    every seed of --quick. Returns the record `finish` saves under "claims".
+    """
+    seeds = list(holds)
+    k = int(sum(bool(holds[s]) for s in seeds))
+    rec = {"claim": text, "holds": k, "seeds": len(seeds), "per_seed": {str(s): bool(holds[s]) for s in seeds},
+           "mechanism": bool(assert_in_quick)}
+    line = f"CLAIM {text}: holds in {k} of {len(seeds)} seeds"
+    if values:
+        v = np.array([float(values[s]) for s in seeds if s in values])
+        finite = v[np.isfinite(v)]
+        rec["values"] = {str(s): float(values[s]) for s in seeds if s in values}
+        if finite.size:
+            rec.update(mean=float(finite.mean()), min=float(finite.min()), max=float(finite.max()))
+            line += f"  (mean {finite.mean():.3g}{unit}, range {finite.min():.3g}–{finite.max():.3g}{unit}"
+            line += f"; per seed {', '.join(f'{x:.3g}' for x in v)})"
+    if unit:
+        rec["unit"] = unit
+    rec.update(_plain(extra))
+    print(line)
+    return rec
+
+
 def parser(doc: str, file: str) -> argparse.ArgumentParser:
     """An argument parser with the flags every lesson takes; add the lesson's own knobs to it.
 
     doc: the lesson's module docstring (shown by --help); file: its __file__ (names the lesson).
     """
     name = Path(file).stem
-    p = argparse.ArgumentParser(prog=Path(file).name, description=doc, formatter_class=_Formatter)
+    p = _Parser(prog=Path(file).name, description=doc, formatter_class=_Formatter)
     p.add_argument("--quick", action="store_true", help="a smaller run that finishes in well under a minute")
     p.add_argument("--out", type=Path, default=Path("runs/lessons") / name,
                    help="folder for the figures and results.json (created)")
@@ -153,10 +244,15 @@ def _plain(value):
     return value
 
 
-def finish(args, results: dict) -> dict:
+def finish(args, results: dict, claims: list | None = None) -> dict:
     """Write the lesson's numbers to --out/results.json and print them as the last line:
-    `RESULT {...}` (one line of JSON)."""
+    `RESULT {...}` (one line of JSON). claims: the records of `claim`, saved under "claims" with
+    the seeds they were measured on."""
     results = _plain(results)
+    if claims is not None:
+        results["claims"] = _plain(claims)
+        if hasattr(args, "seeds"):
+            results["seed_list"] = _plain(args.seeds)
     path = _out_dir(args) / "results.json"
     write_text(path, json.dumps(results, indent=2) + "\n")
     print(f"wrote {path}")

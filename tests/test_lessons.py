@@ -67,6 +67,17 @@ def test_lesson_runs_quick(path, tmp_path):
     # compared as text: NaN (a diverged run's loss, say) is not equal to itself as a float
     assert json.dumps(saved) == json.dumps(printed), f"{path.name}: results.json differs from the RESULT line"
 
+    # a claim the lesson marks as mechanism (not luck) must hold in every seed of the quick run;
+    # the others are reported, not asserted
+    for c in printed.get("claims", []):
+        assert {"claim", "holds", "seeds"} <= set(c), f"{path.name}: a claim lacks its verdict: {c}"
+        assert 0 <= c["holds"] <= c["seeds"], f"{path.name}: {c['claim']!r} holds in {c['holds']} of {c['seeds']}"
+        if c.get("mechanism"):
+            assert c["holds"] == c["seeds"], (f"{path.name}: mechanism claim {c['claim']!r} holds in only "
+                                              f"{c['holds']} of {c['seeds']} seeds\n{log}")
+    if "claims" in printed:
+        assert len(printed.get("seed_list", [])) >= 2, f"{path.name}: a lesson with claims runs at least 2 seeds in --quick"
+
     for name in decl["FIGURES"]:
         png = out / name
         assert png.is_file(), f"{path.name} promised {name} but did not write it into --out\n{log}"
