@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LESSONS = sorted((ROOT / "lessons").glob("[0-9][0-9]_*.py"))
+LESSONS = sorted((ROOT / "lessons").glob("[0-9][0-9]*_*.py"))
 TIMEOUT = 900  # seconds per lesson; --quick takes one to three minutes on 2 quiet cores
 
 pytestmark = pytest.mark.lessons
