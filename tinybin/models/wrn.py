@@ -1,4 +1,4 @@
-"""WRN-depth-k ("ResNet 20-k") and the six variants of P2 §IV.
+"""WRN-depth-k ("ResNet 20-k") and the six variants listed in P2 §IV (METHOD.md says what is P2's).
 
     input (N, 32, 32, 3), raw pixels 0..255
     input_bn     per-channel input normalisation, no ReLU: a BN with learned g, o and batch statistics
@@ -13,11 +13,14 @@ with n = (depth − 2)/6 and, in every block, pre-activation units ("unit" → c
 
     out = shortcut(x) + conv_b(unit_b(conv_a(unit_a(x))))
 
-A "unit" is BN → ReLU in the BN baselines, a lone sReLU (or ELU) in the BN-free variants; the
-final layer is BN, the constant scale 1/T, or 1/T then mean-only BN. Both are small named
-factories, and a variant is a row of the table VARIANTS naming its unit and final layer. Module
-names are stable and readable (`stem`, `stage2.block0.conv_a`, `head.conv`, ...): probes and
-export find layers by them.
+P2 says its networks "use the post-activation architecture" (§III.A); tinybin's are pre-activation,
+like the authors' released code and weights (lesson 11). P2 counts the input BN as pre-processing
+"provided that the shift and scale factors are not learned" (§III.A); input_norm="bn" learns them
+and uses batch statistics, as the authors' code does, so in the "BN-free" variants here it is a layer.
+
+A unit is BN → ReLU (baselines) or a lone sReLU / ELU (BN-free); the final layer is BN, ×1/T, or 1/T
+then mean-only BN. A variant is a row of VARIANTS naming both factories. Module names are stable
+(`stem`, `stage2.block0.conv_a`, `head.conv`, ...): probes and export find layers by them.
 """
 from __future__ import annotations
 
@@ -36,7 +39,8 @@ INPUT_NORMS = ("bn", "fixed")
 
 
 def default_temperature(bits: int, num_classes: int) -> float:
-    """The authors' T (P2 §IV): 25 for CIFAR-100, else 40 for 1-bit and 80 for 32-bit."""
+    """The authors' code's T, not P2's: 25 for CIFAR-100, else 40 (1-bit) and 80 (32-bit). P2 says only
+    "between approximately 30 and 100" (§III.D; 25 is below it) and gives no T for its ELU net."""
     if num_classes == 100:
         return 25.0
     return 40.0 if bits == 1 else 80.0
@@ -66,7 +70,7 @@ def bn_affine_relu_unit(channels):
 
 
 def srelu_unit(channels):
-    """sReLU = max(−1, x), no BN (P2 §III.B)."""
+    """sReLU = max(−1, x), no BN (P2 §II.C, Eq. 5; §III.C)."""
     return Unit(None, nn.SReLU())
 
 
@@ -88,13 +92,13 @@ def bn_affine_final(channels):
 
 
 def scale_final(channels, temperature):
-    """×1/T: a softmax temperature, the paper's replacement for the final BN (P2 §III)."""
+    """×1/T: a softmax temperature, the paper's replacement for the final BN (P2 §III.D)."""
     return nn.Scale(1.0 / temperature)
 
 
 def scale_mean_bn_final(channels, temperature):
-    """×1/T, then mean-only BN without bias (P2 variant 6: sReLU and the scale layer, and a
-    mean-only BN at the end)."""
+    """×1/T, then mean-only BN without bias: tinybin's reading of P2's variant 6 (§IV), whose words do
+    not name ×1/T; without it the net explodes at lr 0.1 (the ablation below)."""
     return nn.Sequential(scale=nn.Scale(1.0 / temperature), bn=nn.BatchNorm2d(channels, mean_only=True))
 
 
@@ -104,7 +108,7 @@ def mean_bn_final(channels):
     return nn.BatchNorm2d(channels, mean_only=True)
 
 
-# variant -> (unit inside blocks and head, final layer before GAP): the six of P2 §IV.
+# variant -> (unit inside blocks and head, final layer before GAP): the six listed in P2 §IV.
 # A new variant is one more row (tinybin.models.VARIANTS["name"] = (unit, final)).
 VARIANTS = {
     "baseline1": (bn_affine_relu_unit, bn_affine_final),
@@ -140,7 +144,7 @@ def uses_temperature(variant) -> bool:
 
 class DownsampleShortcut(nn.Module):
     """3×3 average pool, stride 2 (pad cells excluded), then `extra` zero channels appended
-    after the old ones. No 1×1 projection: no weights (P1, P2)."""
+    after the old ones. No 1×1 projection, no weights (the authors' code; P2 §III.A defers to P1)."""
 
     def __init__(self, extra: int, padding):
         super().__init__()
@@ -266,7 +270,7 @@ def check_arguments(depth, width, num_classes, variant, bits, temperature, paddi
 
 def wrn(depth=20, width=4, num_classes=10, variant="baseline2", bits=1, temperature=None, padding="symmetric",
         input_norm="bn", rng=None) -> WRN:
-    """WRN-depth-width for `num_classes` classes, one of P2's six variants (P2 §IV).
+    """WRN-depth-width for `num_classes` classes, one of the six variants P2 lists (§IV).
 
     variant: baseline1 (learned BN g, o everywhere), baseline2 (BN without g, o), final-bn (sReLU,
       one BN before GAP), srelu (sReLU, ×1/T before GAP), elu (ELU, ×1/T), mean-bn (sReLU, ×1/T,
@@ -276,7 +280,7 @@ def wrn(depth=20, width=4, num_classes=10, variant="baseline2", bits=1, temperat
       pre-processing of P2 Fig. 4 (iii): x ↦ (x − μ)/sqrt(σ² + ε) with the per-channel μ, σ² of the
       training images, set once by `model.input_bn.fit_statistics(x_train)` before use.
     bits: 1 → every conv (stem and head included) is binarized; 32 → full precision.
-    temperature: T of the ×1/T layer (srelu, elu, mean-bn); None → the authors' value, with a warning.
+    temperature: T of the ×1/T layer (srelu, elu, mean-bn); None → the authors' code's, with a warning.
     padding: "symmetric" (1 on each side everywhere) or "tf-same" (stride-2 conv and average pool
       pad 0 before and 1 after, as the authors' Keras models; needed to load their weights).
     rng: seed or np.random.Generator for the He-normal initialisation.

@@ -19,7 +19,7 @@ class _Log:
 
 
 def short_run(model, x, y, steps, lr, schedule_epochs=30, batch_size=125, seed=0, probe=None, log=None):
-    """`steps` SGD steps of P2 §IV on images x, labels y; returns the per-step history.
+    """`steps` SGD steps of the recipe of P2 §III.A on images x, labels y; returns the per-step history.
 
     The recipe is the paper's (momentum 0.9, weight decay 5e-4, batch 125, flip + crop + cutout,
     cosine from `lr` to 1e-5) with the cosine laid out over `schedule_epochs` epochs, so a
