@@ -7,6 +7,13 @@ Question
     CIFAR-10 images? How large are the logits and the relative weight gradients ‖dW‖/‖W‖,
     compared with the BN baseline? And what temperature T would bring the logits back?
 
+    P2 says: "Our experiments are based on wide residual networks [31] (see Figure 2) that use
+    the post-activation architecture [32]." (§III.A). tinybin's blocks are pre-activation (unit
+    → conv, nothing after the add), like the authors' released code and models, because their
+    weights reach the authors' accuracy in that ordering (lesson 11); [32], He et al.'s
+    "Identity mappings" paper, is where pre-activation blocks come from. The growth measured
+    here is that of pre-activation blocks; P2's words describe another ordering, not measured here.
+
 Run
     python lessons/06_signal_growth.py
     (the CIFAR-10 subset shipped in datasets/; --dataset cifar10 downloads the full archive)
@@ -60,7 +67,9 @@ Takeaway
     The BN-free logits have a std of ~17 (softmax saturated, loss 31 instead of ln 10 = 2.3) and
     the relative weight gradients are ~200× the BN net's — most in the last layers: at lr 0.1
     one step moves the weights by about their own size (lesson 07). Dividing the head's output by
-    T ≈ the ratio of logit stds (46 here) restores the BN net's logit scale (lesson 08). The
+    T ≈ the ratio of logit stds (46 here) restores the BN net's logit scale (lesson 08). P2 says
+    that T "between approximately 30 and 100" lets training proceed like the baselines (§III.D):
+    46 lies in that range (P2 does not say how it found the range; this ratio is our reading). The
     BN-free scale varies a lot from one initialisation to the next: over 60 seeds of WRN-20-1 the
     first loss runs from 6.8 to 75 (quartiles 17–32) and the logit std from 4.2 to 45, so a
     single seed, ours or a reference's, is not a measurement of "the" initial scale.

@@ -9,8 +9,8 @@ Question
 Run
     python lessons/12_winograd.py
 
-Expected output (a full run; timings vary with the machine and its load — 2 cores shared
-by several busy processes here, load average ~20)
+Expected output (a full run, 12 s; timings vary with the machine and its load — 2 cores shared
+with other work here, load average 4.2; single-threaded: TINYBIN_PARALLEL=0 OPENBLAS_NUM_THREADS=1)
     1-D F(2, 3): d = [1.0, 2.0, 3.0, 4.0], g = [1.0, 2.0, -1.0]
       direct (6 multiplications): y = [2.0, 4.0]
       by hand (4 multiplications): y = [2.0, 4.0]
@@ -21,21 +21,23 @@ by several busy processes here, load average ~20)
     2-D by nesting: Y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A, one (m+2)×(m+2) input tile -> m×m outputs
       F(2×2, 3×3): 16 multiplications per tile and channel pair, not 36 (2.25× fewer); matches the direct tile to 8.9e-16
       F(4×4, 3×3): 36 multiplications per tile and channel pair, not 144 (4.00× fewer); matches the direct tile to 1.3e-14
-    WRN-20-4 stage 1 (125, 32, 32, 64), 3x3, 64 -> 64, float32, median of 3 rounds (ms); load average 20.2:
-      im2col     fwd   1484.8   fwd+bwd   4300.1   (im2col / this: 1.00×)
-      winograd2  fwd   1057.0   fwd+bwd   3934.5   (im2col / this: 1.09×)
-      winograd4  fwd   1120.1   fwd+bwd   3391.9   (im2col / this: 1.27×)
+    WRN-20-4 stage 1 (125, 32, 32, 64), 3x3, 64 -> 64, float32, median of 3 rounds (ms); load average 4.2:
+      im2col     fwd    271.9   fwd+bwd    820.0   (im2col / this: 1.00×)
+      winograd2  fwd    168.8   fwd+bwd    606.5   (im2col / this: 1.35×)
+      winograd4  fwd    129.6   fwd+bwd    526.0   (im2col / this: 1.56×)
     float32 against the float64 definition (16 x 16x16x64, 1-bit weights), relative RMS error:
-      im2col 2.9e-07, winograd2 2.5e-07, winograd4 1.7e-06
+      im2col 3.0e-07, winograd2 2.6e-07, winograd4 1.7e-06
       which step loses the digits: in float64 but one step in float32 -- U filter transform, V input
       transform, M the GEMM result, out the output; GEMM sum: the products summed over channels in float32
-      F(2×2): U 2.6e-08, V 4.3e-08, M 4.3e-08, out 2.5e-08, GEMM sum 2.4e-07
-      F(4×4): U 2.0e-07, V 2.8e-07, M 2.8e-07, out 2.5e-08, GEMM sum 1.6e-06
+      F(2×2): U 2.6e-08, V 4.3e-08, M 4.3e-08, out 2.5e-08, GEMM sum 2.5e-07
+      F(4×4): U 2.0e-07, V 2.8e-07, M 2.8e-07, out 2.5e-08, GEMM sum 1.7e-06
       float32 F(4×4) error by position in the output tile (rows: u, columns: v), relative RMS:
-        4.7e-07  4.6e-07  6.6e-07  1.5e-06
-        4.7e-07  4.7e-07  6.5e-07  1.5e-06
-        6.6e-07  6.5e-07  9.2e-07  2.1e-06
-        1.5e-06  1.5e-06  2.1e-06  4.9e-06
+        4.9e-07  4.8e-07  6.8e-07  1.6e-06
+        4.8e-07  4.8e-07  6.8e-07  1.5e-06
+        6.8e-07  6.7e-07  9.5e-07  2.2e-06
+        1.6e-06  1.5e-06  2.2e-06  5.0e-06
+      against the tile's first position (0, 0): the corner (3, 3) 10.3×, the rest of the last row
+      and column 3.2–4.5×, the inner 3×3 at most 1.9×
       Aᵀ row norms [2.2, 3.2, 5.8, 11.4]: the last output row and column sum the transform points with weights up to 8
 
 Takeaway
@@ -44,14 +46,17 @@ Takeaway
     per tile and channel pair instead of 144. Summed over channels, the products at each of
     the (m+2)² transform points form one matrix product, so a layer becomes 36 GEMMs with 4×
     fewer multiply-adds than im2col's one, plus transforms that read and write memory once.
-    The layer got 1.27× faster with F(4×4) and 1.09× with F(2×2) here, far from 4×: the
-    weight gradient stays with im2col, and the transforms are extra passes over memory
-    (`python -m tinybin bench conv` times the other stages, serial and threaded). The price is
-    float32 accuracy: F(4×4)'s error is 6× im2col's (1.7e-6 against 2.9e-7), F(2×2)'s is
-    im2col's. Rounding any one intermediate costs F(4×4) 6.5–8× what it costs F(2×2), and
-    the float32 sum over channels inside the GEMMs dominates (1.6e-6): its rounding errors
-    leave through Aᵀ, whose last row holds ±8, so the last row and column of every 4×4 tile
-    carry 10× the error of its first (4.9e-6 against 4.7e-7).
+    The layer got 1.56× faster with F(4×4) and 1.35× with F(2×2) in this run, far from 4×
+    (an earlier run on a machine at load 20 gave 1.27× and 1.09×): the weight gradient stays
+    with im2col, and the transforms are extra passes over memory (`python -m tinybin bench
+    conv` times the other stages, serial and threaded). The price is float32 accuracy: F(4×4)'s
+    error is 6× im2col's (1.7e-6 against 3.0e-7), F(2×2)'s is im2col's. Rounding any one
+    intermediate costs F(4×4) 6.5–8× what it costs F(2×2), and the float32 sum over channels
+    inside the GEMMs dominates (1.7e-6): its rounding errors leave through Aᵀ, whose last row
+    holds ±8, so the error is not spread evenly over a 4×4 tile. Against its first position,
+    the corner (3, 3) carries 10× the error (5.0e-6 against 4.9e-7), the rest of the last row
+    and column 3–4.5×, the inner 3×3 at most 2×: the corner alone, not the whole last row
+    and column, is 10× worse.
 
 Try next
     --stage 2 / --stage 3        WRN-20-4's 16×16×128 and 8×8×256 layers
@@ -222,10 +227,15 @@ def main():
     print("  float32 F(4×4) error by position in the output tile (rows: u, columns: v), relative RMS:")
     for u in range(4):
         print("    " + "  ".join(f"{v:.1e}" for v in by_pos[u]))
+    ratio = by_pos / by_pos[0, 0]
+    edge = np.concatenate([ratio[3, :3], ratio[:3, 3]])   # last row and last column, corner left out
+    print(f"  against the tile's first position (0, 0): the corner (3, 3) {ratio[3, 3]:.1f}×, the rest of the last "
+          f"row and column {edge.min():.1f}–{edge.max():.1f}×, the inner 3×3 at most {ratio[:3, :3].max():.1f}×")
     _, _, AT4 = matrices(4)
     print(f"  Aᵀ row norms {np.linalg.norm(AT4, axis=1).round(1).tolist()}: the last output row and column sum "
           f"the transform points with weights up to 8")
-    results.update(float32_error=errors, error_sources=sources, error_by_position=by_pos.tolist())
+    results.update(float32_error=errors, error_sources=sources, error_by_position=by_pos.tolist(),
+                   error_ratio_corner=float(ratio[3, 3]), error_ratio_edge=[float(edge.min()), float(edge.max())])
 
     # ----- figure -----------------------------------------------------------------------------
     plt = lesson.pyplot()
@@ -237,13 +247,13 @@ def main():
     ax1.set_ylabel("ms (median)")
     ax1.set_title(f"3×3 conv, batch {N}, {H}×{H}×{C}")
     ax1.legend()
-    im = ax2.imshow(by_pos, cmap="viridis")
-    ax2.set_title("F(4×4) float32 error by tile position")
+    im = ax2.imshow(1e6 * by_pos, cmap="viridis")
+    ax2.set_title(f"F(4×4) float32 error by tile position: corner {ratio[3, 3]:.1f}× position (0, 0)", fontsize=9)
     ax2.set_xticks(range(4))
     ax2.set_yticks(range(4))
     ax2.set_xlabel("v")
     ax2.set_ylabel("u")
-    fig.colorbar(im, ax=ax2, label="relative RMS error")
+    fig.colorbar(im, ax=ax2, label="relative RMS error (×10⁻⁶)")
     fig.tight_layout()
     lesson.save_figure(fig, args, FIGURES[0])
     lesson.finish(args, results)
