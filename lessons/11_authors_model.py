@@ -37,7 +37,7 @@ Expected output (a full run, 3.2 minutes: the 1000 exact test images of the ship
        TINYBIN_PARALLEL=0 OPENBLAS_NUM_THREADS=1, a machine shared with other runs; 12.5–14.3 on
        quieter days)
        the authors, 10,000 test images: 96.25 % (± 0.19), 0.08 standard errors of ours away:
-       consistent; an independent implementation: 96.30 % on these 1000 images
+       consistent; an independent implementation: 96.30 % on the 1000 shipped test images
     With --quick (the first 200 images): 95.50 % (191/200) ± 1.47, 0.51 standard errors away.
 
 Takeaway
@@ -173,7 +173,7 @@ def main():
     print(f"   the authors, 10,000 test images: {100 * AUTHORS_ACCURACY:.2f} % (± "
           f"{100 * math.sqrt(AUTHORS_ACCURACY * (1 - AUTHORS_ACCURACY) / 10_000):.2f}), {abs(gap):.2f} standard errors "
           f"of ours away: {'consistent' if abs(gap) < 2 else 'NOT consistent'}; an independent implementation: "
-          f"96.30 % on these 1000 images")
+          f"96.30 % on the 1000 shipped test images")
 
     plt = lesson.pyplot()
     fig, ax = plt.subplots(figsize=(10, 3.6))

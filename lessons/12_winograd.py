@@ -47,7 +47,8 @@ Takeaway
     the (m+2)² transform points form one matrix product, so a layer becomes 36 GEMMs with 4×
     fewer multiply-adds than im2col's one, plus transforms that read and write memory once.
     The layer got 1.56× faster with F(4×4) and 1.35× with F(2×2) in this run, far from 4×
-    (an earlier run on a machine at load 20 gave 1.27× and 1.09×): the weight gradient stays
+    (a second run the same day, busier, 1.22× and 1.21×; one at load 20, 1.27× and 1.09×),
+    so the speed-up depends on the load, the error below does not: the weight gradient stays
     with im2col, and the transforms are extra passes over memory (`python -m tinybin bench
     conv` times the other stages, serial and threaded). The price is float32 accuracy: F(4×4)'s
     error is 6× im2col's (1.7e-6 against 3.0e-7), F(2×2)'s is im2col's. Rounding any one
