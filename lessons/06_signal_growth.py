@@ -13,6 +13,9 @@ Question
     weights reach the authors' accuracy in that ordering (lesson 11); [32], He et al.'s
     "Identity mappings" paper, is where pre-activation blocks come from. The growth measured
     here is that of pre-activation blocks; P2's words describe another ordering, not measured here.
+    In all three nets the input BN uses batch statistics and learned g, o (the authors' code);
+    P2 counts it as pre-processing only "provided that the shift and scale factors are not
+    learned" (§III.A). At init (g = 1, o = 0) it standardises each colour with the batch's statistics.
 
 Run
     python lessons/06_signal_growth.py
