@@ -4,6 +4,7 @@ data-parallel training equals one process on the global batch.
 Exactness: float64, "relative" means max |a − b| / max |b| over the whole tensor.
 Needs PyTorch (pip install '.[torch]'); without it every test here skips with that reason.
 """
+import json
 import os
 import subprocess
 import sys
@@ -279,7 +280,7 @@ def test_ddp_step_equals_single_process_step(tmp_path, variant):
     (checked once, for baseline2, whose BN statistics it must also read)."""
     ddp, log = run_train(tmp_path, "ddp", variant, nproc=2)
     single, _ = run_train(tmp_path, "single", variant, nproc=0)
-    assert "over 2 process(es)" in log
+    assert "PyTorch, 2 processes, cpu" in log.splitlines()[0]
     with np.load(ddp / "checkpoint.npz") as a, np.load(single / "checkpoint.npz") as b:
         assert sorted(a.files) == sorted(b.files)
         arrays = [k for k in a.files if k != "meta"]
@@ -300,10 +301,12 @@ def test_ddp_step_equals_single_process_step(tmp_path, variant):
 @pytest.mark.parametrize("flags, message", [
     (["--variant", "nope"], "unknown variant 'nope'"),
     (["--depth", "9"], "depth must be 6n+2"),
-    (["--batch-size", "0"], "must be positive"),
+    (["--batch-size", "0"], "--batch-size 0 cannot work"),
     (["--bn-stats", "both"], "invalid choice: 'both'"),
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["--archive", "/nonexistent/cifar.tar.gz"], "/nonexistent/cifar.tar.gz"),
+    (["--resume"], "nothing to resume"),
+    (["--device", "cuda"] if not torch.cuda.is_available() else ["--backend", "nccl", "--device", "cpu"], "--"),
 ])
 def test_bad_flags_give_one_line_and_exit_2(flags, message, capsys, tmp_path):
     from tinybin.torch.train import main
@@ -311,6 +314,127 @@ def test_bad_flags_give_one_line_and_exit_2(flags, message, capsys, tmp_path):
     assert main(flags + ["--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and message in err, err
+
+
+def test_help_shows_tinybins_flags_with_defaults_and_the_pytorch_ones(capsys):
+    from tinybin.torch.train import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for flag in ("--resume", "--input-norm", "--stop-after", "--keep-going", "--device", "--backend"):
+        assert flag in text, flag
+    assert "(default: cifar10-subset)" in text and "(default: 20)" in text and "-torch" in text
+
+
+def torch_train(*flags):
+    """`python -m tinybin.torch.train` in this process; (exit status, stderr lines)."""
+    import contextlib
+    import io
+
+    from tinybin.torch.train import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        status = main([str(f) for f in flags])
+    return status, err.getvalue().splitlines()
+
+
+def test_resume_continues_a_run_bit_identically(tmp_path, monkeypatch):
+    """On the shipped subset (the default dataset): 2 epochs straight == 1 epoch, stop, --resume
+    for the second (no --overwrite): same weights, velocities, BN statistics and step losses; the
+    log records the resume."""
+    monkeypatch.chdir(ROOT)
+    flags = ["--subset", 100, "--batch-size", 50, "--depth", 8, "--epochs", 2, "--test-subset", 50,
+             "--epoch-eval-size", 50]
+    assert torch_train(*flags, "--out", tmp_path / "straight") == (0, [])
+    assert torch_train(*flags, "--stop-after", 1, "--out", tmp_path / "split") == (0, [])
+    assert torch_train("--resume", "--out", tmp_path / "split") == (0, [])
+    with np.load(tmp_path / "straight" / "checkpoint.npz") as a, np.load(tmp_path / "split" / "checkpoint.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for k in a.files:
+            if k != "meta":
+                np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    read = lambda name, log: [json.loads(l) for l in (tmp_path / name / log).read_text().splitlines()]  # noqa: E731
+    assert [r["loss"] for r in read("straight", "steps.jsonl")] == [r["loss"] for r in read("split", "steps.jsonl")]
+    assert [r["kind"] for r in read("split", "metrics.jsonl")] == ["epoch", "resumed", "epoch", "final"]
+    assert (tmp_path / "split" / "curves.png").stat().st_size > 1000
+
+
+def test_a_diverged_run_says_so_and_exits_3(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    status, err = torch_train("--subset", 100, "--batch-size", 50, "--depth", 8, "--epochs", 2, "--variant", "srelu",
+                              "--temperature", 40, "--lr", 1000, "--test-subset", 50, "--out", tmp_path / "run")
+    assert status == 3 and len(err) == 1 and err[0].startswith("diverged at step"), err
+
+
+# ----- under torchrun: flags checked first, a killed process, --resume --------------------------------
+def torchrun(*flags, nproc=2):
+    """`torchrun --nproc_per_node nproc -m tinybin.torch.train flags` (gloo on the CPU), started."""
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                             "-m", "tinybin.torch.train", *map(str, flags)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+
+
+def our_lines(text):
+    """What the processes printed (messages, or a traceback through tinybin's files), without
+    torchrun's own log lines and failure report (which has a traceback of its own)."""
+    return [l for l in text.splitlines() if l.startswith(("error:", "warning:", "diverged")) or "tinybin/" in l]
+
+
+def test_under_torchrun_a_bad_flag_is_one_line_from_rank_0():
+    done = torchrun("--depth", "9", "--out", "runs/never")
+    out, err = done.communicate(timeout=300)
+    assert done.returncode != 0
+    assert our_lines(out + err) == ["error: depth must be 6n+2 with n >= 1 (8, 14, 20, 26, ...), got 9"], err
+    assert not (ROOT / "runs" / "never").exists()
+
+
+def _worker(parent, rank):
+    """The pid of the torchrun worker with that rank (a child of the torchrun process)."""
+    for proc in Path("/proc").iterdir():
+        try:
+            ppid = int((proc / "stat").read_text().split(")")[-1].split()[1])
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == parent and f"RANK={rank}".encode() in environ:
+            return int(proc.name)
+    return None
+
+
+def test_a_killed_process_ends_the_others_with_one_line_and_the_run_resumes_under_torchrun(tmp_path):
+    """Rank 1 killed (SIGKILL) after an epoch: rank 0 stops with one line naming rank 1; the
+    checkpoint of the last finished epoch is kept, and torchrun --resume (no --overwrite) ends the run."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    run = torchrun("--archive", ARCHIVE, "--subset", 100, "--batch-size", 50, "--depth", 8, "--epochs", 40,
+                   "--test-subset", 50, "--epoch-eval-size", 50, "--out", out)
+    deadline = time.time() + 300
+    while not ((out / "metrics.jsonl").exists() and '"epoch"' in (out / "metrics.jsonl").read_text()):
+        assert run.poll() is None and time.time() < deadline, run.communicate()
+        time.sleep(0.1)
+    os.kill(_worker(run.pid, 1), signal.SIGKILL)
+    stdout, stderr = run.communicate(timeout=300)
+    assert run.returncode != 0
+    errors = [l for l in our_lines(stderr) if l.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: rank 1 ended") and "--resume" in errors[0], stderr
+    assert not [l for l in our_lines(stderr) if "tinybin/" in l], stderr     # no traceback of ours
+    with np.load(out / "checkpoint.npz") as f:
+        done = json.loads(str(f["meta"]))["epoch"]
+    assert 1 <= done < 40 and f"holds epoch {done}" in errors[0]
+
+    resumed = torchrun("--resume", "--epochs", done + 1, "--out", out)
+    stdout, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    assert f"resumed {out}/checkpoint.npz at epoch {done}/{done + 1}" in stdout
+    assert stdout.strip().splitlines()[-1].startswith("test accuracy: ")
+    kinds = [json.loads(l)["kind"] for l in (out / "metrics.jsonl").read_text().splitlines()]
+    assert kinds[-3:] == ["resumed", "epoch", "final"] and kinds.count("epoch") == done + 1
 
 
 def test_fixed_input_norm_converts_both_ways(test_images):

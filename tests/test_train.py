@@ -144,6 +144,29 @@ def test_resume_is_bit_identical(tmp_path):
         np.testing.assert_array_equal(os_[k], or_[k], err_msg=k)
     steps = lambda name: (tmp_path / name / "steps.jsonl").read_text()
     assert steps("straight") == steps("split")
+    records = lambda name: [json.loads(l) for l in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in records("split")] == ["epoch", "resumed", "epoch", "final"]
+    assert {k: records("split")[1][k] for k in ("epoch", "step")} == {"epoch": 1, "step": 2}
+    epochs = lambda name: [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")}
+                           for r in records(name) if r["kind"] == "epoch"]
+    assert epochs("straight") == epochs("split")
+
+
+def test_a_second_resume_at_the_same_epoch_is_recorded_once(tmp_path):
+    data = tiny_data()
+    train(tiny_config(tmp_path, epochs=3, stop_after=1), data=data, log=quiet)
+    for _ in range(2):   # e.g. stopped during epoch 2, twice
+        with pytest.raises(KeyboardInterrupt):
+            train(tiny_config(tmp_path, epochs=3), data=data, resume=True, log=quiet, hooks=[Interrupt()])
+    kinds = [json.loads(l)["kind"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert kinds == ["epoch", "resumed"]
+
+
+class Interrupt:
+    """A fit hook that stops the run at its first step, as Ctrl-C would."""
+
+    def end_step(self, record):
+        raise KeyboardInterrupt
 
 
 def test_divergence_at_lr_100_stops_with_message_and_keeps_checkpoint(tmp_path):
@@ -246,7 +269,11 @@ def test_fit_is_train_step_in_a_loop_with_hooks():
         def end_step(self, record):
             events.append(("end", record["step"]))
 
-    records = fit(a, opt_a, iter(batches), schedule, steps=3, hooks=[Hook()], start=5)
+    watch = DivergenceDetector(10)
+    records = fit(a, opt_a, iter(batches), schedule, steps=3, hooks=[Hook(), watch], start=5)
+    # the record is fit's own: hooks read it and add nothing to it
+    assert [set(r) for r in records] == [{"step", "lr", "loss", "acc", "images", "same_output"}] * 3
+    assert [r["same_output"] for r in records] == [False] * 3 and watch.failure is None
     by_hand = [train_step(b, opt_b, xb, yb, schedule(5 + i)) for i, (xb, yb) in enumerate(batches[:3])]
     assert [r["step"] for r in records] == [5, 6, 7] and [r["lr"] for r in records] == [0.1 / 6, 0.1 / 7, 0.1 / 8]
     assert [r["loss"] for r in records] == [loss for loss, _ in by_hand]
@@ -297,3 +324,37 @@ def test_a_run_saved_before_input_norm_is_a_bn_run():
     arch = TrainConfig().arch()
     del arch["input_norm"]
     assert wrn(**arch, rng=0).config["input_norm"] == "bn"
+
+
+# ----- curves.png ---------------------------------------------------------------------------------
+def drawn(monkeypatch, draw):
+    """The figure `draw()` saves (kept instead of closed)."""
+    from tinybin.figures import pyplot
+
+    plt, figures = pyplot(), []
+    monkeypatch.setattr(plt, "close", figures.append)
+    draw()
+    return figures[0]
+
+
+def test_curves_of_a_one_epoch_run_say_what_was_trained_with_whole_epochs(tmp_path, monkeypatch):
+    cfg = tiny_config(tmp_path, "fold-name", epochs=1, variant="srelu", temperature=40)
+    fig = drawn(monkeypatch, lambda: train(cfg, data=tiny_data(), log=quiet))
+    assert fig._suptitle.get_text() == "WRN-8-1 srelu, T=40, 1-bit, seed 1"   # what is compared, not the folder
+    accuracy = fig.axes[1]
+    left, right = accuracy.get_xlim()
+    assert left == 0 and 1 < right < 1.5                 # not 0.96–1.04 around the one point
+    ticks = [t for t in accuracy.get_xticks() if left <= t <= right]
+    assert ticks == [0, 1]
+    assert (tmp_path / "fold-name" / "curves.png").stat().st_size > 1000
+
+
+def test_curves_mark_where_a_run_was_resumed(tmp_path, monkeypatch):
+    data = tiny_data()
+    train(tiny_config(tmp_path, epochs=3, stop_after=1), data=data, log=quiet)
+    train(tiny_config(tmp_path, epochs=3, stop_after=1), data=data, resume=True, log=quiet)
+    fig = drawn(monkeypatch, lambda: train(tiny_config(tmp_path, epochs=3), data=data, resume=True, log=quiet))
+    loss, accuracy = fig.axes
+    marks = lambda ax: sorted(line.get_xdata()[0] for line in ax.lines if line.get_linestyle() == ":")
+    assert marks(loss) == [2, 4] and marks(accuracy) == [1, 2]   # 2 steps per epoch; resumed at epochs 1 and 2
+    assert "resumed" in [t.get_text() for t in accuracy.get_legend().get_texts()]

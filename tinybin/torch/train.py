@@ -42,9 +42,13 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser():
-    p = Parser(prog="torchrun --nproc_per_node N -m tinybin.torch.train", description=__doc__,
-               formatter_class=formatter)
+    p = Parser(prog="python -m tinybin.torch.train", description=__doc__, formatter_class=formatter)
     cli_train.add_arguments(p)
+    for action in p._actions:   # the two flags whose meaning this trainer extends
+        action.help = {"out": "run folder for checkpoint.npz, metrics.jsonl, curves.png; default "
+                              "runs/wrn<depth>-<width>-<variant>-<bits>bit-seed<seed>-torch",
+                       "batch_size": "images per SGD step: the global batch, split over the processes"
+                       }.get(action.dest, action.help)
     g = p.add_argument_group("PyTorch (what differs from python -m tinybin train)")
     g.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto: a CUDA GPU per process if there is one, else the CPU")

@@ -54,10 +54,11 @@ def plot_curves(out_dir, title=None):
     last = epochs[-1]["epoch"] if epochs else 0
     if final is not None:
         shown = {"recalibrated": "recalibrated BN", "moving": "moving-average BN", None: "no BN"}
+        # hollow markers: the last epoch's point and the final ones often coincide, and stay visible
         if "test_acc_moving" in final and final.get("bn_stats") == "recalibrated":
-            ax2.plot([last], [100 * final["test_acc_moving"]], "s", ms=6,
+            ax2.plot([last], [100 * final["test_acc_moving"]], "s", ms=8, mfc="none", mew=1.5,
                      label=f"final, moving-average BN: {100 * final['test_acc_moving']:.1f} %")
-        ax2.plot([last], [100 * final["test_acc"]], "*", ms=11,
+        ax2.plot([last], [100 * final["test_acc"]], "*", ms=14, mfc="none", mew=1.5,
                  label=f"final, {shown.get(final.get('bn_stats'), final.get('bn_stats'))}: {100 * final['test_acc']:.1f} %")
     for i, r in enumerate(resumed):
         label = None if i else "resumed"
@@ -72,7 +73,8 @@ def plot_curves(out_dir, title=None):
     ax2.set(xlabel="epoch", ylabel="accuracy %", title="accuracy")
     # epochs are whole numbers, counted from 0 (the start): one epoch is not drawn as 0.96–1.04
     ax2.set_xlim(0, max(last, 1) * 1.05 + 0.1)
-    ax2.xaxis.get_major_locator().set_params(integer=True)
+    for ax in (ax1, ax2):
+        ax.xaxis.get_major_locator().set_params(integer=True)
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
