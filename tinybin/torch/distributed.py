@@ -87,10 +87,12 @@ class Stopped(Exception):
     """This process was told to stop (SIGTERM) because another one of its group ended."""
 
 
-def stop_on_sigterm():
+def stop_on_sigterm(on=True):
+    """on: SIGTERM raises Stopped; off: it is ignored (the process has stopped and is on its way
+    out, and a Stopped raised while Python exits would end it with a traceback)."""
     def handler(signum, frame):
         raise Stopped("stopped by SIGTERM")
-    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGTERM, handler if on else signal.SIG_IGN)
 
 
 def _store():

@@ -130,11 +130,14 @@ def main(argv=None) -> int:
     except (distributed.Stopped, torch.distributed.DistError, RuntimeError) as e:
         if world == 1 or (isinstance(e, RuntimeError) and not _lost_peer(e)):
             raise
+        distributed.stop_on_sigterm(False)   # torchrun's SIGTERM may follow a lost connection: say it once
         line = stopped_line(rank, world, cfg.out)
         if line is not None:
             print(line, file=sys.stderr, flush=True)
         return 1
     finally:
+        if world > 1:
+            distributed.stop_on_sigterm(False)
         distributed.teardown()
 
 
