@@ -1,12 +1,9 @@
-"""tinybin.torch: the WRN in PyTorch computes what tinybin computes; state goes both ways;
-data-parallel training equals one process on the global batch.
+"""tinybin.torch: the WRN in PyTorch computes what tinybin computes; state goes both ways
+(its trainer: test_torch_train.py).
 
 Exactness: float64, "relative" means max |a − b| / max |b| over the whole tensor.
 Needs PyTorch (pip install '.[torch]'); without it every test here skips with that reason.
 """
-import os
-import subprocess
-import sys
 import warnings
 from pathlib import Path
 
@@ -250,67 +247,6 @@ def test_released_model_converted_keeps_its_accuracy(test_images):
         for i in range(0, len(x), 250):
             correct += int((net(torch.from_numpy(x[i:i + 250])).argmax(1).numpy() == y[i:i + 250]).sum())
     assert (correct, len(x)) == (963, 1000)
-
-
-# ------------------------------------------------------------------------ data-parallel training
-
-
-def run_train(tmp_path, name, variant, nproc):
-    """One epoch of one step of 128 images (WRN-8-1) by `python -m tinybin.torch.train`, under
-    torchrun with `nproc` gloo processes (2 × 64 images) or in one process."""
-    out = tmp_path / name
-    flags = ["--archive", str(ARCHIVE), "--subset", "128", "--batch-size", "128", "--epochs", "1", "--depth", "8",
-             "--variant", variant, "--test-subset", "100", "--epoch-eval-size", "100", "--out", str(out)]
-    if variant == "srelu":
-        flags += ["--temperature", "40"]
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"] if nproc else [sys.executable]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run(launcher + ["-m", "tinybin.torch.train"] + flags, capture_output=True, text=True, env=env,
-                          cwd=ROOT, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out, done.stdout
-
-
-@pytest.mark.parametrize("variant", ["srelu", "baseline2"])
-def test_ddp_step_equals_single_process_step(tmp_path, variant):
-    """2 gloo processes × 64 images = 1 process × 128 images, to float32 tolerance: weights, SGD
-    velocities and BN statistics (moving and recalibrated: BN sees the global batch). The run
-    folder is tinybin's: `python -m tinybin evaluate` reads it and gets the run's own accuracy
-    (checked once, for baseline2, whose BN statistics it must also read)."""
-    ddp, log = run_train(tmp_path, "ddp", variant, nproc=2)
-    single, _ = run_train(tmp_path, "single", variant, nproc=0)
-    assert "over 2 process(es)" in log
-    with np.load(ddp / "checkpoint.npz") as a, np.load(single / "checkpoint.npz") as b:
-        assert sorted(a.files) == sorted(b.files)
-        arrays = [k for k in a.files if k != "meta"]
-        assert any(k.startswith("optim/velocity") for k in arrays)
-        for k in arrays:
-            assert rel(a[k], b[k]) < 1e-4, k
-        start = wrn(8, 1, variant=variant, bits=1, temperature=40 if variant == "srelu" else None, rng=0)
-        assert rel(a["model/stem.weight"], start.stem.weight.data) > 1e-6   # it did take a step
-    if variant != "baseline2":
-        return
-    done = subprocess.run([sys.executable, "-m", "tinybin", "evaluate", str(ddp), "--test-subset", "100"], capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT, timeout=300, check=False)
-    assert done.returncode == 0, done.stderr
-    accuracy = log.strip().splitlines()[-1].split("test accuracy: ")[1].split(" %")[0]
-    assert f"test accuracy {accuracy} % on 100 images" in done.stdout
-
-
-@pytest.mark.parametrize("flags, message", [
-    (["--variant", "nope"], "unknown variant 'nope'"),
-    (["--depth", "9"], "depth must be 6n+2"),
-    (["--batch-size", "0"], "must be positive"),
-    (["--bn-stats", "both"], "invalid choice: 'both'"),
-    (["--bogus"], "unrecognized arguments: --bogus"),
-    (["--archive", "/nonexistent/cifar.tar.gz"], "/nonexistent/cifar.tar.gz"),
-])
-def test_bad_flags_give_one_line_and_exit_2(flags, message, capsys, tmp_path):
-    from tinybin.torch.train import main
-
-    assert main(flags + ["--out", str(tmp_path / "run")]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error: ") and "\n" not in err and message in err, err
 
 
 def test_fixed_input_norm_converts_both_ways(test_images):

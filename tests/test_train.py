@@ -144,6 +144,12 @@ def test_resume_is_bit_identical(tmp_path):
         np.testing.assert_array_equal(os_[k], or_[k], err_msg=k)
     steps = lambda name: (tmp_path / name / "steps.jsonl").read_text()
     assert steps("straight") == steps("split")
+    records = lambda name: [json.loads(l) for l in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    assert [r["kind"] for r in records("split")] == ["epoch", "resumed", "epoch", "final"]
+    assert {k: records("split")[1][k] for k in ("epoch", "step")} == {"epoch": 1, "step": 2}
+    epochs = lambda name: [{k: v for k, v in r.items() if k not in ("seconds", "images_per_s")}
+                           for r in records(name) if r["kind"] == "epoch"]
+    assert epochs("straight") == epochs("split")
 
 
 def test_divergence_at_lr_100_stops_with_message_and_keeps_checkpoint(tmp_path):
@@ -246,7 +252,11 @@ def test_fit_is_train_step_in_a_loop_with_hooks():
         def end_step(self, record):
             events.append(("end", record["step"]))
 
-    records = fit(a, opt_a, iter(batches), schedule, steps=3, hooks=[Hook()], start=5)
+    watch = DivergenceDetector(10)
+    records = fit(a, opt_a, iter(batches), schedule, steps=3, hooks=[Hook(), watch], start=5)
+    # the record is fit's own: hooks read it and add nothing to it
+    assert [set(r) for r in records] == [{"step", "lr", "loss", "acc", "images", "same_output"}] * 3
+    assert [r["same_output"] for r in records] == [False] * 3 and watch.failure is None
     by_hand = [train_step(b, opt_b, xb, yb, schedule(5 + i)) for i, (xb, yb) in enumerate(batches[:3])]
     assert [r["step"] for r in records] == [5, 6, 7] and [r["lr"] for r in records] == [0.1 / 6, 0.1 / 7, 0.1 / 8]
     assert [r["loss"] for r in records] == [loss for loss, _ in by_hand]

@@ -3,8 +3,9 @@
 Each command is a module here with `add_arguments(parser)` and `run(args) -> exit code`. The
 library raises ordinary exceptions (ValueError, FileNotFoundError, ...); the commands turn the
 ones a user can cause (an unknown variant, a depth that is not 6n+2, missing data) into one
-line on stderr and exit status 2, never a traceback. Nothing in tinybin imports this package
-except `tinybin/__main__.py`.
+line on stderr and exit status 2, never a traceback. Nothing in the library imports this
+package: only the commands do, `tinybin/__main__.py` and the PyTorch trainer's
+(`tinybin.torch.train`, which takes `train`'s flags).
 """
 from __future__ import annotations
 
@@ -36,20 +37,21 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
         return super()._get_help_string(action)
 
 
-def _formatter(prog):
+def formatter(prog):
+    """The help format of every tinybin command (and of tinybin.torch.train)."""
     return _HelpFormatter(prog, max_help_position=32)
 
 
 def build_parser(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m tinybin", formatter_class=_formatter,
+    parser = argparse.ArgumentParser(prog="python -m tinybin", formatter_class=formatter,
                                      description="tinybin: 1-bit-per-weight, BN-free wide ResNets in NumPy + Numba")
     sub = parser.add_subparsers(dest="command", metavar="{" + ",".join(COMMANDS) + "}")
     sub.required = True
     for name, help_text in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=_formatter)
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=formatter)
         if argv and argv[0] == name:  # only the command asked for imports its module
             module = importlib.import_module(f"{__name__}.{name}")
-            module.add_arguments(p, _formatter) if name == "bench" else module.add_arguments(p)
+            module.add_arguments(p, formatter) if name == "bench" else module.add_arguments(p)
     return parser
 
 

@@ -1,4 +1,6 @@
-"""`python -m tinybin train`: the flags of TrainConfig, and a run with one-line errors."""
+"""`python -m tinybin train`: the flags of TrainConfig, and a run with one-line errors.
+
+The PyTorch trainer (tinybin.torch.train) takes the same flags and checks them here too."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +9,7 @@ import sys
 from ..models.wrn import ABLATIONS, INPUT_NORMS, PADDINGS, VARIANTS
 from ..train import DATASETS, Diverged, TrainConfig, load_data, read_checkpoint, train
 from ..train.config import resume_config
-from ..train.run import existing_run
+from ..train.folder import existing_run
 from .errors import UsageError, reported
 
 
@@ -82,13 +84,16 @@ def typed_flags(argv) -> set:
     return {k for k, v in vars(ns).items() if v is not marker}
 
 
-def run(args) -> int:
+def config(args) -> TrainConfig:
+    """The run the flags ask for, checked before any data is read or any process group starts:
+    a new run's settings, or a resumed run's own (with the typed flags that may change).
+    UsageError (one line) for every mistake found here."""
     fields = TrainConfig.__dataclass_fields__
     cfg = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields},
                       on_diverge="continue" if args.keep_going else "stop")
     cfg.subset = cfg.subset or None
     cfg.epoch_eval_size = cfg.epoch_eval_size or None
-    data, out = None, cfg.run_dir()
+    out = cfg.run_dir()
     if args.resume and args.overwrite:
         raise UsageError("--resume continues the run in --out, --overwrite replaces it: give one of them")
     if not args.resume:
@@ -96,18 +101,23 @@ def run(args) -> int:
         if found and not args.overwrite:
             raise UsageError(f"{out} already holds a run ({', '.join(found)}); --resume continues it, "
                              f"--overwrite replaces it, or choose another --out")
-        with reported():  # every mistake a user can make shows up here, before any training
-            cfg.validate()
-            data = load_data(cfg)[:2]
-    elif not (out / "checkpoint.npz").is_file():
-        raise UsageError(f"nothing to resume: no checkpoint in {out}")
-    else:
-        given = typed_flags(getattr(args, "argv", sys.argv[2:])) - {"resume", "overwrite", "keep_going"}
-        requested = {k: getattr(cfg, k) for k in given if k in fields}
-        if args.keep_going:
-            requested["on_diverge"] = "continue"
         with reported():
-            cfg = resume_config(read_checkpoint(out / "checkpoint.npz")[2], requested)
+            return cfg.validate()
+    if not (out / "checkpoint.npz").is_file():
+        raise UsageError(f"nothing to resume: no checkpoint in {out}")
+    given = typed_flags(getattr(args, "argv", sys.argv[2:])) - {"resume", "overwrite", "keep_going"}
+    requested = {k: getattr(cfg, k) for k in given if k in fields}
+    if args.keep_going:
+        requested["on_diverge"] = "continue"
+    with reported():
+        return resume_config(read_checkpoint(out / "checkpoint.npz")[2], requested)
+
+
+def run(args) -> int:
+    cfg, data = config(args), None
+    if not args.resume:
+        with reported():  # every mistake a user can make shows up here, before any training
+            data = load_data(cfg)[:2]
     try:
         result = train(cfg, data=data, resume=args.resume, overwrite=args.overwrite)
     except Diverged as d:

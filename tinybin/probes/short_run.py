@@ -6,7 +6,6 @@ import time
 
 from ..data import Batches
 from ..optim import SGD, Schedule
-from ..train.divergence import DivergenceDetector
 from ..train.loop import fit
 
 
@@ -35,8 +34,7 @@ def short_run(model, x, y, steps, lr, schedule_epochs=30, batch_size=125, seed=0
     schedule = Schedule("cosine", schedule_epochs * per_epoch, per_epoch, lr, 1e-5)
     optimizer = SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     batches = itertools.chain.from_iterable(loader.epoch(e) for e in itertools.count())
-    watch = DivergenceDetector(num_classes=10)           # only marks same_output; never stops
-    hooks = [watch] + ([probe] if probe is not None else []) + ([_Log(log)] if log is not None else [])
+    hooks = ([probe] if probe is not None else []) + ([_Log(log)] if log is not None else [])
     start = time.perf_counter()
     records = fit(model, optimizer, batches, schedule, steps, hooks)
     hist = {k: [r[k] for r in records] for k in ("loss", "acc", "lr", "same_output")}

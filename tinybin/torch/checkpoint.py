@@ -3,52 +3,31 @@
 A run trained here leaves what `python -m tinybin train` leaves — checkpoint.npz (model,
 optimizer and meta with the run's config), metrics.jsonl, steps.jsonl, curves.png — so
 `python -m tinybin evaluate RUNDIR`, `export`, `tinybin.train.load_checkpoint` and the probes
-take it as they take a tinybin run. This is the only module of tinybin.torch that imports
-tinybin's training code.
+take it as they take a tinybin run.
 """
 from __future__ import annotations
 
-import dataclasses
-
 from ..optim import SGD as TinybinSGD
-from ..train import (
-    DivergenceDetector,
-    TrainConfig,
-    load_checkpoint,
-    load_data,
-    plot_curves,
-    read_checkpoint,
-    save_checkpoint,
-)
+from ..train import load_checkpoint, read_checkpoint, save_checkpoint
 from .convert import from_torch, to_torch
 from .optim import optimizer_state_from_torch, optimizer_state_to_torch
 
-__all__ = [
-    "DivergenceDetector",
-    "TrainConfig",
-    "load_data",
-    "load_optimizer_state",
-    "load_tinybin_checkpoint",
-    "plot_curves",
-    "run_config",
-    "save_tinybin_checkpoint",
-]
+__all__ = ["load_optimizer_state", "load_tinybin_checkpoint", "save_tinybin_checkpoint", "to_tinybin"]
 
 
-def run_config(**values) -> dict:
-    """A run's config as tinybin records it: TrainConfig's fields, defaults where not given
-    (values for other keys are dropped, so `evaluate` can rebuild TrainConfig from it)."""
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    return dataclasses.asdict(TrainConfig(**{k: v for k, v in values.items() if k in names}))
-
-
-def save_tinybin_checkpoint(path, module, optimizer, meta: dict):
-    """Write `module` (made by to_torch, or DDP around it) and `optimizer` (tinybin.torch.SGD) as
-    a tinybin checkpoint, atomically. meta needs at least config, arch, num_classes, epoch."""
+def to_tinybin(module, optimizer):
+    """(tinybin WRN, tinybin SGD) holding what `module` (made by to_torch, or DDP around it) and
+    `optimizer` (tinybin.torch.SGD) hold: weights, BN statistics, velocities, lr."""
     model = from_torch(module)
     sgd = TinybinSGD(model.parameters())
     sgd.load_state_dict(optimizer_state_from_torch(optimizer, module))
-    save_checkpoint(path, model, sgd, meta)
+    return model, sgd
+
+
+def save_tinybin_checkpoint(path, module, optimizer, meta: dict):
+    """Write `module` and `optimizer` (see to_tinybin) as a tinybin checkpoint, atomically.
+    meta needs at least config, arch, num_classes, epoch."""
+    save_checkpoint(path, *to_tinybin(module, optimizer), meta)
 
 
 def load_tinybin_checkpoint(path):

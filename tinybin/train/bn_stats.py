@@ -1,12 +1,9 @@
-"""Batch-norm statistics after training (P2 §IV): recalibration, the choice between
-recalibrated and moving averages, and the final test with the chosen ones."""
+"""Batch-norm statistics after training (P2 §IV): recalibration, and the choice between
+recalibrated and moving averages (the final test with the chosen ones: tinybin.train.engine)."""
 from __future__ import annotations
-
-import time
 
 from .. import nn
 from ..tensor import no_grad
-from .loop import evaluate
 
 
 def bn_layers(model):
@@ -49,30 +46,3 @@ def set_bn_stats(model, which: str):
     """Which BN statistics eval mode uses: 'recalibrated', 'moving' or 'auto'."""
     for bn in bn_layers(model):
         bn.inference_stats = which
-
-
-def final_test(model, recalibration_batches, x, y, bn_stats="recalibrated", log=print) -> dict:
-    """After training: choose the BN inference statistics (P1; Ioffe & Szegedy 2015), then test on (x, y).
-
-    With BN layers, the moving averages are tested too; "recalibrated" then recomputes the
-    statistics over `recalibration_batches` (one epoch of augmented training batches).
-    """
-    result = {"bn_stats": bn_stats if bn_layers(model) else None}
-    note, tested = "", None                  # tested: (loss, accuracy) with the statistics in use
-    if bn_layers(model):
-        set_bn_stats(model, "moving")
-        tested = evaluate(model, x, y)
-        result["test_acc_moving"] = tested[1]
-        if bn_stats == "recalibrated":
-            t = time.perf_counter()
-            n = recalibrate_bn(model, recalibration_batches)
-            set_bn_stats(model, "recalibrated")
-            log(f"BN statistics recalibrated over {n} augmented batches ({time.perf_counter() - t:.0f}s)")
-            note = f" (BN statistics recalibrated; with moving averages {100 * result['test_acc_moving']:.2f} %)"
-            tested = None                    # the statistics changed: test again
-        else:
-            note = " (BN statistics: moving averages)"
-    result["test_loss"], result["test_acc"] = tested or evaluate(model, x, y)
-    result["test_images"] = len(x)
-    log(f"test accuracy: {100 * result['test_acc']:.2f} % on {len(x)} images{note}")
-    return result

@@ -39,8 +39,8 @@ def same_output(logits) -> bool:
 class DivergenceDetector:
     """Watches a run step by step; `check` says why it failed, or None.
 
-    As a `fit` hook it sees the logits after backward and marks each record with `same_output`
-    and, from the first failure on, `diverged` (the reason); with stop=True it then raises Diverged.
+    As a `fit` hook it reads each step's record (loss, same_output); the first failure is kept
+    in `failure`, and with stop=True raised as Diverged.
     """
 
     def __init__(self, num_classes, factor=100.0, window=50, first_loss=None, stop=False, out=None):
@@ -48,7 +48,6 @@ class DivergenceDetector:
         self.first_loss, self.stop, self.out = first_loss, stop, out
         self.dead_steps = 0
         self.failure = None                              # the first Diverged, if any
-        self._same = False
 
     def check(self, loss, same) -> str | None:
         """None if healthy, else the reason; `same`: this batch's logits were the same for every image."""
@@ -61,15 +60,10 @@ class DivergenceDetector:
             reason = "dead: the same logits for every image"
         return reason
 
-    def after_backward(self, model, logits, loss, y):
-        self._same = same_output(logits)
-
     def end_step(self, record):
-        record["same_output"] = self._same
-        reason = self.check(record["loss"], self._same)
+        reason = self.check(record["loss"], record["same_output"])
         if reason is not None and self.failure is None:
             self.failure = Diverged(record["step"], record["loss"], reason, self.out)
-            record["diverged"] = reason
             if self.stop:
                 raise self.failure
 

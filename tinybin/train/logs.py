@@ -1,14 +1,10 @@
-"""What a run shows and keeps: the live progress bar, JSON-lines logs, and curves.png."""
+"""What a run shows and keeps: the live progress bar and JSON-lines logs (curves.png: curves.py)."""
 from __future__ import annotations
 
 import json
 import sys
 import time
-from pathlib import Path
 
-import numpy as np
-
-from ..figures import pyplot
 from ..io import write_text
 
 
@@ -54,59 +50,3 @@ def truncate_jsonl(path, keep):
         return
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     write_text(path, "".join(json.dumps(r) + "\n" for r in records if keep(r)))
-
-
-def plot_curves(out_dir, title=None):
-    """curves.png from steps.jsonl and metrics.jsonl: training loss per step (log scale when it
-    spans decades), train/test accuracy per epoch, the final test accuracy with each BN
-    statistics tested (labelled), and a red line where the run diverged."""
-    plt = pyplot()
-    out_dir = Path(out_dir)
-    read = lambda name: [json.loads(l) for l in (out_dir / name).read_text().splitlines() if l.strip()] \
-        if (out_dir / name).exists() else []
-    steps, records = read("steps.jsonl"), read("metrics.jsonl")
-    epochs = [r for r in records if r.get("kind") == "epoch"]
-    final = next((r for r in reversed(records) if r.get("kind") == "final"), None)
-    diverged = [r for r in records if r.get("kind") == "diverged"]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    if steps:
-        s = np.array([r["step"] for r in steps])
-        loss = np.array([r["loss"] for r in steps], dtype=float)
-        ax1.plot(s, loss, lw=0.6, alpha=0.5, label="batch")
-        if len(loss) >= 20:
-            k = max(len(loss) // 50, 5)
-            ax1.plot(s[k - 1:], np.convolve(loss, np.ones(k) / k, mode="valid"), lw=1.5, label=f"mean of {k}")
-        finite = loss[np.isfinite(loss)]
-        if finite.size and finite.max() > 20 * max(finite.min(), 1e-12):
-            ax1.set_yscale("log")  # a divergence spans decades
-    if epochs:
-        steps_at = [r["step"] for r in epochs]
-        ax1.plot(steps_at, [r["test_loss"] for r in epochs], "o-", ms=3, label="test")
-        e = [r["epoch"] for r in epochs]
-        ax2.plot(e, [100 * r["train_acc"] for r in epochs], "o-", ms=3, label="train (augmented)")
-        ax2.plot(e, [100 * r["test_acc"] for r in epochs], "o-", ms=3, label="test (BN moving averages)")
-    if final is not None:
-        last = epochs[-1]["epoch"] if epochs else 0
-        shown = {"recalibrated": "recalibrated BN", "moving": "moving-average BN", None: "no BN"}
-        if "test_acc_moving" in final and final.get("bn_stats") == "recalibrated":
-            ax2.plot([last], [100 * final["test_acc_moving"]], "s", ms=6,
-                     label=f"final, moving-average BN: {100 * final['test_acc_moving']:.1f} %")
-        ax2.plot([last], [100 * final["test_acc"]], "*", ms=11,
-                 label=f"final, {shown.get(final.get('bn_stats'), final.get('bn_stats'))}: {100 * final['test_acc']:.1f} %")
-    for i, r in enumerate(diverged):
-        ax1.axvline(r["step"], color="red", lw=1, ls="--", label=None if i else f"diverged ({r['reason']})")
-    if diverged and not epochs:
-        ax2.text(0.5, 0.5, f"diverged at step {diverged[0]['step']}\nbefore the first epoch ended",
-                 ha="center", va="center", color="red", transform=ax2.transAxes)
-    ax1.set(xlabel="step", ylabel="cross-entropy", title="loss")
-    ax2.set(xlabel="epoch", ylabel="accuracy %", title="accuracy")
-    ax2.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole numbers
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=8)
-    name = out_dir.resolve().name
-    fig.suptitle(f"{title} — {name}" if title else name, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out_dir / "curves.png", dpi=100)
-    plt.close(fig)

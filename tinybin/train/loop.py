@@ -10,6 +10,7 @@ import numpy as np
 
 from ..ops.loss import cross_entropy
 from ..tensor import no_grad
+from .divergence import same_output
 
 
 def train_step(model, optimizer, x, y, lr, after_backward=None, after_step=None):
@@ -17,7 +18,7 @@ def train_step(model, optimizer, x, y, lr, after_backward=None, after_step=None)
 
     after_backward(model, logits, loss), if given, runs between backward and the update (probes
     read gradients there); after_step(model) runs after the update (update sizes, sign flips).
-    Returns (loss, number correct).
+    Returns (loss, number correct). `fit` takes the same step, with hook objects.
     """
     optimizer.zero_grad()
     logits = model(x)                                    # forward
@@ -40,23 +41,32 @@ def fit(model, optimizer, batches, schedule, steps, hooks=(), start=0):
     hooks: objects with any of these methods, called in this order every step:
         after_backward(model, logits, loss, y)   gradients are there, weights not yet updated
         after_step(model)                        weights updated
-        end_step(record)                         record = {step, lr, loss, acc, images}; may raise
+        end_step(record)                         may raise (a divergence stops the run)
+    record = {step, lr, loss, acc, images, same_output}; same_output: every image of the batch
+    got the same logits (tinybin.train.divergence). Hooks read the record, they do not add to it.
     """
-    def call(event, *args):
-        for hook in hooks:
-            if hasattr(hook, event):
-                getattr(hook, event)(*args)
-
+    backward = [h.after_backward for h in hooks if hasattr(h, "after_backward")]
+    stepped = [h.after_step for h in hooks if hasattr(h, "after_step")]
+    ended = [h.end_step for h in hooks if hasattr(h, "end_step")]
     history = []
     model.train()
     for step, (x, y) in zip(range(start, start + steps), batches):
         lr = schedule(step)
-        loss, correct = train_step(model, optimizer, x, y, lr,
-                                   after_backward=lambda m, logits, loss: call("after_backward", m, logits, loss, y),
-                                   after_step=lambda m: call("after_step", m))
-        record = {"step": step, "lr": lr, "loss": loss, "acc": correct / len(y), "images": len(y)}
+        optimizer.zero_grad()
+        logits = model(x)                                # forward
+        loss = cross_entropy(logits, y)
+        loss.backward()                                  # backward: every .grad filled in
+        for hook in backward:
+            hook(model, logits, loss, y)
+        optimizer.step(lr)                               # update the latent weights
+        for hook in stepped:
+            hook(model)
+        correct = int((logits.data.argmax(axis=1) == y).sum())
+        record = {"step": step, "lr": lr, "loss": float(loss.data), "acc": correct / len(y), "images": len(y),
+                  "same_output": same_output(logits)}
         history.append(record)
-        call("end_step", record)
+        for hook in ended:
+            hook(record)
     return history
 
 
