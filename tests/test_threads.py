@@ -54,8 +54,8 @@ def test_warns_once_when_the_loaded_blas_cannot_be_reached():
              "    warnings.simplefilter('always')\n"
              "    import tinybin\n    from tinybin import threads\n"
              "builtins.open = real_open\n"
-             "from tinybin.kernels import im2col_numba\n"
-             "print(threads.blas_threads_sleep(), im2col_numba.PARALLEL)\n"
+             "from tinybin import kernels\n"
+             "print(threads.blas_threads_sleep(), kernels.current().parallel)\n"
              "for w in caught:\n    print(w.category.__name__, w.message)\n")
     proc = subprocess.run([sys.executable, "-c", probe], env=clean_env(), capture_output=True, text=True, check=True)
     lines = proc.stdout.splitlines()

@@ -10,15 +10,15 @@ Field                     environment variable (read on first use)   default
 reference                 TINYBIN_REFERENCE=1        the NumPy reference kernels (*_ref.py) everywhere
 parallel                  TINYBIN_PARALLEL=0|1       Numba kernels on Numba's threads (see below)
 fused_bn                  TINYBIN_FUSED_BN=0         training BN (+ ReLU) as one op (ops/norm_act.py)
-conv                      TINYBIN_CONV=a,b,...       rows of conv_algorithms.ALGORITHMS, tried in order
+conv                      TINYBIN_CONV=a+b+...       rows of conv_algorithms.ALGORITHMS, tried in order
 winograd_min_channels     TINYBIN_CONV_MIN_CHANNELS  the fewest in/out channels Winograd takes (64)
 winograd_weight_gradient  TINYBIN_CONV_DW            "im2col" or "winograd": a Winograd layer's dw
 winograd_float64          TINYBIN_CONV_FLOAT64=1     float64 layers may run by Winograd too
 
 `conv` names the algorithms a stride-1 layer may run by, in the order they are tried; the first
 that fits the layer runs it, and im2col, which fits every layer, ends every list
-("winograd4,direct" is the default: Winograd for the wide 3×3 layers, the direct kernels for
-the narrow ones, im2col for the rest). kernels/conv_algorithms.py explains the measurements
+("winograd4+direct" is the default: Winograd for the wide 3×3 layers, the direct kernels for
+the narrow ones, im2col for the rest; "im2col" runs everything by im2col). kernels/conv_algorithms.py explains the measurements
 behind the defaults.
 
 parallel: by default on when Numba has more than one thread and both thread pools were told to
@@ -66,11 +66,13 @@ class Settings:
 
 
 def conv_order(conv, source="conv") -> tuple:
-    """("winograd4", "direct", "im2col") from "winograd4,direct" or a sequence of row names."""
-    names = [n.strip() for n in conv.split(",")] if isinstance(conv, str) else list(conv)
+    """("winograd4", "direct", "im2col") from "winograd4+direct" or a sequence of row names."""
+    names = [n.strip() for n in conv.split("+")] if isinstance(conv, str) else list(conv)
     for name in names:
         if name not in CONV_NAMES:
             raise ValueError(f"{source}: unknown convolution algorithm {name!r}; known: {', '.join(CONV_NAMES)}")
+    if "im2col" in names[:-1]:
+        raise ValueError(f"{source}: {'+'.join(names)!r} lists algorithms after im2col, which takes every layer")
     return tuple(names if names and names[-1] == "im2col" else names + ["im2col"])
 
 

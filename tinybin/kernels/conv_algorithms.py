@@ -8,7 +8,7 @@ gradient), each a function with the signature its pass has in every row,
     weight_gradient(x, dout, w_shape, stride, padding) -> dw
 
 and, for each pass, which layers it can run. `plan(w_shape, stride, padding, dtype)` tries the
-rows named by the `conv` setting in order (kernels/config.py; default "winograd4,direct,im2col"):
+rows named by the `conv` setting in order (kernels/config.py; default "winograd4+direct+im2col"):
 the first whose forward takes the layer runs it, and its gradients too where they take the
 layer, im2col where they do not. im2col takes every layer and ends every order.
 
@@ -25,8 +25,8 @@ on a shared 2-core machine at load average 13–17):
                                                          winograd4 1.27, 1.18, 3.09×
     default threads:                                     winograd2 1.24, 1.22, 1.00×;
                                                          winograd4 1.16, 1.17, 1.18×
-F(4×4) gains more and more steadily; in `python -m tinybin bench train --conv im2col
-winograd4,direct` (same machine, load ~20) a WRN-20-4 srelu training step took 1.69× less time
+F(4×4) gains more and more steadily; in `python -m tinybin bench train --conv
+im2col,winograd4+direct` (same machine, load ~20) a WRN-20-4 srelu training step took 1.69× less time
 with it. Its float32 error is larger -- relative RMS error against the float64 convolution
 ~1.7e-6 against im2col's ~3e-7 and winograd2's ~2.5e-7 (1-bit weights, normal inputs;
 lessons/12_winograd.py shows where it comes from) -- but far below what one mini-batch
@@ -49,7 +49,8 @@ gradient checks run in, and F(4×4)'s rounding there (~1e-14 relative, against i
 makes central differences noisier -- a whole-network check of WRN-8-1 at step 1e-6 measured
 2.4e-5 with it against 7.7e-6 with im2col (8.9e-8 and 7.2e-8 at step 1e-4).
 """
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
