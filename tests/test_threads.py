@@ -13,7 +13,9 @@ a = np.ones((400, 400), np.float32)
 spins = []
 for _ in range(5):
     a @ a                                   # wakes OpenBLAS's threads
-    t = time.process_time(); time.sleep(0.1); spins.append(time.process_time() - t)
+    t = time.process_time()
+    time.sleep(0.1)
+    spins.append(time.process_time() - t)
 print(sorted(spins)[2])                     # median CPU seconds used while the main thread slept
 """
 ORDERS = {"numpy only": "import numpy as np",

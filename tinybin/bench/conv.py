@@ -43,15 +43,16 @@ ALGORITHMS = {"im2col": dict(conv="im2col"), "direct": dict(conv="direct"), "win
               "w4, dw w4": dict(conv="winograd4", winograd_weight_gradient="winograd")}
 
 FIRST_CONV = """
-import time; t0 = time.perf_counter()
+import time
+t0 = time.perf_counter()
 from tinybin.ops.conv import conv2d_forward, conv2d_backward  # tinybin first, as `python -m tinybin`
 import numpy as np
 t1 = time.perf_counter()
-x = np.ones((2, 8, 8, 64), np.float32); w = np.ones((3, 3, 64, 64), np.float32)
-out, cache = conv2d_forward(x, w, 1, 1); conv2d_backward(out, cache)  # Winograd by default
-out, cache = conv2d_forward(x, w, 2, 1); conv2d_backward(out, cache)  # im2col (stride 2)
-x = np.ones((2, 8, 8, 16), np.float32); w = np.ones((3, 3, 16, 16), np.float32)
-out, cache = conv2d_forward(x, w, 1, 1); conv2d_backward(out, cache)  # direct (narrow)
+for channels, stride in ((64, 1), (64, 2), (16, 1)):  # Winograd, im2col (stride 2), direct (narrow)
+    x = np.ones((2, 8, 8, channels), np.float32)
+    w = np.ones((3, 3, channels, channels), np.float32)
+    out, cache = conv2d_forward(x, w, stride, 1)
+    conv2d_backward(out, cache)
 t2 = time.perf_counter()
 print(f"{t1 - t0:.3f} {t2 - t1:.3f}")
 """
@@ -135,7 +136,8 @@ def im2col_table(N, R, ref_repeats, rng):
         cols = out_dx = None                                           # free them before the reference runs
         gemms = gemm_f + gemm_dx + gemm_dw
 
-        def kernels_once():                                            # what one fwd+bwd runs
+        def kernels_once():
+            """What one fwd+bwd runs of the kernels."""
             kernels.im2col(x, 3, 3, (1, 1), (1, 1, 1, 1))
             dcols = kernels.im2col(x, 3, 3, (1, 1), (1, 1, 1, 1))
             kernels.col2im(dcols, x.shape, 3, 3, (1, 1), (1, 1, 1, 1))

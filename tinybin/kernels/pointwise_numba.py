@@ -2,7 +2,7 @@
 and backward.
 
 The readable versions are the NumPy ops themselves (tinybin/ops/activations.py),
-which call these when the reference switch is off (`kernels.pointwise()` picks). They give
+which call these when the reference setting is off (`kernels.pointwise()` picks). They give
 bit-for-bit the same results as the NumPy expressions they replace -- same operations on the
 same float type, each element on its own -- so switching changes no number of a training run
 (tests/test_pointwise.py checks with array_equal). What they save is passes over memory:

@@ -1,7 +1,7 @@
 """Fast average pooling (padding excluded from the average), NHWC, compiled by Numba.
 
 The readable version is tinybin/ops/pool.py's NumPy forward and backward, which call these when
-the reference switch is off. They give the same bits: the NumPy version adds the KH×KW strided
+the reference setting is off. They give the same bits: the NumPy version adds the KH×KW strided
 slices of the zero-padded input one window offset (i, j) at a time, so every output is
 ((0 + x[i=0, j=0]) + x[0, 1]) + ... in that order, padding zeros included, then divided by its
 count; the loops below add in the same order, zeros included (0.0 + -0.0 is +0.0, so even the

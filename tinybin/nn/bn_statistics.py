@@ -66,11 +66,11 @@ class BatchStatisticsPolicy:
         if self._calib is not None:
             self._calib.add(mean, var)
             return
-        m = self._moving_momentum()
+        momentum = self._moving_momentum()
         self._store("moving_batches", self.moving_batches + 1)
-        self._store("running_mean", m * self.running_mean + (1 - m) * mean)
+        self._store("running_mean", momentum * self.running_mean + (1 - momentum) * mean)
         if var is not None:
-            self._store("running_var", m * self.running_var + (1 - m) * var)
+            self._store("running_var", momentum * self.running_var + (1 - momentum) * var)
 
     def inference_mean_var(self):
         """(mean, var) used in eval mode, per `inference_stats`; a frozen layer's fitted ones always."""
