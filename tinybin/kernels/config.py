@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import numbers
 import os
 
 DEFAULT_CONV = ("winograd4", "direct", "im2col")
@@ -41,6 +42,7 @@ WEIGHT_GRADIENTS = ("im2col", "winograd")
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
+    """The kernel settings (the table above): typed values, replaced whole, never changed in place."""
     reference: bool = False
     parallel: bool = True
     fused_bn: bool = True
@@ -50,19 +52,22 @@ class Settings:
     winograd_float64: bool = False
 
     def checked(self, source: str) -> Settings:
-        """These settings with `conv` as a tuple ending in im2col; ValueError naming `source` and
-        the bad value otherwise."""
-        conv = conv_order(self.conv, source)
+        """These settings with their values in their types (`conv` a tuple ending in im2col);
+        ValueError naming `source` and the bad value otherwise."""
+        flags = {}
+        for flag in ("reference", "parallel", "fused_bn", "winograd_float64"):
+            value = getattr(self, flag)
+            if value not in (True, False):
+                raise ValueError(f"{source}: {flag} must be True or False, got {value!r}")
+            flags[flag] = bool(value)
         channels = self.winograd_min_channels
-        if isinstance(channels, bool) or not isinstance(channels, int) or channels < 0:
-            raise ValueError(f"{source}: winograd_min_channels must be an int >= 0, got {self.winograd_min_channels!r}")
+        if isinstance(channels, bool) or not isinstance(channels, numbers.Integral) or channels < 0:
+            raise ValueError(f"{source}: winograd_min_channels must be an int >= 0, got {channels!r}")
         if self.winograd_weight_gradient not in WEIGHT_GRADIENTS:
             raise ValueError(f"{source}: winograd_weight_gradient must be 'im2col' or 'winograd', "
                              f"got {self.winograd_weight_gradient!r}")
-        for flag in ("reference", "parallel", "fused_bn", "winograd_float64"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ValueError(f"{source}: {flag} must be True or False, got {getattr(self, flag)!r}")
-        return dataclasses.replace(self, conv=conv)
+        return dataclasses.replace(self, conv=conv_order(self.conv, source), winograd_min_channels=int(channels),
+                                   **flags)
 
 
 def conv_order(conv, source="conv") -> tuple:
