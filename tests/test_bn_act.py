@@ -30,10 +30,10 @@ def test_fused_op_equals_batch_norm_then_relu(relu, affine, shape, reference):
     dout = rng.standard_normal(shape)
     fx, fw, fb = leaves(x, weight, bias)
     ux, uw, ub = leaves(x, weight, bias)
-    with kernels.use_reference(reference):
-        y, mean, var = F.batch_norm_act(fx, fw, fb, eps=1e-5, relu=relu, return_stats=True)
+    with kernels.settings(reference=reference):
+        y, (mean, var) = F.batch_norm_act(fx, fw, fb, eps=1e-5, relu=relu, return_stats=True)
         y.backward(dout)
-    z, mean_u, var_u = F.batch_norm(ux, uw, ub, eps=1e-5, return_stats=True)
+    z, (mean_u, var_u) = F.batch_norm(ux, uw, ub, eps=1e-5, return_stats=True)
     (F.relu(z) if relu else z).backward(dout)
     y_u = np.maximum(z.data, 0) if relu else z.data
     assert y.dtype == np.float64 and y.shape == shape
@@ -93,7 +93,7 @@ def two_steps(variant, fused, x, y):
         steps.append((float(loss.data), {n: p.grad.copy() for n, p in model.named_parameters()}, seen[-1]))
     seen = []
     model.register_forward_hook(lambda m, inp, out: seen.append(ops_in_graph(out)))
-    with kernels.use_fused_bn(fused):
+    with kernels.settings(fused_bn=fused):
         for i in range(2):
             train_step(model, opt, x[4 * i:4 * i + 4], y[4 * i:4 * i + 4], lr=0.1, after_backward=record)
     return steps, {n: b.copy() for n, b in model.named_buffers()}
@@ -130,7 +130,7 @@ def test_recalibration_fused_equals_unfused(variant, monkeypatch):
     stats = []
     for fused in (True, False):
         model = float64_model(variant)
-        with kernels.use_fused_bn(fused):
+        with kernels.settings(fused_bn=fused):
             assert recalibrate_bn(model, batches) == 3
         stats.append({n: (bn.calib_mean, bn.calib_var, int(bn.calib_batches)) for n, bn in model.batch_norms()})
         assert all(int(bn.moving_batches) == 0 for _, bn in model.batch_norms())  # moving averages left alone
@@ -148,7 +148,7 @@ def test_float32_training_is_close_and_stays_float32():
     out = {}
     for fused in (True, False):
         model = wrn(8, 1, variant="baseline1", rng=0)
-        with kernels.use_fused_bn(fused):
+        with kernels.settings(fused_bn=fused):
             logits = model(x)
             logits.backward(np.ones_like(logits.data) / 40)
         out[fused] = logits.data, model.head.unit.bn.weight.grad, model.stage2.block0.unit_b.bn.running_var

@@ -4,6 +4,7 @@ statistics survive a large mean."""
 import numpy as np
 import pytest
 
+from tinybin import kernels
 from tinybin.kernels import bn_numba, bn_ref
 from tinybin.ops.activations import relu_backward, relu_forward
 from tinybin.ops.norm import batch_norm_backward, batch_norm_forward
@@ -18,8 +19,9 @@ def test_reference_equals_batch_norm_then_relu(relu, affine):
     rng, x, weight, bias = inputs(0, affine=affine)
     dout = rng.standard_normal(x.shape)
     y = np.empty_like(x)
-    mean, inv_std = bn_ref.bn_act_forward(x, weight, bias, 1e-5, relu, y)
+    mean, inv_std, statistics = bn_ref.bn_act_forward(x, weight, bias, 1e-5, relu, y)
     z, cache = batch_norm_forward(x, weight, bias, eps=1e-5)
+    np.testing.assert_array_equal(statistics.var, cache.statistics.var)
     y_ops, mask = relu_forward(z) if relu else (z, None)
     np.testing.assert_allclose(y, y_ops, rtol=0, atol=1e-12)
     dx = np.empty_like(x)
@@ -44,7 +46,7 @@ def test_reference_gradcheck(relu):
         return y
     y = f()
     assert np.all(np.abs(y[y != 0]) > 1e-4)                 # away from the ReLU kink
-    mean, inv_std = bn_ref.bn_act_forward(x, weight, bias, 1e-5, relu, np.empty_like(x))
+    mean, inv_std, _ = bn_ref.bn_act_forward(x, weight, bias, 1e-5, relu, np.empty_like(x))
     dx = np.empty_like(x)
     dweight, dbias = bn_ref.bn_act_backward(dout, x, mean, inv_std, weight, bias, relu, dx)
     assert rel_error(dx, numerical_grad(f, x, dout, eps=1e-5)) < 1e-6
@@ -60,14 +62,15 @@ def test_numba_equals_reference(shape, relu, affine, parallel):
     rng, x, weight, bias = inputs(2, shape, affine)
     dout = rng.standard_normal(x.shape)
     y_ref, y_nb = np.full_like(x, np.nan), np.full_like(x, np.nan)
-    stats_ref = bn_ref.bn_act_forward(x, weight, bias, 1e-5, relu, y_ref)
-    stats_nb = bn_numba.bn_act_forward(x, weight, bias, 1e-5, relu, y_nb, parallel=parallel)
-    np.testing.assert_allclose(y_nb, y_ref, rtol=0, atol=1e-12)
-    for a, b in zip(stats_nb, stats_ref):
-        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     dx_ref, dx_nb = np.full_like(x, np.nan), np.full_like(x, np.nan)
-    g_ref = bn_ref.bn_act_backward(dout, x, *stats_ref, weight, bias, relu, dx_ref)
-    g_nb = bn_numba.bn_act_backward(dout, x, *stats_ref, weight, bias, relu, dx_nb, parallel=parallel)
+    *state_ref, statistics_ref = bn_ref.bn_act_forward(x, weight, bias, 1e-5, relu, y_ref)
+    g_ref = bn_ref.bn_act_backward(dout, x, *state_ref, weight, bias, relu, dx_ref)
+    with kernels.settings(parallel=parallel):
+        *state_nb, statistics_nb = bn_numba.bn_act_forward(x, weight, bias, 1e-5, relu, y_nb)
+        g_nb = bn_numba.bn_act_backward(dout, x, *state_ref, weight, bias, relu, dx_nb)
+    np.testing.assert_allclose(y_nb, y_ref, rtol=0, atol=1e-12)
+    for a, b in zip([*state_nb, *statistics_nb], [*state_ref, *statistics_ref]):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dx_nb, dx_ref, rtol=0, atol=1e-12)
     for a, b in zip(g_nb, g_ref):
         assert (a is None) == (b is None)
@@ -80,7 +83,8 @@ def test_one_pass_statistics_with_a_large_mean_float32():
     rng = np.random.default_rng(3)
     x = (1e4 + rng.standard_normal((64, 8, 8, 16))).astype(np.float32)
     mean, var = bn_numba.bn_stats(x)
-    mean_ref, var_ref = bn_ref.bn_stats(x)
+    x64 = x.reshape(-1, 16).astype(np.float64)
+    mean_ref, var_ref = x64.mean(axis=0), x64.var(axis=0)
     np.testing.assert_allclose(mean, mean_ref, rtol=1e-9)
     np.testing.assert_allclose(var, var_ref, rtol=1e-6)
 
@@ -89,7 +93,8 @@ def test_float32_in_float32_out():
     _, x, weight, bias = inputs(4)
     x, weight, bias = x.astype(np.float32), weight.astype(np.float32), bias.astype(np.float32)
     y = np.empty_like(x)
-    mean, inv_std = bn_numba.bn_act_forward(x, weight, bias, 1e-5, True, y)
+    mean, inv_std, statistics = bn_numba.bn_act_forward(x, weight, bias, 1e-5, True, y)
+    assert statistics.mean.dtype == statistics.var.dtype == np.float64
     dx = np.empty_like(x)
     dweight, dbias = bn_numba.bn_act_backward(np.ones_like(x), x, mean, inv_std, weight, bias, True, dx)
     assert y.dtype == dx.dtype == mean.dtype == inv_std.dtype == dweight.dtype == dbias.dtype == np.float32

@@ -16,9 +16,10 @@ from conftest import numerical_grad, rel_error
 @pytest.fixture(params=["im2col", "winograd2", "winograd2/dw", "winograd4", "winograd4/dw"])
 def algorithm(request):
     """Runs a test with each convolution algorithm on every layer it can take (min_channels=1,
-    float64 too); "/dw": the weight gradient by Winograd too."""
+    float64 too; im2col for the rest); "/dw": the weight gradient by Winograd too."""
     name, _, dw = request.param.partition("/")
-    with kernels.use_conv(name, min_channels=1, dw="winograd" if dw else "im2col", float64=True):
+    with kernels.settings(conv=name, winograd_min_channels=1, winograd_float64=True,
+                          winograd_weight_gradient="winograd" if dw else "im2col"):
         yield request.param
 
 
@@ -65,11 +66,12 @@ def test_numba_kernels_equal_reference(seed, parallel):
         OH, OW = im2col_ref.output_size(H, W, KH, KW, SH, SW, PT, PB, PL, PR)
         geometry = (KH, KW, SH, SW, PT, PB, PL, PR)
         c_ref = im2col_ref.im2col(x, np.full((N * OH * OW, KH * KW * C), np.nan), *geometry)
-        c_fast = im2col_numba.im2col(x, np.full((N * OH * OW, KH * KW * C), np.nan), *geometry, parallel=parallel)
-        np.testing.assert_array_equal(c_fast, c_ref)  # pure copies: bit-identical
         dcols = rng.standard_normal(c_ref.shape)
         d_ref = im2col_ref.col2im(dcols, np.full(x_shape, np.nan), *geometry)
-        d_fast = im2col_numba.col2im(dcols, np.full(x_shape, np.nan), *geometry, parallel=parallel)
+        with kernels.settings(parallel=parallel):
+            c_fast = im2col_numba.im2col(x, np.full((N * OH * OW, KH * KW * C), np.nan), *geometry)
+            d_fast = im2col_numba.col2im(dcols, np.full(x_shape, np.nan), *geometry)
+        np.testing.assert_array_equal(c_fast, c_ref)  # pure copies: bit-identical
         np.testing.assert_allclose(d_fast, d_ref, rtol=0, atol=1e-12)
 
 
@@ -81,10 +83,10 @@ def test_conv_numba_equals_reference_and_definition(algorithm):
         np.testing.assert_allclose(out, naive_conv(x, w, S, P), rtol=0, atol=1e-12)
         dout = rng.standard_normal(out.shape)
         dx, dw = conv2d_backward(dout, cache)
-        with kernels.use_reference(True):
+        with kernels.settings(reference=True):
             out_r, cache_r = conv2d_forward(x, w, stride, padding)
             dx_r, dw_r = conv2d_backward(dout, cache_r)
-        assert not kernels.using_reference()
+        assert not kernels.current().reference
         for fast, ref in ((out, out_r), (dx, dx_r), (dw, dw_r)):
             np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-12)
 
@@ -108,7 +110,7 @@ def test_conv_gradcheck(x_shape, k, stride, padding, reference, algorithm):
     rng = np.random.default_rng(0)
     x = rng.standard_normal(x_shape)
     w = rng.standard_normal((k, k, x_shape[3], 3))
-    with kernels.use_reference(reference):
+    with kernels.settings(reference=reference):
         out, cache = conv2d_forward(x, w, stride, padding)
         dout = rng.standard_normal(out.shape)
         dx, dw = conv2d_backward(dout, cache)
@@ -200,21 +202,25 @@ def test_bad_dtype_stride_padding_raise():
         conv2d_forward(x, w, padding=-1)
 
 
-def test_use_reference_switch():
+def test_reference_setting_picks_the_kernel_module():
     assert kernels.implementation() is im2col_numba
-    with kernels.use_reference(True):
+    with kernels.settings(reference=True):
         assert kernels.implementation() is im2col_ref
     assert kernels.implementation() is im2col_numba
+    kernels.use_reference(True)          # the name of earlier releases: the same setting, at once
+    try:
+        assert kernels.implementation("direct").__name__.endswith("direct_ref")
+    finally:
+        kernels.settings(reference=False)
 
 
 THREADS_PROBE = """
 import os, sys
 {first}
 import numba
-from tinybin import threads
-from tinybin.kernels import im2col_numba
+from tinybin import kernels, threads
 print(os.environ.get("OPENBLAS_THREAD_TIMEOUT"), os.environ.get("OMP_WAIT_POLICY"),
-      threads.blas_threads_sleep(), im2col_numba.PARALLEL, numba.config.NUMBA_NUM_THREADS > 1)
+      threads.blas_threads_sleep(), kernels.current().parallel, numba.config.NUMBA_NUM_THREADS > 1)
 """
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tinybin import kernels
-from tinybin.kernels import direct_numba, direct_ref
+from tinybin.kernels import conv_algorithms, direct_numba, direct_ref
 from tinybin.ops import conv as conv_op
 from tinybin.ops.conv import conv2d_backward, conv2d_forward
 
@@ -24,7 +24,7 @@ SHAPES = [
 
 
 def im2col_conv(x, w, padding, dout):
-    with kernels.use_conv("im2col"):
+    with kernels.settings(conv="im2col"):
         out, cache = conv2d_forward(x, w, 1, padding)
         dx, dw = conv2d_backward(dout, cache)
     return out, dx, dw
@@ -52,11 +52,14 @@ def test_direct_serial_equals_parallel_bit_for_bit(shape):
     N, H, W, C, OC, K, padding = shape
     rng = np.random.default_rng(1)
     x, w = rng.standard_normal((N, H, W, C), np.float32), rng.standard_normal((K, K, C, OC), np.float32)
-    serial = direct_numba.forward(x, w, padding, parallel=False)
-    assert np.array_equal(serial, direct_numba.forward(x, w, padding, parallel=True))
-    dout = rng.standard_normal(serial.shape, np.float32)
-    assert np.array_equal(direct_numba.grad_weights(x, dout, padding, K, K, parallel=False),
-                          direct_numba.grad_weights(x, dout, padding, K, K, parallel=True))
+    dout = rng.standard_normal((N, H + padding[0] + padding[1] - K + 1, W + padding[2] + padding[3] - K + 1, OC),
+                               np.float32)
+    runs = []
+    for parallel in (False, True):
+        with kernels.settings(parallel=parallel):
+            runs.append((direct_numba.forward(x, w, padding), direct_numba.grad_weights(x, dout, padding, K, K)))
+    (out_serial, dw_serial), (out_parallel, dw_parallel) = runs
+    assert np.array_equal(out_serial, out_parallel) and np.array_equal(dw_serial, dw_parallel)
 
 
 def test_direct_float32_error_is_that_of_im2col():
@@ -69,7 +72,7 @@ def test_direct_float32_error_is_that_of_im2col():
     def error(out):
         return np.sqrt(np.mean((out - exact) ** 2) / np.mean(exact ** 2))
 
-    with kernels.use_conv("im2col"):
+    with kernels.settings(conv="im2col"):
         im2col_error = error(conv2d_forward(x32, w32, 1, 1)[0])
     assert error(direct_numba.forward(x32, w32, (1, 1, 1, 1))) < 2 * im2col_error + 1e-7
 
@@ -80,8 +83,8 @@ def test_conv_gradcheck_through_the_direct_kernels(reference):
     rng = np.random.default_rng(3)
     x, w = rng.standard_normal((2, 5, 6, 16)), rng.standard_normal((3, 3, 16, 16)) / 12
     padding = (1, 0, 2, 1)
-    with kernels.use_reference(reference):
-        assert kernels.direct_passes(w.shape, (1, 1), padding, x.dtype) == (True, True, True)
+    with kernels.settings(reference=reference):
+        assert passes(w.shape, padding=padding, dtype=x.dtype) == ("direct",) * 3
         out, cache = conv2d_forward(x, w, 1, padding)
         dout = rng.standard_normal(out.shape)
         dx, dw = conv2d_backward(dout, cache)
@@ -92,23 +95,32 @@ def test_conv_gradcheck_through_the_direct_kernels(reference):
         assert rel_error(dw, numerical_grad(f, w, dout, eps=1e-3)) < 1e-6
 
 
-def test_direct_passes_by_layer():
-    """WRN-20-1's layers: the stride-1 ones run direct, stride 2 keeps im2col, Winograd keeps the
-    wide ones, the 3-channel stem runs its forward direct but its weight gradient by im2col."""
-    same = (1, 1, 1, 1)
-    with kernels.use_conv("winograd4", min_channels=64):
-        assert kernels.direct_passes((3, 3, 16, 16), (1, 1), same) == (True, True, True)
-        assert kernels.direct_passes((3, 3, 32, 32), (1, 1), same) == (True, True, True)
-        assert kernels.direct_passes((3, 3, 64, 64), (1, 1), same) == (False, False, False)  # Winograd
-        assert kernels.direct_passes((3, 3, 16, 32), (2, 2), same) == (False, False, False)  # stride 2
-        assert kernels.direct_passes((3, 3, 3, 16), (1, 1), same) == (True, False, False)    # the stem
-        assert kernels.direct_passes((3, 3, 16, 24), (1, 1), same) == (False, False, False)  # 24 % 16
-        assert kernels.direct_passes((3, 3, 16, 16), (1, 1), (3, 0, 0, 0)) == (True, False, True)
-    with kernels.use_conv("direct"):
-        assert kernels.direct_passes((3, 3, 64, 64), (1, 1), same) == (True, True, True)
-    with kernels.use_conv("im2col"):
-        assert kernels.direct_passes((3, 3, 16, 16), (1, 1), same) == (False, False, False)
-    assert (kernels.DIRECT_BLOCK, kernels.DIRECT_Q) == (direct_numba.B, direct_numba.Q)
+def passes(w_shape, stride=(1, 1), padding=(1, 1, 1, 1), dtype=np.float32):
+    """(forward, input gradient, weight gradient): the algorithm of each pass of the layer's plan."""
+    return tuple(p.algorithm for p in kernels.conv_plan(w_shape, stride, padding, dtype))
+
+
+def test_plans_by_layer():
+    """WRN-20-1's layers under the default order: the stride-1 ones run direct, stride 2 keeps
+    im2col, Winograd keeps the wide ones, the 3-channel stem runs its forward direct but its
+    gradients by im2col."""
+    D, I, W4 = "direct", "im2col", "winograd4"
+    with kernels.settings(conv="winograd4+direct", winograd_min_channels=64):
+        assert passes((3, 3, 16, 16)) == (D, D, D)
+        assert passes((3, 3, 32, 32)) == (D, D, D)
+        assert passes((3, 3, 64, 64)) == (W4, W4, I)                # Winograd, its dw by im2col
+        assert passes((3, 3, 64, 64), dtype=np.float64) == (D, D, D)  # float64: not Winograd
+        assert passes((3, 3, 16, 32), stride=(2, 2)) == (I, I, I)   # stride 2
+        assert passes((3, 3, 3, 16)) == (D, I, I)                   # the stem
+        assert passes((3, 3, 16, 24)) == (I, I, I)                  # 24 % 16
+        assert passes((3, 3, 16, 16), padding=(3, 0, 0, 0)) == (D, I, D)
+    with kernels.settings(conv="direct"):
+        assert passes((3, 3, 64, 64)) == (D, D, D)
+    with kernels.settings(conv="winograd4"):                        # no direct row: im2col below 64
+        assert passes((3, 3, 16, 16)) == (I, I, I)
+    with kernels.settings(conv="im2col"):
+        assert passes((3, 3, 16, 16)) == (I, I, I)
+    assert (conv_algorithms.DIRECT_BLOCK, conv_algorithms.DIRECT_Q) == (direct_numba.B, direct_numba.Q)
 
 
 def test_conv_op_calls_the_direct_kernels(monkeypatch):
@@ -118,7 +130,7 @@ def test_conv_op_calls_the_direct_kernels(monkeypatch):
         monkeypatch.setattr(direct_numba, name,
                             lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
     x, w = np.ones((2, 6, 6, 16), np.float32), np.ones((3, 3, 16, 16), np.float32)
-    with kernels.use_conv("direct"):
+    with kernels.settings(conv="direct"):
         out, cache = conv_op.conv2d_forward(x, w, 1, 1)
         conv_op.conv2d_backward(out, cache)
     assert calls == ["forward", "grad_weights", "grad_input", "forward"]  # dx is the flipped forward

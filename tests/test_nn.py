@@ -244,7 +244,7 @@ def test_bn_inference_is_the_training_formula(affine, fused):
     for p in bn.parameters():
         p.data = (p.data + rng.standard_normal(5)).astype(dtype)
     x = Tensor((rng.standard_normal((3, 4, 4, 5)) * 3 + 1).astype(dtype))
-    with kernels.use_fused_bn(fused):
+    with kernels.settings(fused_bn=fused):
         train_out = bn.train()(x).data              # the first batch sets the moving averages exactly
     if fused:
         np.testing.assert_allclose(bn.eval()(x).data, train_out, rtol=1e-6, atol=1e-6)

@@ -100,16 +100,16 @@ def test_mean_only_batch_norm(with_bias):
 
 def test_batch_norm_statistics_are_per_channel_and_biased():
     x = rng.standard_normal((8, 4, 4, 3)) * [1, 5, 0.1] + [0, 10, -3]
-    y, mean, var = F.batch_norm(tb.Tensor(x), eps=0.0, return_stats=True)
+    y, (mean, var) = F.batch_norm(tb.Tensor(x), eps=0.0, return_stats=True)
     np.testing.assert_allclose(mean, x.reshape(-1, 3).mean(0))
-    np.testing.assert_allclose(var, x.reshape(-1, 3).var(0))           # 1/m, not 1/(m-1)
+    np.testing.assert_allclose(var, x.reshape(-1, 3).var(0))           # 1/rows, not 1/(rows - 1)
     np.testing.assert_allclose(y.data.reshape(-1, 3).mean(0), 0, atol=1e-12)
     np.testing.assert_allclose(y.data.reshape(-1, 3).std(0), 1, rtol=1e-10)
 
 
 def _wrong_bn_backward(dout, cache):
     """A classic mistake: drops the path through the variance (the x̂·mean(dx̂·x̂) term)."""
-    xhat, inv_std = cache[:2]
+    xhat, inv_std = cache.xhat, cache.inv_std
     d = dout.reshape(xhat.shape)
     dx = (d - d.mean(axis=0)) * inv_std
     return dx.reshape(dout.shape), None, None

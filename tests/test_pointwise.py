@@ -5,7 +5,7 @@ import pytest
 
 import tinybin.functional as F
 from tinybin import kernels
-from tinybin.kernels import im2col_numba, pointwise_numba
+from tinybin.kernels import pointwise_numba
 from tinybin.tensor import Tensor
 
 
@@ -21,16 +21,12 @@ def run_both(fn, *arrays, parallel):
     """fn's output and input gradient (random upstream) with the Numba kernels and with NumPy."""
     results = []
     for reference in (False, True):
-        with kernels.use_reference(reference):
-            previous, im2col_numba.PARALLEL = im2col_numba.PARALLEL, parallel
-            try:
-                ts = [Tensor(a.copy(), requires_grad=True) for a in arrays]
-                out = fn(*ts)
-                dout = special_values(out.dtype, out.size, seed=1).reshape(out.shape)
-                out.backward(dout)
-                results.append((out.data, [t.grad for t in ts]))
-            finally:
-                im2col_numba.PARALLEL = previous
+        with kernels.settings(reference=reference, parallel=parallel):
+            ts = [Tensor(a.copy(), requires_grad=True) for a in arrays]
+            out = fn(*ts)
+            dout = special_values(out.dtype, out.size, seed=1).reshape(out.shape)
+            out.backward(dout)
+            results.append((out.data, [t.grad for t in ts]))
     return results
 
 
@@ -58,6 +54,6 @@ def test_kernels_are_used_and_skipped_where_they_do_not_apply(monkeypatch):
     assert sorted(calls) == ["clamp_below", "clamp_below", "pass_above", "pass_above"]
     calls.clear()
     F.srelu(Tensor(np.ones((4, 5), np.float32)[:, ::2]))            # not contiguous: NumPy
-    with kernels.use_reference(True):
+    with kernels.settings(reference=True):
         F.relu(Tensor(np.ones((4, 5), np.float32)))                  # the reference switch: NumPy
     assert calls == []

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 from tinybin import kernels
-from tinybin.kernels import im2col_numba
 from tinybin.ops.pool import (
     avg_pool2d,
     avg_pool2d_backward,
@@ -46,7 +45,7 @@ def test_avg_pool_matches_definition_and_gradcheck(x_shape, k, s, padding, refer
     rng = np.random.default_rng(0)
     x = rng.standard_normal(x_shape)
     pads = (padding,) * 4 if np.ndim(padding) == 0 else padding
-    with kernels.use_reference(reference):
+    with kernels.settings(reference=reference):
         out, cache = avg_pool2d_forward(x, k, s, padding)
         np.testing.assert_allclose(out, naive_avg_pool(x, k, s, pads), rtol=0, atol=1e-12)
         dout = rng.standard_normal(out.shape)
@@ -65,14 +64,10 @@ def test_numba_avg_pool_gives_numpys_bits(x_shape, k, s, padding, parallel):
     dout = None
     results = []
     for reference in (False, True):
-        previous, im2col_numba.PARALLEL = im2col_numba.PARALLEL, parallel
-        try:
-            with kernels.use_reference(reference):
-                out, cache = avg_pool2d_forward(x, k, s, padding)
-                dout = rng.standard_normal(out.shape).astype(np.float32) if dout is None else dout
-                results.append((out, avg_pool2d_backward(dout, cache)))
-        finally:
-            im2col_numba.PARALLEL = previous
+        with kernels.settings(reference=reference, parallel=parallel):
+            out, cache = avg_pool2d_forward(x, k, s, padding)
+            dout = rng.standard_normal(out.shape).astype(np.float32) if dout is None else dout
+            results.append((out, avg_pool2d_backward(dout, cache)))
     (out_fast, dx_fast), (out_ref, dx_ref) = results
     np.testing.assert_array_equal(out_fast, out_ref)
     np.testing.assert_array_equal(np.signbit(out_fast), np.signbit(out_ref))

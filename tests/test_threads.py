@@ -13,7 +13,9 @@ a = np.ones((400, 400), np.float32)
 spins = []
 for _ in range(5):
     a @ a                                   # wakes OpenBLAS's threads
-    t = time.process_time(); time.sleep(0.1); spins.append(time.process_time() - t)
+    t = time.process_time()
+    time.sleep(0.1)
+    spins.append(time.process_time() - t)
 print(sorted(spins)[2])                     # median CPU seconds used while the main thread slept
 """
 ORDERS = {"numpy only": "import numpy as np",
@@ -54,8 +56,8 @@ def test_warns_once_when_the_loaded_blas_cannot_be_reached():
              "    warnings.simplefilter('always')\n"
              "    import tinybin\n    from tinybin import threads\n"
              "builtins.open = real_open\n"
-             "from tinybin.kernels import im2col_numba\n"
-             "print(threads.blas_threads_sleep(), im2col_numba.PARALLEL)\n"
+             "from tinybin import kernels\n"
+             "print(threads.blas_threads_sleep(), kernels.current().parallel)\n"
              "for w in caught:\n    print(w.category.__name__, w.message)\n")
     proc = subprocess.run([sys.executable, "-c", probe], env=clean_env(), capture_output=True, text=True, check=True)
     lines = proc.stdout.splitlines()

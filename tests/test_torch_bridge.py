@@ -112,17 +112,16 @@ def test_logits_and_latent_gradients_equal_tinybin(variant, bits, padding, test_
 
 @pytest.mark.parametrize("variant", ["baseline1", "baseline2", "final-bn"])
 def test_native_batch_norm_computes_the_same(variant, test_images, monkeypatch):
-    """BatchNorm2d.native (PyTorch's fused kernel, the benchmark's peer) is the same function in
+    """NativeBatchNorm2d (PyTorch's fused kernel, the benchmark's peer) is the same function in
     float64: logits, every gradient, and the moving averages it records."""
-    from tinybin.torch.layers import BatchNorm2d
+    from tinybin.torch.layers import use_native_batch_norm
     x = test_images[0][:8].astype(np.float64)
     upstream = torch.from_numpy(np.random.default_rng(1).standard_normal((8, 10)))
     model = small_model(variant, 1, "symmetric")
     runs, calls, fused = [], [], torch.nn.functional.batch_norm
     monkeypatch.setattr(torch.nn.functional, "batch_norm", lambda *a, **k: calls.append(1) or fused(*a, **k))
     for native in (False, True):
-        monkeypatch.setattr(BatchNorm2d, "native", native)
-        net = to_torch(model)
+        net = use_native_batch_norm(to_torch(model)) if native else to_torch(model)
         logits = net(torch.from_numpy(x))
         (logits * upstream).sum().backward()
         assert bool(calls) == native  # the fused kernel ran only when asked for
@@ -276,3 +275,39 @@ def test_fixed_input_norm_converts_both_ways(test_images):
     for name, value in model.state_dict().items():
         np.testing.assert_array_equal(back.state_dict()[name], value, err_msg=name)
     np.testing.assert_array_equal(back(x).data, model(x).data)
+
+
+def test_both_batch_norms_keep_statistics_by_one_policy():
+    """tinybin.nn.BatchNorm2d and tinybin.torch.BatchNorm2d share tinybin/nn/bn_statistics.py: the
+    same moving averages (first batch initialises), recalibrated averages, choice of inference
+    statistics and error texts, batch after batch."""
+    from tinybin import nn as tnn
+    from tinybin.nn.bn_statistics import NOT_FITTED, NOT_RECALIBRATED, BatchStatisticsPolicy
+    from tinybin.torch.layers import BatchNorm2d as TorchBN
+
+    rng = np.random.default_rng(5)
+    numpy_bn, torch_bn = tnn.BatchNorm2d(3), TorchBN(3)
+    assert isinstance(numpy_bn, BatchStatisticsPolicy) and isinstance(torch_bn, BatchStatisticsPolicy)
+    batches = [rng.standard_normal((4, 5, 5, 3)) * [1, 2, 3] + [0, 1, -1] for _ in range(3)]
+
+    def run(bn, x):
+        return bn(x) if bn is numpy_bn else bn(torch.from_numpy(x.transpose(0, 3, 1, 2).copy()))
+    for bn in (numpy_bn, torch_bn):
+        for x in batches:
+            run(bn, x)
+        bn.inference_stats = "recalibrated"
+        with pytest.raises(RuntimeError) as error:
+            bn.inference_mean_var()
+        assert str(error.value) == NOT_RECALIBRATED
+        bn.start_recalibration()
+        for x in batches[:2]:
+            run(bn, x)
+        bn.finish_recalibration()
+    for name in ("running_mean", "running_var", "moving_batches", "calib_mean", "calib_var", "calib_batches"):
+        np.testing.assert_allclose(getattr(torch_bn, name).numpy(), getattr(numpy_bn, name), rtol=1e-6, err_msg=name)
+    assert int(numpy_bn.moving_batches) == 3 and int(numpy_bn.calib_batches) == 2
+    mean = np.mean([x.reshape(-1, 3).mean(0) for x in batches[:2]], axis=0)
+    np.testing.assert_allclose(numpy_bn.inference_mean_var()[0], mean, rtol=1e-12)
+    with pytest.raises(RuntimeError) as error:
+        TorchBN(3, frozen=True).inference_mean_var()
+    assert str(error.value) == NOT_FITTED

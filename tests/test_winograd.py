@@ -11,9 +11,9 @@ from test_conv import naive_conv
 
 import tinybin.functional as F
 from tinybin import kernels
-from tinybin.kernels import winograd_numba, winograd_ref
+from tinybin.kernels import config, conv_algorithms, winograd_numba, winograd_ref
+from tinybin.kernels.conv_winograd import forward as winograd_forward
 from tinybin.ops.conv import conv2d_backward, conv2d_forward
-from tinybin.ops.conv_winograd import winograd_forward
 from tinybin.tensor import Tensor
 
 from conftest import numerical_grad, rel_error
@@ -51,7 +51,7 @@ def test_one_dimensional_matrices_compute_the_correlation(m):
 @pytest.mark.parametrize("m", [2, 4])
 def test_winograd_forward_equals_direct_conv(m, reference):
     rng = np.random.default_rng(10 + m)
-    with kernels.use_reference(reference):
+    with kernels.settings(reference=reference):
         for x_shape, OC, pads in random_layers(25, m):
             x, w = rng.standard_normal(x_shape), rng.standard_normal((3, 3, x_shape[3], OC))
             out = winograd_forward(x, w, pads, m)
@@ -68,16 +68,16 @@ def test_numba_transforms_equal_reference(m, parallel):
         TH, TW = winograd_ref.tiles(OH, OW, m)
         P = N * TH * TW
         x = rng.standard_normal((N, H, W, C))
+        M, dout = rng.standard_normal((T * T, P, OC)), rng.standard_normal((N, OH, OW, OC))
         V_ref = winograd_ref.input_tiles(x, np.full((T * T, P, C), np.nan), m, PT, PL, TH, TW)
-        V_fast = winograd_numba.input_tiles(x, np.full((T * T, P, C), np.nan), m, PT, PL, TH, TW, parallel=parallel)
-        np.testing.assert_allclose(V_fast, V_ref, rtol=0, atol=1e-12)
-        M = rng.standard_normal((T * T, P, OC))
         out_ref = winograd_ref.output_tiles(M, np.full((N, OH, OW, OC), np.nan), m, TH, TW)
-        out_fast = winograd_numba.output_tiles(M, np.full((N, OH, OW, OC), np.nan), m, TH, TW, parallel=parallel)
-        np.testing.assert_allclose(out_fast, out_ref, rtol=0, atol=1e-12)
-        dout = rng.standard_normal((N, OH, OW, OC))
         dM_ref = winograd_ref.dout_tiles(dout, np.full((T * T, P, OC), np.nan), m, TH, TW)
-        dM_fast = winograd_numba.dout_tiles(dout, np.full((T * T, P, OC), np.nan), m, TH, TW, parallel=parallel)
+        with kernels.settings(parallel=parallel):
+            V_fast = winograd_numba.input_tiles(x, np.full((T * T, P, C), np.nan), m, PT, PL, TH, TW)
+            out_fast = winograd_numba.output_tiles(M, np.full((N, OH, OW, OC), np.nan), m, TH, TW)
+            dM_fast = winograd_numba.dout_tiles(dout, np.full((T * T, P, OC), np.nan), m, TH, TW)
+        np.testing.assert_allclose(V_fast, V_ref, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(out_fast, out_ref, rtol=0, atol=1e-12)
         np.testing.assert_allclose(dM_fast, dM_ref, rtol=0, atol=1e-12)
 
 
@@ -109,7 +109,7 @@ def test_gradcheck_through_functional_conv2d(algorithm, dw, x_shape, padding):
     float64, random upstream gradient, every element."""
     rng = np.random.default_rng(40)
     x_data, w_data = rng.standard_normal(x_shape), rng.standard_normal((3, 3, x_shape[3], 3))
-    with kernels.use_conv(algorithm, min_channels=1, dw=dw, float64=True):
+    with kernels.settings(conv=algorithm, winograd_min_channels=1, winograd_weight_gradient=dw, winograd_float64=True):
         x, w = Tensor(x_data, requires_grad=True), Tensor(w_data, requires_grad=True)
         out = F.conv2d(x, w, stride=1, padding=padding)
         dout = rng.standard_normal(out.shape)
@@ -132,7 +132,7 @@ def test_float32_error_against_float64(algorithm, max_rms, dw):
     w = np.sign(rng.standard_normal((3, 3, 128, 128))) * np.sqrt(2 / (9 * 128))
     out64, cache64 = conv2d_forward(x, w, 1, 1)
     grads64 = conv2d_backward(dout, cache64)
-    with kernels.use_conv(algorithm, dw=dw):
+    with kernels.settings(conv=algorithm, winograd_weight_gradient=dw):
         out, cache = conv2d_forward(x.astype(np.float32), w.astype(np.float32), 1, 1)
         grads = conv2d_backward(dout.astype(np.float32), cache)
     for a, b in ((out, out64), *zip(grads, grads64)):
@@ -140,31 +140,37 @@ def test_float32_error_against_float64(algorithm, max_rms, dw):
         assert np.sqrt(np.mean((a - b) ** 2) / np.mean(b ** 2)) < max_rms
 
 
-def test_dispatch_by_layer(monkeypatch):
-    """Winograd for 3×3 stride-1 layers with >= min_channels channels; im2col for the rest."""
-    assert kernels.conv_algorithm() == os.environ.get("TINYBIN_CONV", kernels.DEFAULT_CONV)
-    with kernels.use_conv("winograd4", min_channels=8):
-        assert kernels.winograd_tile((3, 3, 8, 8), (1, 1), (1, 1, 1, 1)) == 4
-        assert kernels.winograd_tile((3, 3, 8, 8), (1, 1), (1, 1, 1, 1), np.float64) == 0  # float64: im2col
-        with kernels.use_conv("winograd4", min_channels=8, float64=True):
-            assert kernels.winograd_tile((3, 3, 8, 8), (1, 1), (1, 1, 1, 1), np.float64) == 4
-        assert kernels.winograd_tile((3, 3, 8, 7), (1, 1), (1, 1, 1, 1)) == 0   # narrow output
-        assert kernels.winograd_tile((3, 3, 8, 8), (2, 2), (1, 1, 1, 1)) == 0   # stride 2
-        assert kernels.winograd_tile((1, 1, 8, 8), (1, 1), (0, 0, 0, 0)) == 0   # 1×1
-        assert kernels.winograd_tile((3, 3, 8, 8), (1, 1), (3, 0, 0, 0)) == 0   # pad 3
-        with kernels.use_conv("winograd2", min_channels=1):
-            assert kernels.winograd_tile((3, 3, 1, 1), (1, 1), (0, 0, 0, 0)) == 2
-        assert kernels.winograd_tile((3, 3, 1, 1), (1, 1), (0, 0, 0, 0)) == 0   # restored
-    with kernels.use_conv("im2col", min_channels=1):
-        assert kernels.winograd_tile((3, 3, 8, 8), (1, 1), (1, 1, 1, 1)) == 0
+def test_plans_by_layer(monkeypatch):
+    """Winograd for 3×3 stride-1 layers with >= winograd_min_channels channels; im2col for the rest."""
+    def forward(w_shape, stride=(1, 1), padding=(1, 1, 1, 1), dtype=np.float32):
+        return kernels.conv_plan(w_shape, stride, padding, dtype).forward.algorithm
+
+    expected = os.environ.get("TINYBIN_CONV", "winograd4+direct")
+    assert kernels.current().conv == tuple(expected.split("+")) + (() if expected.endswith("im2col") else ("im2col",))
+    with kernels.settings(conv="winograd4", winograd_min_channels=8):
+        assert forward((3, 3, 8, 8)) == "winograd4"
+        assert forward((3, 3, 8, 8), dtype=np.float64) == "im2col"            # float64: im2col
+        with kernels.settings(winograd_float64=True):
+            assert forward((3, 3, 8, 8), dtype=np.float64) == "winograd4"
+        assert forward((3, 3, 8, 7)) == "im2col"                              # narrow output
+        assert forward((3, 3, 8, 8), stride=(2, 2)) == "im2col"               # stride 2
+        assert forward((1, 1, 8, 8), padding=(0, 0, 0, 0)) == "im2col"        # 1×1
+        assert forward((3, 3, 8, 8), padding=(3, 0, 0, 0)) == "im2col"        # pad 3
+        with kernels.settings(conv="winograd2", winograd_min_channels=1):
+            assert forward((3, 3, 1, 1), padding=(0, 0, 0, 0)) == "winograd2"
+        assert forward((3, 3, 1, 1), padding=(0, 0, 0, 0)) == "im2col"        # restored
+    with kernels.settings(conv="im2col", winograd_min_channels=1):
+        assert forward((3, 3, 8, 8)) == "im2col"
 
     def im2col_must_not_run(*args, **kwargs):
         raise AssertionError("im2col ran for a layer Winograd should take")
 
     x, w = np.ones((1, 6, 6, 8)), np.ones((3, 3, 8, 8))
-    monkeypatch.setattr(kernels, "im2col", im2col_must_not_run)
-    with kernels.use_conv("winograd2", min_channels=8, dw="winograd", float64=True):
+    monkeypatch.setattr(conv_algorithms, "im2col", im2col_must_not_run)
+    with kernels.settings(conv="winograd2", winograd_min_channels=8, winograd_weight_gradient="winograd",
+                          winograd_float64=True):
         out, cache = conv2d_forward(x, w, 1, 1)
+        assert [p.algorithm for p in cache.plan] == ["winograd2"] * 3
         conv2d_backward(out, cache)
         with pytest.raises(AssertionError, match="im2col ran"):
             conv2d_forward(x, w, 2, 1)
@@ -173,24 +179,48 @@ def test_dispatch_by_layer(monkeypatch):
         raise AssertionError("col2im ran: dx of a Winograd layer is a Winograd forward")
 
     monkeypatch.undo()
-    with kernels.use_conv("im2col"):
+    with kernels.settings(conv="im2col"):
         out, cache = conv2d_forward(x, w, 1, 1)
         expected = conv2d_backward(out, cache)
-    monkeypatch.setattr(kernels, "col2im", col2im_must_not_run)
-    with kernels.use_conv("winograd4", min_channels=8, dw="im2col", float64=True):  # dw im2col, dx Winograd
+    monkeypatch.setattr(conv_algorithms, "col2im", col2im_must_not_run)
+    with kernels.settings(conv="winograd4", winograd_min_channels=8, winograd_float64=True):
+        out, cache = conv2d_forward(x, w, 1, 1)
+        assert [p.algorithm for p in cache.plan] == ["winograd4", "winograd4", "im2col"]  # dw im2col, dx Winograd
         for got, want in zip(conv2d_backward(out, cache), expected):
             np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-10)
 
 
-def test_unknown_algorithm_named():
+def test_the_table_rows_are_the_settings_names():
+    assert tuple(conv_algorithms.ALGORITHMS) == config.CONV_NAMES
+
+
+def test_bad_settings_named():
     with pytest.raises(ValueError, match=r"unknown convolution algorithm 'winograd3'; known: im2col, direct, winograd2, winograd4"):
-        kernels.use_conv("winograd3")
-    with pytest.raises(ValueError, match="min_channels"):
-        kernels.use_conv("winograd2", min_channels=-1)
-    with pytest.raises(ValueError, match="dw must be 'im2col' or 'winograd'"):
-        kernels.use_conv("winograd2", dw="fft")
-    env = {**os.environ, "TINYBIN_CONV": "fft"}
-    proc = subprocess.run([sys.executable, "-c", "import numpy as np; from tinybin.ops.conv import conv2d_forward; "
-                           "conv2d_forward(np.ones((1, 4, 4, 1)), np.ones((3, 3, 1, 1)))"],
-                          env=env, capture_output=True, text=True)
-    assert proc.returncode != 0 and "TINYBIN_CONV" in proc.stderr and "'fft'" in proc.stderr
+        kernels.settings(conv="winograd3")
+    with pytest.raises(ValueError, match="winograd_min_channels"):
+        kernels.settings(winograd_min_channels=-1)
+    with pytest.raises(ValueError, match="winograd_weight_gradient must be 'im2col' or 'winograd'"):
+        kernels.settings(winograd_weight_gradient="fft")
+    with pytest.raises(ValueError, match="after im2col"):
+        kernels.settings(conv="im2col+winograd4")
+    with pytest.raises(ValueError, match="unknown kernel setting.*conv_algorithm"):
+        kernels.settings(conv_algorithm="im2col")
+    assert kernels.current() == config.from_environment()     # nothing changed
+    for name, value in (("TINYBIN_CONV", "fft"), ("TINYBIN_CONV_DW", "fft"), ("TINYBIN_CONV_MIN_CHANNELS", "x"),
+                        ("TINYBIN_PARALLEL", "maybe")):
+        env = {**os.environ, name: value}
+        proc = subprocess.run([sys.executable, "-c", "import numpy as np; from tinybin.ops.conv import conv2d_forward; "
+                               "conv2d_forward(np.ones((1, 4, 4, 1)), np.ones((3, 3, 1, 1)))"],
+                              env=env, capture_output=True, text=True)
+        assert proc.returncode != 0 and name in proc.stderr and f"'{value}'" in proc.stderr, proc.stderr
+
+
+def test_environment_read_as_typed_settings():
+    settings = config.from_environment({"TINYBIN_CONV": "winograd2+direct", "TINYBIN_CONV_MIN_CHANNELS": "16",
+                                        "TINYBIN_CONV_DW": "winograd", "TINYBIN_CONV_FLOAT64": "1",
+                                        "TINYBIN_REFERENCE": "1", "TINYBIN_FUSED_BN": "0", "TINYBIN_PARALLEL": "0"})
+    assert settings == config.Settings(reference=True, parallel=False, fused_bn=False,
+                                       conv=("winograd2", "direct", "im2col"), winograd_min_channels=16,
+                                       winograd_weight_gradient="winograd", winograd_float64=True)
+    with kernels.use_conv("winograd2", min_channels=16, dw="winograd", float64=True):   # earlier releases' name
+        assert kernels.current().conv == ("winograd2", "im2col") and kernels.current().winograd_min_channels == 16

@@ -202,7 +202,12 @@ class Function:
 
     and are called as `MyOp.apply(*tensors, **options)`. Positional arguments are the
     differentiable inputs (Tensors, arrays or numbers); keyword arguments are options.
+
+    has_aux = True: forward returns (ndarray, aux), and apply returns (Tensor, aux): aux is
+    something computed on the way that no gradient flows through (batch norm's statistics).
     """
+
+    has_aux = False
 
     @staticmethod
     def forward(ctx, *args, **kwargs):
@@ -222,12 +227,13 @@ class Function:
         record = _grad_enabled and any(needs)
         ctx = Context(needs)
         out = cls.forward(ctx, *(None if t is None else t.data for t in tensors), **options)
+        out, aux = out if cls.has_aux else (out, None)
         result = Tensor(np.asarray(out), requires_grad=record)
         if record:
             edges = tuple(None if t is None or not t.requires_grad else (t if t._node is None else t._node)
                           for t in tensors)
             result._node = _Node(cls, ctx, edges, result.shape)
-        return result
+        return (result, aux) if cls.has_aux else result
 
     @classmethod
     def from_pair(cls, name: str, forward, backward, doc: str | None = None) -> type[Function]:

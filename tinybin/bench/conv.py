@@ -19,7 +19,7 @@ and forward+backward with each convolution algorithm -- im2col, the direct kerne
 (kernels/direct_numba.py), Winograd F(2×2, 3×3), Winograd F(4×4, 3×3) -- timed in turn within
 every repeat so that a busy machine slows all alike, and im2col's time over each (the
 speed-up). Winograd layers compute dw by im2col (the default) or, in the last column, by
-Winograd too. The first table measures im2col, whatever TINYBIN_CONV says.
+Winograd too. The first table measures im2col, whatever the `conv` setting (TINYBIN_CONV) says.
 
 and, measured in fresh processes, how long `import` plus a first small conv by each of the three
 algorithms take: once with an empty Numba cache (compilation) and once with the cache the first
@@ -37,20 +37,22 @@ from .timer import median_ms
 
 STAGES = [(32, 64), (16, 128), (8, 256)]  # (H = W, C) of WRN-20-4's three stages
 NARROW = [(32, 16), (16, 32), (8, 64)]      # WRN-20-1's three stages
-ALGORITHMS = {"im2col": ("im2col", "im2col"), "direct": ("direct", "im2col"),        # label: (use_conv name, dw)
-              "winograd2": ("winograd2", "im2col"),
-              "winograd4": ("winograd4", "im2col"), "w4, dw w4": ("winograd4", "winograd")}
+# label: the kernel settings it is timed under (every layer wide enough for Winograd here)
+ALGORITHMS = {"im2col": dict(conv="im2col"), "direct": dict(conv="direct"), "winograd2": dict(conv="winograd2"),
+              "winograd4": dict(conv="winograd4"),
+              "w4, dw w4": dict(conv="winograd4", winograd_weight_gradient="winograd")}
 
 FIRST_CONV = """
-import time; t0 = time.perf_counter()
+import time
+t0 = time.perf_counter()
 from tinybin.ops.conv import conv2d_forward, conv2d_backward  # tinybin first, as `python -m tinybin`
 import numpy as np
 t1 = time.perf_counter()
-x = np.ones((2, 8, 8, 64), np.float32); w = np.ones((3, 3, 64, 64), np.float32)
-out, cache = conv2d_forward(x, w, 1, 1); conv2d_backward(out, cache)  # Winograd by default
-out, cache = conv2d_forward(x, w, 2, 1); conv2d_backward(out, cache)  # im2col (stride 2)
-x = np.ones((2, 8, 8, 16), np.float32); w = np.ones((3, 3, 16, 16), np.float32)
-out, cache = conv2d_forward(x, w, 1, 1); conv2d_backward(out, cache)  # direct (narrow)
+for channels, stride in ((64, 1), (64, 2), (16, 1)):  # Winograd, im2col (stride 2), direct (narrow)
+    x = np.ones((2, 8, 8, channels), np.float32)
+    w = np.ones((3, 3, channels, channels), np.float32)
+    out, cache = conv2d_forward(x, w, stride, 1)
+    conv2d_backward(out, cache)
 t2 = time.perf_counter()
 print(f"{t1 - t0:.3f} {t2 - t1:.3f}")
 """
@@ -78,7 +80,6 @@ def run(batch=125, repeats=5, ref_repeats=2, quick=False, startup=True) -> dict:
     import numba
 
     from .. import kernels, threads
-    from ..kernels import im2col_numba
 
     if quick:
         batch, repeats, ref_repeats = 25, 3, 1
@@ -86,12 +87,12 @@ def run(batch=125, repeats=5, ref_repeats=2, quick=False, startup=True) -> dict:
     rng = np.random.default_rng(0)
     figures = {}
     layer = (f"numba {numba.__version__}, kernels " + (f"parallel on {numba.config.NUMBA_NUM_THREADS} threads"
-             if im2col_numba.PARALLEL else "serial") + f" (BLAS threads sleep when idle: {threads.blas_threads_sleep()})")
+             if kernels.current().parallel else "serial") + f" (BLAS threads sleep when idle: {threads.blas_threads_sleep()})")
     print(f"conv2d benchmark: batch {N}, float32, 3x3 stride 1 pad 1, median of {R}; numpy {np.__version__}, {layer}")
     print("environment: " + ", ".join(f"{k}={os.environ.get(k, '-')}" for k in
           ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_THREADING_LAYER", "OMP_WAIT_POLICY",
            "OPENBLAS_THREAD_TIMEOUT")) + f"; load average {os.getloadavg()[0]:.2f}")
-    with kernels.use_conv("im2col"):
+    with kernels.settings(conv="im2col"):
         figures["im2col"] = im2col_table(N, R, ref_repeats, rng)
     figures["algorithms"] = algorithm_table(N, R, rng)
     kernels.clear_workspaces()
@@ -135,13 +136,14 @@ def im2col_table(N, R, ref_repeats, rng):
         cols = out_dx = None                                           # free them before the reference runs
         gemms = gemm_f + gemm_dx + gemm_dw
 
-        def kernels_once():                                            # what one fwd+bwd runs
+        def kernels_once():
+            """What one fwd+bwd runs of the kernels."""
             kernels.im2col(x, 3, 3, (1, 1), (1, 1, 1, 1))
             dcols = kernels.im2col(x, 3, 3, (1, 1), (1, 1, 1, 1))
             kernels.col2im(dcols, x.shape, 3, 3, (1, 1), (1, 1, 1, 1))
 
         kern = median_ms(kernels_once, R)
-        with kernels.use_reference(True):
+        with kernels.settings(reference=True):
             ref = median_ms(lambda: conv2d_backward(dout, conv2d_forward(x, w, 1, 1)[1]), ref_repeats)
             kern_ref = median_ms(kernels_once, ref_repeats)
         gflops = 3 * 2 * M * K * C / (fwd_bwd * 1e-3) / 1e9
@@ -161,8 +163,8 @@ def algorithm_table(N, R, rng):
 
     figures = {}
     print(f"3x3 stride-1 conv by algorithm (ms, median of {R} rounds, the algorithms in turn in each round; "
-          f"speed-up = im2col / that algorithm; TINYBIN_CONV={kernels.conv_algorithm()}: Winograd from "
-          f"{kernels.conv_min_channels()} channels, direct below):")
+          f"speed-up = im2col / that algorithm; the conv setting: {','.join(kernels.current().conv)}, Winograd "
+          f"from {kernels.current().winograd_min_channels} channels):")
     print(f"{'layer':>12} " + " ".join(f"{a + ' fwd':>14} {'fwd+bwd':>8}" + ("" if a == "im2col" else f" {'speed-up':>8}")
                                       for a in ALGORITHMS))
     for H, C in STAGES + NARROW:
@@ -172,7 +174,7 @@ def algorithm_table(N, R, rng):
         times = {a: ([], []) for a in ALGORITHMS}
         for rep in range(R + 1):                                       # round 0 compiles and warms up
             for a in ALGORITHMS:
-                with kernels.use_conv(ALGORITHMS[a][0], min_channels=1, dw=ALGORITHMS[a][1]):
+                with kernels.settings(winograd_min_channels=1, **ALGORITHMS[a]):
                     t0 = time.perf_counter()
                     out, cache = conv2d_forward(x, w, 1, 1)
                     t1 = time.perf_counter()
@@ -186,7 +188,7 @@ def algorithm_table(N, R, rng):
         cells = []
         for a in ALGORITHMS:
             cells.append(f"{fwd[a]:14.1f} {both[a]:8.1f}" + ("" if a == "im2col" else f" {both['im2col'] / both[a]:7.2f}x"))
-        note = f"   (< {kernels.conv_min_channels()} channels: direct is used)" if C < kernels.conv_min_channels() else ""
+        note = f"   (the conv setting runs it by {kernels.conv_plan(w.shape, (1, 1), (1, 1, 1, 1), w.dtype).forward.algorithm})"
         print(f"{f'{H}x{H}x{C}':>12} " + " ".join(cells) + note)
         figures[f"{H}x{H}x{C}"] = dict(fwd_ms=fwd, fwd_bwd_ms=both)
     return figures

@@ -2,7 +2,8 @@
 
 The peer network is `tinybin.torch.to_torch` of the tinybin model (same weights, same 1-bit
 conv, same ops), with PyTorch's own fused batch-norm kernel switched on
-(`BatchNorm2d.native`): the fastest faithful PyTorch version, not a handicapped one. It runs
+(`tinybin.torch.layers.use_native_batch_norm`): the fastest faithful PyTorch version, not a
+handicapped one. It runs
 NCHW or channels_last (`model.to(memory_format=torch.channels_last)`, which PyTorch's CPU
 convolutions prefer). Each measurement is a fresh process, so its peak memory is its own and
 the two engines never share a thread pool.
@@ -35,13 +36,13 @@ def measure_torch(width, variant, bits=1, depth=20, batch_size=125, steps=5, war
     from ..models import wrn
     from ..models.wrn import temperature_for
     from ..torch import make_sgd, to_torch
-    from ..torch.layers import BatchNorm2d
+    from ..torch.layers import use_native_batch_norm
 
     if layout not in LAYOUTS:
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
-    BatchNorm2d.native = True
     rng = np.random.default_rng(seed)
-    net = to_torch(wrn(depth, width, variant=variant, bits=bits, rng=rng, temperature=temperature_for(variant, bits)))
+    net = use_native_batch_norm(to_torch(wrn(depth, width, variant=variant, bits=bits, rng=rng,
+                                             temperature=temperature_for(variant, bits))))
     x = torch.from_numpy(rng.integers(0, 256, (batch_size, 3, 32, 32)).astype(np.float32))
     y = torch.from_numpy(rng.integers(0, 10, batch_size))
     if layout == "channels_last":

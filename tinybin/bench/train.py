@@ -11,9 +11,10 @@ For each configuration (WRN-20-1 and WRN-20-4, baseline2 and srelu, 1-bit by def
                         WRN-20-4 srelu 1-bit)
   peak MB               the process's peak resident memory (ru_maxrss; target <= 3 GB)
 
-Each configuration runs in a fresh process, so peak memory is its own. `--conv im2col,winograd4`
-runs every configuration once per convolution algorithm (TINYBIN_CONV, one process each, in turn)
-and prints each step's speed-up over the first algorithm's. The paper's argument for
+Each configuration runs in a fresh process, so peak memory is its own. `--conv
+im2col,winograd4+direct` runs every configuration once per convolution setting (each an order of
+the rows of kernels/conv_algorithms.py, passed as TINYBIN_CONV to one process each, in turn) and
+prints each step's speed-up over the first one's. The paper's argument for
 dropping BN on embedded hardware is that it costs work; here srelu should be measurably faster
 than baseline2 at the same width.
 
@@ -42,21 +43,14 @@ RATIO_TARGET = 1.5
 MEMORY_TARGET_MB = 3072
 
 
-def conv_function_class():
-    """The autograd Function behind F.conv2d (found by running one, not by name)."""
-    from .. import functional as F
-    from ..tensor import Tensor
-
-    x = Tensor(np.zeros((1, 3, 3, 1), np.float32), requires_grad=True)
-    return F.conv2d(x, Tensor(np.zeros((1, 1, 1, 1), np.float32)))._node.fn
-
-
 def instrument_conv(timer: list):
-    """Time the conv Function's forward and backward into timer[0] (seconds)."""
+    """Time the conv Function's forward and backward (ops/conv.py's Conv2d) into timer[0] (seconds)."""
+    from ..ops.conv import Conv2d
+
     def add(name, pass_, seconds):
         timer[0] += seconds
 
-    time_function(conv_function_class(), add)
+    time_function(Conv2d, add)
 
 
 def measure(width, variant, bits=1, depth=20, batch_size=125, steps=5, warmup=2, seed=0) -> dict:
@@ -166,7 +160,9 @@ def parse_configs(text):
 
 def run(configs=DEFAULT_CONFIGS, bits=1, batch_size=125, steps=5, warmup=2, depth=20, quick=False, conv="",
         vs_torch=False, rounds=3) -> dict:
-    """Print the table of the module docstring; returns {"WRN-20-4 srelu": figures, ...}."""
+    """Print the table of the module docstring; returns {"WRN-20-4 srelu": figures, ...}.
+    conv: comma-separated convolution settings to compare, each a TINYBIN_CONV value ("im2col,winograd4+direct")."""
+    convs = [c.strip() for c in conv.split(",") if c.strip()]
     if quick:
         steps, warmup, rounds = 2, 1, 1
     configs = parse_configs(configs)
@@ -178,9 +174,8 @@ def run(configs=DEFAULT_CONFIGS, bits=1, batch_size=125, steps=5, warmup=2, dept
           f"median of {steps} steps after {warmup} warm-up; threads: "
           f"NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'default')}, {os.cpu_count()} CPUs")
     print(f"{'model':<32}{'step ms':>9}{'images/s':>10}{'conv ms':>9}{'step/conv':>11}{'peak MB':>9}"
-          + (f"  speed-up over {conv.split(',')[0].strip()}" if conv else ""))
+          + (f"  speed-up over {convs[0]}" if convs else ""))
     results = []
-    convs = [c.strip() for c in conv.split(",") if c.strip()]
     for width, variant in configs:
         step_ms = {}
         for algorithm in convs or [""]:

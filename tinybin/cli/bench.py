@@ -37,8 +37,9 @@ def _train(p):
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (Numba compilation, page faults)")
     p.add_argument("--depth", type=int, default=20)
     p.add_argument("--quick", action="store_true", help="2 timed steps, 1 warm-up")
-    p.add_argument("--conv", default="", help="comma-separated convolution algorithms to compare "
-                   "(im2col, direct, winograd2, winograd4); default: the selected one (TINYBIN_CONV)")
+    p.add_argument("--conv", default="", help="comma-separated convolution settings to compare, each an order "
+                   "of algorithms as TINYBIN_CONV takes it (im2col, direct, winograd2, winograd4; e.g. "
+                   "im2col,winograd4+direct); default: the current one")
     p.add_argument("--vs-torch", action="store_true",
                    help="also time the same step in PyTorch (NCHW and channels_last), alternating processes")
     p.add_argument("--rounds", type=int, default=3, help="with --vs-torch: processes per engine and layout (median)")

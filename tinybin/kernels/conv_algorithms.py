@@ -1,143 +1,201 @@
-"""Which algorithm runs each convolution: im2col, the direct kernels, or Winograd.
+"""Which algorithm runs each pass of a convolution: the table, and the plan it gives a layer.
 
-Three ways to compute a stride-1 convolution (ops/conv.py picks one per layer with the
-functions below; stride-2 layers always use im2col + one GEMM):
-  - im2col + one GEMM (im2col_ref.py): the columns are KH*KW times the input;
+A row of ALGORITHMS is one algorithm: its three passes (forward, input gradient, weight
+gradient), each a function with the signature its pass has in every row,
+
+    forward(x, w, stride, padding) -> out
+    input_gradient(dout, w, x_shape, stride, padding) -> dx
+    weight_gradient(x, dout, w_shape, stride, padding) -> dw
+
+and, for each pass, which layers it can run. `plan(w_shape, stride, padding, dtype)` tries the
+rows named by the `conv` setting in order (kernels/config.py; default "winograd4+direct+im2col"):
+the first whose forward takes the layer runs it, and its gradients too where they take the
+layer, im2col where they do not. im2col takes every layer and ends every order.
+
+  - im2col (+ one matrix product; im2col_ref.py): ops/conv.py's formula as it stands;
   - direct (direct_ref.py, direct_numba.py): register-blocked loops over the input in place,
-    for layers whose output channels are a multiple of DIRECT_BLOCK (16);
-  - Winograd F(2×2, 3×3) or F(4×4, 3×3) (winograd_ref.py, ops/conv_winograd.py): fewer
-    multiplications, for 3×3 layers with at least min_channels input and output channels.
+    stride-1 layers whose output channels are a multiple of DIRECT_BLOCK (16);
+  - winograd2, winograd4, F(2×2, 3×3) and F(4×4, 3×3) (winograd_ref.py, conv_winograd.py):
+    fewer multiplications, for 3×3 stride-1 layers with >= winograd_min_channels channels.
 
-    TINYBIN_CONV=im2col|direct|winograd2|winograd4 python ...     # read at import
-    kernels.use_conv("im2col")                             # switch from now on
-    with kernels.use_conv("winograd2"):                    # ... or only inside a block
-        ...
-
-The default is winograd4. `python -m tinybin bench conv` at batch 125, float32, forward +
-backward, im2col's time over Winograd's on WRN-20-4's stages 32×32×64, 16×16×128, 8×8×256
-(one run each, on a shared 2-core machine at load average 13–17):
+Why this order. `python -m tinybin bench conv` at batch 125, float32, forward + backward,
+im2col's time over Winograd's on WRN-20-4's stages 32×32×64, 16×16×128, 8×8×256 (one run each,
+on a shared 2-core machine at load average 13–17):
     serial (OPENBLAS_NUM_THREADS=1 TINYBIN_PARALLEL=0):  winograd2 1.02, 1.09, 1.41×;
                                                          winograd4 1.27, 1.18, 3.09×
     default threads:                                     winograd2 1.24, 1.22, 1.00×;
                                                          winograd4 1.16, 1.17, 1.18×
-F(4×4) gains more and more steadily (1.16–3.09× against 1.00–1.41×); in `python -m tinybin
-bench train --conv im2col,winograd4` (same machine, load ~20) a WRN-20-4 srelu training step
-took 1.69× less time with it. Its float32 error is larger -- relative RMS error against
-the float64 convolution ~1.7e-6 against im2col's ~3e-7 and winograd2's ~2.5e-7 (1-bit weights,
-normal inputs; lessons/12_winograd.py shows where it comes from) -- but far below what one
-mini-batch changes, and the authors' released model keeps its 96.30 % (963/1000).
-Narrow layers lose (WRN-20-1's 32×32×16 stage: 0.55–0.74×; the 3-channel stem more), so
-Winograd runs only where input and output have >= min_channels channels (64;
-TINYBIN_CONV_MIN_CHANNELS, or use_conv(name, min_channels=...)).
-
-The narrower stride-1 layers run by the direct kernels instead. In one `python -m tinybin bench
-conv` run (threads, load average 1.8), im2col's forward+backward time over direct's: WRN-20-1's
+F(4×4) gains more and more steadily; in `python -m tinybin bench train --conv
+im2col,winograd4+direct` (same machine, load ~20) a WRN-20-4 srelu training step took 1.69× less time
+with it. Its float32 error is larger -- relative RMS error against the float64 convolution
+~1.7e-6 against im2col's ~3e-7 and winograd2's ~2.5e-7 (1-bit weights, normal inputs;
+lessons/12_winograd.py shows where it comes from) -- but far below what one mini-batch
+changes, and the authors' released model keeps its 96.30 % (963/1000). Narrow layers lose
+(WRN-20-1's 32×32×16 stage: 0.55–0.74×; the 3-channel stem more), hence winograd_min_channels
+(64). Those run by the direct kernels: im2col's forward+backward time over direct's, WRN-20-1's
 32×32×16 3.35×, 16×16×32 2.49×, 8×8×64 1.24× (F(4×4) there: 1.30×, so it keeps that stage); on
-WRN-20-4's wide layers direct loses to F(4×4) (0.84–1.11× against 1.46–2.31×). The direct
-kernels need C_out % 16 == 0 (their register block); the 3-channel stem runs its forward direct
-and its weight gradient by im2col. Their first use compiles for 10–25 s, once (Numba's cache).
+WRN-20-4's wide layers direct loses to F(4×4) (0.84–1.11× against 1.46–2.31×). The 3-channel
+stem runs its forward direct and its weight gradient by im2col (C_in % DIRECT_Q). The direct
+kernels' first use compiles for 10–25 s, once (Numba's cache).
 
-The weight gradient of a Winograd layer is computed by im2col unless dw="winograd"
-(TINYBIN_CONV_DW=winograd). Serial, Winograd's dw is the faster (whole conv 1.37, 1.75, 4.73×
-im2col's in the run above), but its (m+2)² products each reduce over all tiles (a long inner
-dimension, a small C×OC result), and multi-threaded OpenBLAS synchronises its threads many
-times in each: with threads on the busy machine the whole conv fell to 0.23–0.57× im2col's.
-im2col's dw, one product, is the robust choice.
+A Winograd layer's weight gradient runs by im2col unless winograd_weight_gradient="winograd".
+Serial, Winograd's is the faster (whole conv 1.37, 1.75, 4.73× im2col's), but its (m+2)²
+products each reduce over all tiles (a long inner dimension, a small C×OC result), and
+multi-threaded OpenBLAS synchronises its threads many times in each: with threads on the busy
+machine the whole conv fell to 0.23–0.57× im2col's. im2col's dw, one product, is the robust one.
 
-float64 convolutions keep im2col unless float64=True (TINYBIN_CONV_FLOAT64=1): float64 is what
-gradient checks run in, and F(4×4)'s rounding there (~1e-14 relative, against im2col's
-~1e-16) makes central differences noisier -- a whole-network check of WRN-8-1 at step 1e-6
-measured 2.4e-5 with it against 7.7e-6 with im2col (8.9e-8 and 7.2e-8 at step 1e-4).
+float64 layers keep im2col where Winograd would run unless winograd_float64=True: float64 is what
+gradient checks run in, and F(4×4)'s rounding there (~1e-14 relative, against im2col's ~1e-16)
+makes central differences noisier -- a whole-network check of WRN-8-1 at step 1e-6 measured
+2.4e-5 with it against 7.7e-6 with im2col (8.9e-8 and 7.2e-8 at step 1e-4).
 """
-import os
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
-CONV_ALGORITHMS = {"im2col": 0, "direct": 0, "winograd2": 2, "winograd4": 4}  # name -> Winograd tile size m
+from ..geometry import output_size
+from . import conv_winograd
+from .columns import col2im, im2col, workspace
+from .config import current, implementation
+
 DIRECT_BLOCK, DIRECT_Q = 16, 4  # the direct kernels' register blocks (direct_numba.B, .Q): C_out, C_in multiples
-DEFAULT_CONV, DEFAULT_MIN_CHANNELS, DEFAULT_DW = "winograd4", 64, "im2col"  # measured: see above
-_conv = {"conv": os.environ.get("TINYBIN_CONV", "").strip() or DEFAULT_CONV,       # checked when first used
-         "min_channels": os.environ.get("TINYBIN_CONV_MIN_CHANNELS", "").strip() or str(DEFAULT_MIN_CHANNELS),
-         "dw": os.environ.get("TINYBIN_CONV_DW", "").strip() or DEFAULT_DW,
-         "float64": os.environ.get("TINYBIN_CONV_FLOAT64", "0").strip() not in ("", "0")}
 
 
-class use_conv:
-    """use_conv(name, min_channels=64, dw="im2col", float64=False) selects the algorithm of
-    stride-1 convolutions (name in CONV_ALGORITHMS: "im2col" everywhere, "direct" wherever the
-    direct kernels can, "winograd2"/"winograd4" for the wide 3×3 layers and direct for the
-    others), the fewest input and output channels a layer needs to run by Winograd, how such a
-    layer computes its weight gradient ("im2col" or "winograd"), and whether float64
-    convolutions run by Winograd too (by default they keep im2col, see above; the direct kernels
-    run float64 too). Takes effect at once; used as a context manager it restores the previous
-    choice."""
-
-    def __init__(self, name: str, min_channels: int = DEFAULT_MIN_CHANNELS, dw: str = DEFAULT_DW,
-                 float64: bool = False):
-        global _conv
-        new = {"conv": name, "min_channels": str(min_channels), "dw": dw, "float64": bool(float64)}
-        _check_conv(new, "use_conv")
-        self.previous, _conv = _conv, new
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        global _conv
-        _conv = self.previous
-        return False
+class Layer(NamedTuple):
+    w_shape: tuple      # KH, KW, C, OC
+    stride: tuple       # SH, SW
+    padding: tuple      # PT, PB, PL, PR
+    dtype: np.dtype
 
 
-def _check_conv(settings, source):
-    if settings["conv"] not in CONV_ALGORITHMS:
-        raise ValueError(f"{source}: unknown convolution algorithm {settings['conv']!r}; "
-                         f"known: {', '.join(CONV_ALGORITHMS)}")
-    if not settings["min_channels"].isdigit():
-        raise ValueError(f"{source}: min_channels must be an int >= 0, got {settings['min_channels']!r}")
-    if settings["dw"] not in ("im2col", "winograd"):
-        raise ValueError(f"{source}: dw must be 'im2col' or 'winograd', got {settings['dw']!r}")
+# ----- im2col: out = cols @ W, dw = colsᵀ @ G, dx = col2im(G @ Wᵀ)  (ops/conv.py derives them) -----
+def im2col_forward(x, w, stride, padding):
+    N, H, W_, _ = x.shape
+    KH, KW, C, OC = w.shape
+    OH, OW = output_size(H, W_, KH, KW, *stride, *padding)
+    cols = im2col(x, KH, KW, stride, padding)                     # N*OH*OW, KH*KW*C (shared workspace)
+    out = cols @ w.reshape(KH * KW * C, OC)                       # N*OH*OW, OC
+    return out.reshape(N, OH, OW, OC)
 
 
-def _settings():
-    _check_conv(_conv, "TINYBIN_CONV / TINYBIN_CONV_MIN_CHANNELS / TINYBIN_CONV_DW")
-    return _conv
+def im2col_input_gradient(dout, w, x_shape, stride, padding):
+    KH, KW, C, OC = w.shape
+    G = dout.reshape(-1, OC)                                      # N*OH*OW, OC
+    dcols = workspace((G.shape[0], KH * KW * C), dout.dtype)      # N*OH*OW, KH*KW*C (reuses cols)
+    np.matmul(G, w.reshape(KH * KW * C, OC).T, out=dcols)
+    return col2im(dcols, x_shape, KH, KW, stride, padding)        # N, H, W, C
 
 
-def conv_algorithm() -> str:
-    """The name of the selected convolution algorithm ("im2col", "direct", "winograd2" or "winograd4")."""
-    return _settings()["conv"]
-
-
-def conv_min_channels() -> int:
-    """Winograd runs layers with at least this many input and output channels."""
-    return int(_settings()["min_channels"])
-
-
-def winograd_weight_gradient() -> bool:
-    """True when layers run by Winograd compute their weight gradient by Winograd too."""
-    return _settings()["dw"] == "winograd"
-
-
-def winograd_tile(w_shape, stride, padding, dtype=np.float32) -> int:
-    """The Winograd tile size m (2 or 4) for this layer, or 0 for im2col: Winograd runs 3×3,
-    stride-1 layers with every pad <= 2 (the input gradient's padding is 2 - pad), at least
-    min_channels input and output channels, in float32 (float64 too if asked)."""
-    m = CONV_ALGORITHMS[conv_algorithm()]
-    if (m and tuple(w_shape[:2]) == (3, 3) and tuple(stride) == (1, 1) and max(padding) <= 2
-            and min(w_shape[2:]) >= conv_min_channels() and (dtype == np.float32 or _conv["float64"])):
-        return m
-    return 0
-
-
-def direct_passes(w_shape, stride, padding, dtype=np.float32) -> tuple:
-    """(forward, dx, dw): which passes of this layer the direct kernels run (direct_numba.py).
-
-    Stride-1 layers that Winograd does not take, unless the algorithm is "im2col", with C_out a
-    multiple of DIRECT_BLOCK; dx (the forward kernel run backwards) also needs C_in a multiple
-    of it and every pad < the kernel size; dw needs C_in a multiple of DIRECT_Q."""
+def im2col_weight_gradient(x, dout, w_shape, stride, padding):
     KH, KW, C, OC = w_shape
-    PT, PB, PL, PR = padding
-    if (conv_algorithm() == "im2col" or tuple(stride) != (1, 1) or OC % DIRECT_BLOCK
-            or winograd_tile(w_shape, stride, padding, dtype)):
-        return False, False, False
-    return True, C % DIRECT_BLOCK == 0 and max(PT, PB) < KH and max(PL, PR) < KW, C % DIRECT_Q == 0
+    cols = im2col(x, KH, KW, stride, padding)                     # N*OH*OW, KH*KW*C
+    return (cols.T @ dout.reshape(-1, OC)).reshape(w_shape)       # KH*KW*C, OC -> KH, KW, C, OC
+
+
+# ----- direct: stride 1 only, so stride is not passed on --------------------------------------
+def direct_forward(x, w, stride, padding):
+    return implementation("direct").forward(x, w, padding)
+
+
+def direct_input_gradient(dout, w, x_shape, stride, padding):
+    return implementation("direct").grad_input(dout, w, padding)
+
+
+def direct_weight_gradient(x, dout, w_shape, stride, padding):
+    return implementation("direct").grad_weights(x, dout, padding, w_shape[0], w_shape[1])
+
+
+# ----- Winograd F(m×m, 3×3): stride 1 only ----------------------------------------------------
+def winograd_passes(m):
+    """The three passes of conv_winograd.py with tile size m, in the common signatures."""
+    def forward(x, w, stride, padding):
+        return conv_winograd.forward(x, w, padding, m)
+
+    def input_gradient(dout, w, x_shape, stride, padding):
+        return conv_winograd.input_gradient(dout, w, x_shape, padding, m)
+
+    def weight_gradient(x, dout, w_shape, stride, padding):
+        return conv_winograd.weight_gradient(x, dout, padding, m)
+    return forward, input_gradient, weight_gradient
+
+
+# ----- which layers each pass takes: (layer, settings) -> bool -----------------------------------
+def every_layer(layer, settings):
+    return True
+
+
+def direct_takes(layer, settings):
+    """Stride 1, C_out a multiple of the register block."""
+    return layer.stride == (1, 1) and layer.w_shape[3] % DIRECT_BLOCK == 0
+
+
+def direct_takes_input_gradient(layer, settings):
+    """The forward kernel run backwards: C_in a multiple of the block, every pad < the kernel size."""
+    KH, KW, C, _ = layer.w_shape
+    PT, PB, PL, PR = layer.padding
+    return C % DIRECT_BLOCK == 0 and max(PT, PB) < KH and max(PL, PR) < KW
+
+
+def direct_takes_weight_gradient(layer, settings):
+    return layer.w_shape[2] % DIRECT_Q == 0
+
+
+def winograd_takes(layer, settings):
+    """3×3, stride 1, every pad <= 2 (the input gradient's padding is 2 − pad), at least
+    winograd_min_channels input and output channels, float32 (float64 too if winograd_float64)."""
+    return (layer.w_shape[:2] == (3, 3) and layer.stride == (1, 1) and max(layer.padding) <= 2
+            and min(layer.w_shape[2:]) >= settings.winograd_min_channels
+            and (layer.dtype == np.float32 or settings.winograd_float64))
+
+
+def winograd_takes_weight_gradient(layer, settings):
+    return settings.winograd_weight_gradient == "winograd"
+
+
+class Algorithm(NamedTuple):
+    """A row of the table: three passes and the layers each takes (the forward decides the row)."""
+    forward: Callable
+    input_gradient: Callable
+    weight_gradient: Callable
+    takes: Callable
+    takes_input_gradient: Callable
+    takes_weight_gradient: Callable
+
+
+ALGORITHMS = {
+    "im2col": Algorithm(im2col_forward, im2col_input_gradient, im2col_weight_gradient,
+                        every_layer, every_layer, every_layer),
+    "direct": Algorithm(direct_forward, direct_input_gradient, direct_weight_gradient,
+                        direct_takes, direct_takes_input_gradient, direct_takes_weight_gradient),
+    "winograd2": Algorithm(*winograd_passes(2), winograd_takes, winograd_takes, winograd_takes_weight_gradient),
+    "winograd4": Algorithm(*winograd_passes(4), winograd_takes, winograd_takes, winograd_takes_weight_gradient),
+}
+
+
+class Pass(NamedTuple):
+    """One pass of a plan: the algorithm's name and its function; calling the pass calls it."""
+    algorithm: str
+    run: Callable
+
+    def __call__(self, *args):
+        return self.run(*args)
+
+
+class ConvPlan(NamedTuple):
+    forward: Pass
+    input_gradient: Pass
+    weight_gradient: Pass
+
+
+def plan(w_shape, stride, padding, dtype) -> ConvPlan:
+    """The passes that run a conv layer with weights of w_shape (KH, KW, C, OC), stride (SH, SW),
+    padding (PT, PB, PL, PR) and dtype, under the current settings."""
+    settings = current()
+    layer = Layer(tuple(w_shape), tuple(stride), tuple(padding), np.dtype(dtype))
+    name = next(n for n in settings.conv if ALGORITHMS[n].takes(layer, settings))
+    row = ALGORITHMS[name]
+    dx = name if row.takes_input_gradient(layer, settings) else "im2col"
+    dw = name if row.takes_weight_gradient(layer, settings) else "im2col"
+    return ConvPlan(Pass(name, row.forward), Pass(dx, ALGORITHMS[dx].input_gradient),
+                    Pass(dw, ALGORITHMS[dw].weight_gradient))

@@ -14,7 +14,8 @@ padded copy of the input; every product is formed in registers. What these loops
   as one vector (indexing w[..., ob*B + j] hides that behind the negative-index check).
 - The accumulator block lives on the stack (`_stack_block`), not the heap: the compiler can
   prove stack memory distinct from the arrays read, and keeps the block close (measured
-  10–15 % faster than an np.empty block).
+  10–15 % faster than an np.empty block). Under NUMBA_DISABLE_JIT=1 there is no compiler to
+  place it: an ordinary array of the same size stands in.
 - Loop order j (the B lanes) outside, q (pixels or input channels) inside: the compiler turns
   the B iterations into vector operations in this order and not in the other (measured: the
   weight gradient took 11× longer with q outside).
@@ -22,18 +23,19 @@ padded copy of the input; every product is formed in registers. What these loops
 - Work split for threads where writes are disjoint: forward, one output row (n, oh) per unit;
   weight gradient, a fixed chunk of IMAGES images per unit with its own partial sum, summed in
   chunk order afterwards -- so the result does not depend on the number of threads.
-- Serial and parallel drivers compiled from one loop body; PARALLEL is the im2col kernels'
-  setting (`im2col_numba.PARALLEL`, see tinybin/threads.py), read on every call.
+- Serial and parallel drivers compiled from one loop body; `config.driver` picks one by the
+  `parallel` setting (kernels/config.py) on every call.
 
 Run with NUMBA_DISABLE_JIT=1 to step through these loops as ordinary Python.
 """
+import numba
 import numpy as np
 from numba import carray, njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from . import im2col_numba
-from .conv_algorithms import DIRECT_BLOCK as B  # the dispatch checks the same multiples
+from .config import driver
+from .conv_algorithms import DIRECT_BLOCK as B  # the table checks the same multiples
 from .conv_algorithms import DIRECT_Q as Q
 from .direct_ref import input_gradient_as_forward
 
@@ -51,6 +53,16 @@ def _stack_block(typingctx, dtype):
     return types.CPointer(dtype.dtype)(dtype), codegen
 
 
+if numba.config.DISABLE_JIT:
+    # As plain Python (NUMBA_DISABLE_JIT=1, for a debugger) an intrinsic cannot run, and carray
+    # wants a ctypes pointer: the block is an ordinary array there, and carray(block, shape) its view.
+    def _stack_block(dtype):
+        return np.zeros(P * B, dtype)
+
+    def carray(block, shape):
+        return block.reshape(shape)
+
+
 @njit(cache=True)
 def _pad_image(x, xp, n, PT, PL):
     N, H, W, C = x.shape
@@ -62,42 +74,42 @@ def _pad_image(x, xp, n, PT, PL):
 
 
 @njit(cache=True, fastmath=_FMA)
-def _forward_row(xp, wb, out, r):
-    """Output row r = n*OH + oh: out[n, oh, ow, ob*B + j] = sum_{i, k, c} xp[n, oh+i, ow+k, c] wb[ob, i, k, c, j]."""
-    NB, KH, KW, C, _ = wb.shape
+def _forward_row(xp, w_blocks, out, r):
+    """Output row r = n*OH + oh: out[n, oh, ow, ob*B + j] = sum_{i, k, c} xp[n, oh+i, ow+k, c] w_blocks[ob, i, k, c, j]."""
+    NB, KH, KW, C, _ = w_blocks.shape
     N, OH, OW, OC = out.shape
     n = r // OH
     oh = r - n * OH
     acc = carray(_stack_block(xp.dtype), (P, B))
     for ob in range(NB):
         for ow0 in range(0, OW, P):
-            np_ = min(P, OW - ow0)                    # P, or fewer at the row's end
+            pixels = min(P, OW - ow0)                    # P, or fewer at the row's end
             for q in range(P):
                 for j in range(B):
                     acc[q, j] = 0
             for i in range(KH):
                 for k in range(KW):
                     for c in range(C):
-                        if np_ == P:                  # the constant P lets the compiler unroll
+                        if pixels == P:                  # the constant P lets the compiler unroll
                             for j in range(B):           # this loop into vector operations
-                                wv = wb[ob, i, k, c, j]
+                                wv = w_blocks[ob, i, k, c, j]
                                 for q in range(P):
                                     acc[q, j] += xp[n, oh + i, ow0 + k + q, c] * wv
                         else:
                             for j in range(B):
-                                wv = wb[ob, i, k, c, j]
-                                for q in range(np_):
+                                wv = w_blocks[ob, i, k, c, j]
+                                for q in range(pixels):
                                     acc[q, j] += xp[n, oh + i, ow0 + k + q, c] * wv
-            for q in range(np_):
+            for q in range(pixels):
                 for j in range(B):
                     out[n, oh, ow0 + q, ob * B + j] = acc[q, j]
 
 
 @njit(cache=True, fastmath=_FMA)
-def _weights_chunk(x, g5, part, u, PT, PL):
-    """part[u] = this chunk's images' share of dw; g5 is dout as (N, OH, OW, OC/B, B)."""
+def _weights_chunk(x, dout_blocks, part, u, PT, PL):
+    """part[u] = this chunk's images' share of dw; dout_blocks is dout as (N, OH, OW, OC/B, B)."""
     N, H, W, C = x.shape
-    _, OH, OW, NB, _ = g5.shape
+    _, OH, OW, NB, _ = dout_blocks.shape
     _, KH, KW, _, OC = part.shape
     acc = carray(_stack_block(x.dtype), (Q, B))
     for i in range(KH):
@@ -115,7 +127,7 @@ def _weights_chunk(x, g5, part, u, PT, PL):
                             for ow in range(ow0, ow1):
                                 w = ow + k - PL
                                 for j in range(B):
-                                    gv = g5[n, oh, ow, ob, j]
+                                    gv = dout_blocks[n, oh, ow, ob, j]
                                     for q in range(Q):
                                         acc[q, j] += x[n, h, w, c0 + q] * gv
                     for q in range(Q):
@@ -136,59 +148,55 @@ def _pad_parallel(x, xp, PT, PL):
 
 
 @njit(cache=True)
-def _forward_serial(xp, wb, out):
+def _forward_serial(xp, w_blocks, out):
     for r in range(out.shape[0] * out.shape[1]):
-        _forward_row(xp, wb, out, r)
+        _forward_row(xp, w_blocks, out, r)
 
 
 @njit(parallel=True, cache=True)
-def _forward_parallel(xp, wb, out):
+def _forward_parallel(xp, w_blocks, out):
     for r in prange(out.shape[0] * out.shape[1]):     # disjoint output rows per iteration
-        _forward_row(xp, wb, out, r)
+        _forward_row(xp, w_blocks, out, r)
 
 
 @njit(cache=True)
-def _weights_serial(x, g5, part, PT, PL):
+def _weights_serial(x, dout_blocks, part, PT, PL):
     for u in range(part.shape[0]):
-        _weights_chunk(x, g5, part, u, PT, PL)
+        _weights_chunk(x, dout_blocks, part, u, PT, PL)
 
 
 @njit(parallel=True, cache=True)
-def _weights_parallel(x, g5, part, PT, PL):
+def _weights_parallel(x, dout_blocks, part, PT, PL):
     for u in prange(part.shape[0]):                   # one partial sum per chunk
-        _weights_chunk(x, g5, part, u, PT, PL)
+        _weights_chunk(x, dout_blocks, part, u, PT, PL)
 
 
-def _parallel(parallel):
-    return im2col_numba.PARALLEL if parallel is None else parallel
-
-
-def forward(x, w, padding, parallel=None):
+def forward(x, w, padding):
     """out = direct_ref.forward(x, w, padding); needs OC % B == 0."""
     KH, KW, C, OC = w.shape
     PT, PB, PL, PR = padding
     N, H, W, _ = x.shape
     assert OC % B == 0, f"direct convolution needs C_out % {B} == 0, got {OC}"
     xp = np.empty((N, H + PT + PB, W + PL + PR, C), x.dtype)
-    (_pad_parallel if _parallel(parallel) else _pad_serial)(np.ascontiguousarray(x), xp, PT, PL)
-    wb = np.ascontiguousarray(w.reshape(KH, KW, C, OC // B, B).transpose(3, 0, 1, 2, 4))
+    driver(_pad_parallel, _pad_serial)(np.ascontiguousarray(x), xp, PT, PL)
+    w_blocks = np.ascontiguousarray(w.reshape(KH, KW, C, OC // B, B).transpose(3, 0, 1, 2, 4))
     out = np.empty((N, H + PT + PB - KH + 1, W + PL + PR - KW + 1, OC), x.dtype)
-    (_forward_parallel if _parallel(parallel) else _forward_serial)(xp, wb, out)
+    driver(_forward_parallel, _forward_serial)(xp, w_blocks, out)
     return out
 
 
-def grad_input(dout, w, padding, parallel=None):
+def grad_input(dout, w, padding):
     """dx = direct_ref.grad_input(dout, w, padding); needs C % B == 0 and every pad <= K-1."""
-    return forward(dout, *input_gradient_as_forward(w, padding), parallel)
+    return forward(dout, *input_gradient_as_forward(w, padding))
 
 
-def grad_weights(x, dout, padding, KH, KW, parallel=None):
+def grad_weights(x, dout, padding, KH, KW):
     """dw = direct_ref.grad_weights(x, dout, padding, KH, KW); needs C % Q == 0, OC % B == 0."""
     N, H, W, C = x.shape
     OC = dout.shape[3]
     assert C % Q == 0 and OC % B == 0, f"direct weight gradient needs C % {Q} == 0, C_out % {B} == 0"
-    g5 = np.ascontiguousarray(dout).reshape(dout.shape[:3] + (OC // B, B))
+    dout_blocks = np.ascontiguousarray(dout).reshape(dout.shape[:3] + (OC // B, B))
     part = np.empty(((N + IMAGES - 1) // IMAGES, KH, KW, C, OC), x.dtype)
-    (_weights_parallel if _parallel(parallel) else _weights_serial)(
-        np.ascontiguousarray(x), g5, part, padding[0], padding[2])
+    driver(_weights_parallel, _weights_serial)(
+        np.ascontiguousarray(x), dout_blocks, part, padding[0], padding[2])
     return part.sum(axis=0)

@@ -39,7 +39,7 @@ def input_gradient_as_forward(w, padding):
     Input cell (h, w) received w[i, j] times the output cell i rows above and j columns left
     of it, so its gradient collects dout at those cells: a "full" correlation with the flipped
     filter, channels swapped. Needs every pad <= K-1 (a larger pad leaves output cells that see
-    no input). Winograd's input gradient (ops/conv_winograd.py) uses it too."""
+    no input). Winograd's input gradient (conv_winograd.py) uses it too."""
     KH, KW = w.shape[:2]
     PT, PB, PL, PR = padding
     w_flipped = np.ascontiguousarray(w[::-1, ::-1].transpose(0, 1, 3, 2))   # KH, KW, OC, C

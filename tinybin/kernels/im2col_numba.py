@@ -14,11 +14,8 @@ defines N, H, W, C, KH, KW, SH, SW, PT, PB, PL, PR, OH, OW). What these versions
     cols, the big array, is read strictly front to back. This scatter measured 1.5× faster
     than a gather in which each dx cell collects its <= KH*KW entries from scattered rows.
 - Each kernel is compiled twice from the same loop body (`_im2col_row`, `_col2im_image`):
-  a serial driver and a parallel one (`prange`). `im2col` / `col2im` below call the parallel
-  one when `PARALLEL` is true: by default when Numba has more than one thread and the BLAS
-  threads were set to sleep between products (see `tinybin/threads.py`: otherwise the two
-  thread pools spin against each other and the parallel kernels lose). TINYBIN_PARALLEL=0/1
-  overrides the choice.
+  a serial driver and a parallel one (`prange`); `config.driver` picks one by the `parallel`
+  setting (kernels/config.py; see `tinybin/threads.py` for when the parallel ones win).
 - The caller passes the output buffer, so a workspace can be reused across calls (allocating
   a fresh, page-faulting column matrix on every call costs far more than filling it).
 - `cache=True`: the machine code is stored in `__pycache__` (or NUMBA_CACHE_DIR) and the next
@@ -26,23 +23,10 @@ defines N, H, W, C, KH, KW, SH, SW, PT, PB, PL, PR, OH, OW). What these versions
 
 Run with NUMBA_DISABLE_JIT=1 to step through these loops as ordinary Python.
 """
-import os
-
-import numba
 from numba import njit, prange
 
-from .. import threads
+from .config import driver
 from .im2col_ref import output_size
-
-
-def _default_parallel():
-    choice = os.environ.get("TINYBIN_PARALLEL", "").strip()
-    if choice:
-        return choice not in ("0", "false", "no")
-    return numba.config.NUMBA_NUM_THREADS > 1 and threads.blas_threads_sleep()
-
-
-PARALLEL = _default_parallel()  # may be reassigned at run time; read on every call
 
 
 @njit(cache=True)
@@ -115,21 +99,15 @@ def _col2im_parallel(cols, dx, KH, KW, SH, SW, PT, PL, OH, OW):
         _col2im_image(cols, dx, n, KH, KW, SH, SW, PT, PL, OH, OW)
 
 
-def im2col(x, cols, KH, KW, SH, SW, PT, PB, PL, PR, parallel=None):
-    """Fill cols (N*OH*OW, KH*KW*C) with the windows of x (N, H, W, C); return cols.
-
-    parallel: None = the module's PARALLEL setting, True/False to choose."""
+def im2col(x, cols, KH, KW, SH, SW, PT, PB, PL, PR):
+    """Fill cols (N*OH*OW, KH*KW*C) with the windows of x (N, H, W, C); return cols."""
     OH, OW = output_size(x.shape[1], x.shape[2], KH, KW, SH, SW, PT, PB, PL, PR)
-    run = _im2col_parallel if (PARALLEL if parallel is None else parallel) else _im2col_serial
-    run(x, cols, KH, KW, SH, SW, PT, PL, OH, OW)
+    driver(_im2col_parallel, _im2col_serial)(x, cols, KH, KW, SH, SW, PT, PL, OH, OW)
     return cols
 
 
-def col2im(cols, dx, KH, KW, SH, SW, PT, PB, PL, PR, parallel=None):
-    """Fill dx (N, H, W, C) with the sum of the column entries copied from each cell; return dx.
-
-    parallel: None = the module's PARALLEL setting, True/False to choose."""
+def col2im(cols, dx, KH, KW, SH, SW, PT, PB, PL, PR):
+    """Fill dx (N, H, W, C) with the sum of the column entries copied from each cell; return dx."""
     OH, OW = output_size(dx.shape[1], dx.shape[2], KH, KW, SH, SW, PT, PB, PL, PR)
-    run = _col2im_parallel if (PARALLEL if parallel is None else parallel) else _col2im_serial
-    run(cols, dx, KH, KW, SH, SW, PT, PL, OH, OW)
+    driver(_col2im_parallel, _col2im_serial)(cols, dx, KH, KW, SH, SW, PT, PL, OH, OW)
     return dx

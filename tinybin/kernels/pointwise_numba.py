@@ -2,13 +2,13 @@
 and backward.
 
 The readable versions are the NumPy ops themselves (tinybin/ops/activations.py),
-which call these when the reference switch is off (`kernels.pointwise()` picks). They give
+which call these when the reference setting is off (`kernels.pointwise()` picks). They give
 bit-for-bit the same results as the NumPy expressions they replace -- same operations on the
 same float type, each element on its own -- so switching changes no number of a training run
 (tests/test_pointwise.py checks with array_equal). What they save is passes over memory:
 NumPy's `np.where(out > lo, dout, 0)` writes a boolean temporary and then reads it back, and
 every NumPy call runs on one core; here each element is read once and written once, and the
-array is split over Numba's threads (`im2col_numba.PARALLEL`, see tinybin/threads.py).
+array is split over Numba's threads when the `parallel` setting is on (kernels/config.py).
 (The residual add has no kernel here: NumPy's a + b is already one pass, and a Numba version
 measured slower, 2.0 ms against 1.5 ms on a 125×32×32×16 float32 pair.)
 
@@ -18,7 +18,7 @@ same shape.
 import numpy as np
 from numba import njit, prange
 
-from . import im2col_numba
+from .config import driver
 
 _CHUNK = 1 << 16  # elements per unit of parallel work: large enough to amortise the scheduling
 
@@ -65,11 +65,11 @@ def _elu_backward(dout, out, alpha, dx):
 
 
 def _run(parallel_kernel, chunk_kernel, *arrays_and_scalars, n):
-    """Call the parallel driver, or the chunk body once over everything when serial."""
-    if im2col_numba.PARALLEL and n > _CHUNK:
-        parallel_kernel(*arrays_and_scalars)
-    else:
-        chunk_kernel(*arrays_and_scalars, 0, n)
+    """Call the parallel driver, or the chunk body once over everything (serial, or one chunk)."""
+    def serial(*args):
+        chunk_kernel(*args, 0, n)
+    run = driver(parallel_kernel, serial) if n > _CHUNK else serial
+    run(*arrays_and_scalars)
 
 
 def _flat(a):

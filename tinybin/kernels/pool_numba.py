@@ -1,7 +1,7 @@
 """Fast average pooling (padding excluded from the average), NHWC, compiled by Numba.
 
 The readable version is tinybin/ops/pool.py's NumPy forward and backward, which call these when
-the reference switch is off. They give the same bits: the NumPy version adds the KH×KW strided
+the reference setting is off. They give the same bits: the NumPy version adds the KH×KW strided
 slices of the zero-padded input one window offset (i, j) at a time, so every output is
 ((0 + x[i=0, j=0]) + x[0, 1]) + ... in that order, padding zeros included, then divided by its
 count; the loops below add in the same order, zeros included (0.0 + -0.0 is +0.0, so even the
@@ -15,7 +15,7 @@ row (n, h) in the backward, each written by one thread only.
 import numpy as np
 from numba import njit, prange
 
-from . import im2col_numba
+from .config import driver
 
 
 @njit(cache=True)
@@ -68,7 +68,7 @@ def _backward_row(g, dx, r, KH, KW, SH, SW, PT, PL):
 
 
 @njit(parallel=True, cache=True)
-def _forward(x, count, out, KH, KW, SH, SW, PT, PL):
+def _forward_parallel(x, count, out, KH, KW, SH, SW, PT, PL):
     for r in prange(out.shape[0] * out.shape[1]):
         _forward_row(x, count, out, r, KH, KW, SH, SW, PT, PL)
 
@@ -80,7 +80,7 @@ def _forward_serial(x, count, out, KH, KW, SH, SW, PT, PL):
 
 
 @njit(parallel=True, cache=True)
-def _backward(g, dx, KH, KW, SH, SW, PT, PL):
+def _backward_parallel(g, dx, KH, KW, SH, SW, PT, PL):
     for r in prange(dx.shape[0] * dx.shape[1]):
         _backward_row(g, dx, r, KH, KW, SH, SW, PT, PL)
 
@@ -95,7 +95,7 @@ def avg_pool_forward(x, count, KH, KW, SH, SW, PT, PL, OH, OW):
     """out (N, OH, OW, C): each window's sum over its real cells of x (N, H, W, C), divided by
     count (OH, OW), the number of those cells."""
     out = np.empty((x.shape[0], OH, OW, x.shape[3]), x.dtype)
-    run = _forward if im2col_numba.PARALLEL else _forward_serial
+    run = driver(_forward_parallel, _forward_serial)
     run(np.ascontiguousarray(x), count.astype(x.dtype), out, KH, KW, SH, SW, PT, PL)
     return out
 
@@ -103,6 +103,6 @@ def avg_pool_forward(x, count, KH, KW, SH, SW, PT, PL, OH, OW):
 def avg_pool_backward(g, x_shape, KH, KW, SH, SW, PT, PL):
     """dx (x_shape): each cell the sum of g = dout / count over the windows that contain it."""
     dx = np.empty(x_shape, g.dtype)
-    run = _backward if im2col_numba.PARALLEL else _backward_serial
+    run = driver(_backward_parallel, _backward_serial)
     run(np.ascontiguousarray(g), dx, KH, KW, SH, SW, PT, PL)
     return dx

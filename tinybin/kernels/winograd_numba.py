@@ -15,8 +15,8 @@ Bᵀ, G, Aᵀ, T = m + 2, TH, TW, P and the tile layout). What these versions re
   a square tile at stride m and multiply it by one matrix from both sides.
 - Work split for threads where writes are disjoint: one unit is one row of tiles of one image,
   (n, th). It writes its own TW tiles of V (or its own m output rows in `output_tiles`).
-- Serial and parallel drivers compiled from one loop body; PARALLEL is the im2col kernels'
-  setting (`im2col_numba.PARALLEL`, see tinybin/threads.py), read on every call.
+- Serial and parallel drivers compiled from one loop body; `config.driver` picks one by the
+  `parallel` setting (kernels/config.py) on every call.
 - `cache=True`: compiled once per dtype, loaded from the cache by later processes.
 
 Run with NUMBA_DISABLE_JIT=1 to step through these loops as ordinary Python.
@@ -24,7 +24,7 @@ Run with NUMBA_DISABLE_JIT=1 to step through these loops as ordinary Python.
 import numpy as np
 from numba import njit, prange
 
-from . import im2col_numba
+from .config import driver
 from .winograd_ref import matrices
 
 
@@ -133,29 +133,25 @@ def _output_parallel(M, out, AT, m, TH, TW):
         _output_row(M, out, AT, r, m, TH, TW)
 
 
-def _parallel(parallel):
-    return im2col_numba.PARALLEL if parallel is None else parallel
-
-
-def input_tiles(x, V, m, PT, PL, TH, TW, parallel=None):
+def input_tiles(x, V, m, PT, PL, TH, TW):
     """Fill V (T*T, N*TH*TW, C) with the transformed input tiles Bᵀ d B; return V."""
     BT, _, _ = matrices(m, x.dtype)
-    run = _gather_parallel if _parallel(parallel) else _gather_serial
+    run = driver(_gather_parallel, _gather_serial)
     run(x, V, BT, m, m + 2, PT, PL, TH, TW)
     return V
 
 
-def dout_tiles(dout, dM, m, TH, TW, parallel=None):
+def dout_tiles(dout, dM, m, TH, TW):
     """Fill dM (T*T, N*TH*TW, OC) with A dY Aᵀ for each m×m tile dY of dout; return dM."""
     _, _, AT = matrices(m, dout.dtype)
-    run = _gather_parallel if _parallel(parallel) else _gather_serial
+    run = driver(_gather_parallel, _gather_serial)
     run(dout, dM, np.ascontiguousarray(AT.T), m, m, 0, 0, TH, TW)
     return dM
 
 
-def output_tiles(M, out, m, TH, TW, parallel=None):
+def output_tiles(M, out, m, TH, TW):
     """Fill out (N, OH, OW, OC) with the output tiles Aᵀ M A; return out."""
     _, _, AT = matrices(m, M.dtype)
-    run = _output_parallel if _parallel(parallel) else _output_serial
+    run = driver(_output_parallel, _output_serial)
     run(M, out, AT, m, TH, TW)
     return out

@@ -12,7 +12,13 @@ import numpy as np
 from .. import functional as F
 from .. import kernels
 from ..tensor import Tensor
+from .bn_statistics import BatchStatisticsPolicy
 from .module import Module, Parameter
+
+# BatchNorm2d's buffers, in state-dict order: (name, dtype, initial value)
+_BUFFERS = (("running_mean", np.float32, 0), ("running_var", np.float32, 1), ("moving_batches", np.int64, 0),
+            ("calib_mean", np.float64, 0), ("calib_var", np.float64, 1), ("calib_batches", np.int64, 0))
+_BUFFER_DTYPES = {name: dtype for name, dtype, _ in _BUFFERS}
 
 
 class Conv2d(Module):
@@ -53,23 +59,17 @@ class Conv2d(Module):
                 f"bits={self.bits}")
 
 
-class BatchNorm2d(Module):
+class BatchNorm2d(BatchStatisticsPolicy, Module):
     """Per-channel batch norm (P1; Ioffe & Szegedy 2015): y = g·(x − μ)/sqrt(σ² + ε) + o.
 
     affine: learn g (init 1) and o (init 0); otherwise they are fixed at 1 and 0 (baseline 2).
     mean_only: y = x − μ (+ o if affine) [Salimans & Kingma 2016], P2's variant 6.
 
-    Training uses the batch's statistics. Inference uses stored ones, of two kinds, both kept:
-      * moving averages, updated every training batch: s ← momentum·s + (1 − momentum)·s_batch
-        (the authors' Keras code, momentum 0.99). Unlike Keras they start from the first batch's
-        statistics, not from 0 and 1: with momentum 0.99 the initial values would otherwise
-        dominate the averages (and the test accuracy shown after each epoch) for hundreds of steps;
-        after that the two agree;
-      * recalibrated statistics (the papers'): after training, weights frozen, the plain average
-        of the per-batch means and biased variances over one epoch of augmented training batches
-        (Ioffe & Szegedy, Algorithm 2) — see `tinybin.train.recalibrate_bn`.
-    `inference_stats` picks: "auto" (recalibrated if computed, else moving), "moving" or
-    "recalibrated". Buffers are float32/float64 arrays, cast to the input's dtype at use.
+    Training uses the batch's statistics; inference the moving averages or the recalibrated
+    statistics, chosen by `inference_stats` ("auto", "moving", "recalibrated"): the policy of
+    tinybin/nn/bn_statistics.py, which tinybin.torch.BatchNorm2d shares (recalibration:
+    `tinybin.train.recalibrate_bn`). Buffers are float32/float64 arrays, cast to the input's
+    dtype at use.
 
     frozen: fixed statistics, set once by `fit_statistics(images)` (or `set_statistics`), used in
     training as in eval: y = (x − μ)/sqrt(σ² + ε) (·g + o if affine), an affine map of x; moving
@@ -89,18 +89,24 @@ class BatchNorm2d(Module):
         else:
             self.weight = None
         self.bias = Parameter(np.zeros(num_channels, np.float32), decay=False) if affine else None
-        self.register_buffer("running_mean", np.zeros(num_channels, np.float32))
-        self.register_buffer("running_var", np.ones(num_channels, np.float32))
-        self.register_buffer("moving_batches", np.zeros((), np.int64))
-        self.register_buffer("calib_mean", np.zeros(num_channels, np.float64))
-        self.register_buffer("calib_var", np.ones(num_channels, np.float64))
-        self.register_buffer("calib_batches", np.zeros((), np.int64))
+        for name, dtype, value in _BUFFERS:
+            self.register_buffer(name, np.full(() if name.endswith("batches") else num_channels, value, dtype))
         if self.frozen:  # only frozen layers have it: the state dicts of the others are unchanged
             self.register_buffer("fitted", np.array(False))
         self.inference_stats = "auto"
         self._calib = None  # running sums while a recalibration pass is on
 
-    # ----- statistics ---------------------------------------------------------------------
+    # ----- what the statistics policy needs of a NumPy layer ------------------------------
+    def _zeros64(self):
+        return np.zeros(self.num_channels)
+
+    def _store(self, name, value):
+        setattr(self, name, np.asarray(value, _BUFFER_DTYPES[name]))
+
+    def _moving_momentum(self):
+        return self.momentum if int(self.moving_batches) > 0 else 0.0  # the first batch initialises
+
+    # ----- fixed statistics ---------------------------------------------------------------
     def fit_statistics(self, x, chunk: int = 1000):
         """Set a frozen layer's statistics to the per-channel mean and biased variance of images
         x (N, H, W, C), any numeric dtype, over N, H and W (tinybin.data.channel_moments: float64,
@@ -126,73 +132,24 @@ class BatchNorm2d(Module):
         self.calib_mean, self.calib_var = mean.copy(), var.copy()
         self.fitted = np.array(True)
 
-    def start_recalibration(self):
-        """Begin averaging batch statistics; training-mode forwards now accumulate instead of
-        updating the moving averages. A frozen layer keeps its statistics: nothing happens."""
-        if not self.frozen:
-            self._calib = [np.zeros(self.num_channels), np.zeros(self.num_channels), 0]
-
-    def finish_recalibration(self):
-        """Store the averages of the accumulated per-batch statistics."""
-        if self.frozen:
-            return
-        sum_mean, sum_var, count = self._calib
-        self._calib = None
-        if count == 0:
-            raise RuntimeError("recalibration saw no batches")
-        self.calib_mean = sum_mean / count
-        self.calib_var = sum_var / count
-        self.calib_batches = np.array(count, np.int64)
-
-    def inference_mean_var(self):
-        """(mean, var) used in eval mode, per `inference_stats`; a frozen layer's fitted ones always."""
-        if self.frozen:
-            if not bool(self.fitted):
-                raise RuntimeError("this frozen BatchNorm2d has no statistics yet: set them with "
-                                   "fit_statistics(training_images) (wrn(input_norm='fixed'): model.input_bn)")
-            return self.calib_mean, self.calib_var
-        mode = self.inference_stats
-        if mode not in ("auto", "moving", "recalibrated"):
-            raise ValueError(f"inference_stats must be 'auto', 'moving' or 'recalibrated', got {mode!r}")
-        if mode == "recalibrated" and int(self.calib_batches) == 0:
-            raise RuntimeError("recalibrated statistics requested but never computed: run "
-                               "tinybin.train.recalibrate_bn(model, batches) first, or use the moving averages")
-        if mode == "recalibrated" or (mode == "auto" and int(self.calib_batches) > 0):
-            return self.calib_mean, self.calib_var
-        return self.running_mean, self.running_var
-
     # ----- forward ------------------------------------------------------------------------
     def forward(self, x, relu: bool = False):
         """relu=True: max(0, y), the BN → ReLU of a unit. In training a full BN (not frozen, not
-        mean-only) runs with its ReLU as one fused op (F.batch_norm_act; kernels.use_fused_bn)."""
+        mean-only) runs with its ReLU as one fused op (F.batch_norm_act; the fused_bn setting)."""
         if self.training and not self.frozen:
-            if not self.mean_only and kernels.fused_bn():
-                out, mean, var = F.batch_norm_act(x, self.weight, self.bias, eps=self.eps, relu=relu,
-                                                  return_stats=True)
+            if not self.mean_only and kernels.current().fused_bn:
+                out, statistics = F.batch_norm_act(x, self.weight, self.bias, eps=self.eps, relu=relu,
+                                                   return_stats=True)
                 relu = False                                         # done inside
             else:
-                out, mean, var = F.batch_norm(x, self.weight, self.bias, eps=self.eps,
-                                              mean_only=self.mean_only, return_stats=True)
-            self._record_statistics(mean, var)
+                out, statistics = F.batch_norm(x, self.weight, self.bias, eps=self.eps,
+                                               mean_only=self.mean_only, return_stats=True)
+            self.record_batch_statistics(statistics.mean, statistics.var)
         else:
             mean, var = self.inference_mean_var()
             out = F.batch_norm_inference(x, mean, None if self.mean_only else var, self.weight, self.bias,
                                          eps=self.eps)
         return F.relu(out) if relu else out
-
-    def _record_statistics(self, mean, var):
-        """Add a training batch's statistics to the recalibration sums, or to the moving averages."""
-        if self._calib is not None:
-            self._calib[0] += mean
-            if var is not None:
-                self._calib[1] += var
-            self._calib[2] += 1
-        else:
-            m = self.momentum if int(self.moving_batches) > 0 else 0.0  # the first batch initialises
-            self.moving_batches = np.array(int(self.moving_batches) + 1, np.int64)
-            self.running_mean = (m * self.running_mean + (1 - m) * mean).astype(np.float32)
-            if var is not None:
-                self.running_var = (m * self.running_var + (1 - m) * var).astype(np.float32)
 
     def extra_repr(self):
         kind = "mean_only" if self.mean_only else "full"

@@ -15,7 +15,7 @@ from ..tensor import Function
 
 def _fast(*arrays):
     """The Numba element-wise kernels (same bits as the NumPy lines below) when they apply:
-    not under the reference switch, float arrays of one shape and dtype, C-contiguous."""
+    not under the reference setting, float arrays of one shape and dtype, C-contiguous."""
     impl = kernels.pointwise()
     a = arrays[0]
     if impl is None or a.dtype.kind != "f" or not all(

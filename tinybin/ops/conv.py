@@ -1,20 +1,29 @@
-"""2-d convolution (NHWC, no bias) as im2col + one matrix product, and its backward.
+"""2-d convolution (NHWC, no bias): the op, derived as im2col + one matrix product, and its backward.
 
-Layers that kernels/conv_algorithms.py gives to another algorithm are handed over at the top of
-each function: the wide 3×3 stride-1 layers to Winograd (conv_winograd.py), the narrow stride-1
-layers to the direct kernels (kernels/direct_ref.py first, then direct_numba.py). Both compute
-the same convolution as the im2col path below, to rounding.
+The formulas below are how the im2col row of kernels/conv_algorithms.py computes each pass.
+Which algorithm runs a layer is that table's choice (`kernels.conv_plan`): the wide 3×3
+stride-1 layers run by Winograd, the narrow stride-1 layers by the direct kernels, the rest
+by im2col; all compute the same convolution, to rounding.
 
 Notation (as in tinybin/kernels/im2col_ref.py): x is (N, H, W, C), w is (KH, KW, C, OC),
 stride (SH, SW), zero padding (PT, PB, PL, PR), output (N, OH, OW, OC) with
 OH = (H + PT + PB - KH) // SH + 1 and OW = (W + PL + PR - KW) // SW + 1.
 """
+from typing import NamedTuple
+
 import numpy as np
 
 from .. import kernels
 from ..geometry import as_padding, as_pair, output_size
 from ..tensor import Function
-from .conv_winograd import winograd_forward, winograd_grad_input, winograd_grad_weights
+
+
+class ConvCache(NamedTuple):
+    x: np.ndarray
+    w: np.ndarray
+    stride: tuple
+    padding: tuple
+    plan: kernels.ConvPlan   # the passes the forward chose: the backward runs the same plan
 
 
 def _check_conv_inputs(x, w):
@@ -46,29 +55,20 @@ def conv2d_forward(x, w, stride=1, padding=0):
         out = cols @ W,    W = w.reshape(KH*KW*C, OC)
 
     Shapes: x (N, H, W, C), w (KH, KW, C, OC), stride int or (SH, SW), padding int or
-    (PT, PB, PL, PR) -> out (N, OH, OW, OC). The cache keeps x and w, not the columns
-    (see conv2d_backward).
+    (PT, PB, PL, PR) -> out (N, OH, OW, OC). The cache keeps x, w and the plan, not the
+    columns (see conv2d_backward).
     Reference: Chellapilla, Puri & Simard, "High performance convolutional neural networks for
     document processing" (2006) -- convolution unrolled into a matrix product.
     """
     x, w = np.asarray(x), np.asarray(w)
     _check_conv_inputs(x, w)
     stride, padding = as_pair(stride, "stride"), as_padding(padding)
-    (SH, SW), (PT, PB, PL, PR) = stride, padding
-    N, H, W_, C = x.shape
-    KH, KW, _, OC = w.shape
-    OH, OW = output_size(H, W_, KH, KW, SH, SW, PT, PB, PL, PR)
+    OH, OW = output_size(*x.shape[1:3], *w.shape[:2], *stride, *padding)
     if OH < 1 or OW < 1:
         raise ValueError(f"conv2d output would be {OH}x{OW}: input x {x.shape} with padding {padding} is "
                          f"smaller than the kernel of w {w.shape}")
-    m = kernels.winograd_tile(w.shape, stride, padding, x.dtype)  # 3×3 stride 1: Winograd (conv_winograd.py)
-    if m:
-        return winograd_forward(x, w, padding, m), (x, w, stride, padding)
-    if kernels.direct_passes(w.shape, stride, padding, x.dtype)[0]:  # narrow stride 1: kernels/direct_ref.py
-        return kernels.direct_implementation().forward(x, w, padding), (x, w, stride, padding)
-    cols = kernels.im2col(x, KH, KW, stride, padding)  # N*OH*OW, KH*KW*C (shared workspace)
-    out = cols @ w.reshape(KH * KW * C, OC)            # N*OH*OW, OC
-    return out.reshape(N, OH, OW, OC), (x, w, stride, padding)
+    plan = kernels.conv_plan(w.shape, stride, padding, x.dtype)
+    return plan.forward(x, w, stride, padding), ConvCache(x, w, stride, padding, plan)
 
 
 def conv2d_backward(dout, cache, needs=(True, True)):
@@ -95,28 +95,10 @@ def conv2d_backward(dout, cache, needs=(True, True)):
     nothing (the first layer's input needs no gradient).
     Shapes: dout (N, OH, OW, OC) -> dx (N, H, W, C), dw (KH, KW, C, OC).
     """
-    x, w, stride, padding = cache
-    KH, KW, C, OC = w.shape
-    G = np.ascontiguousarray(dout, dtype=x.dtype).reshape(-1, OC)  # N*OH*OW, OC
-    dx = dw = None
-    m = kernels.winograd_tile(w.shape, stride, padding, x.dtype)  # 3×3 stride 1: Winograd (conv_winograd.py)
-    _, direct_dx, direct_dw = kernels.direct_passes(w.shape, stride, padding, x.dtype)
-    direct = kernels.direct_implementation()
-    if needs[1] and m and kernels.winograd_weight_gradient():
-        dw = winograd_grad_weights(x, G.reshape(dout.shape), padding, m)
-    elif needs[1] and direct_dw:
-        dw = direct.grad_weights(x, G.reshape(dout.shape), padding, KH, KW)
-    elif needs[1]:
-        cols = kernels.im2col(x, KH, KW, stride, padding)          # N*OH*OW, KH*KW*C
-        dw = (cols.T @ G).reshape(w.shape)                         # KH*KW*C, OC -> KH, KW, C, OC
-    if needs[0] and m:
-        dx = winograd_grad_input(G.reshape(dout.shape), w, x.shape, padding, m)
-    elif needs[0] and direct_dx:
-        dx = direct.grad_input(G.reshape(dout.shape), w, padding)
-    elif needs[0]:
-        dcols = kernels.workspace((G.shape[0], KH * KW * C), x.dtype)  # N*OH*OW, KH*KW*C (reuses cols)
-        np.matmul(G, w.reshape(KH * KW * C, OC).T, out=dcols)      # N*OH*OW, KH*KW*C
-        dx = kernels.col2im(dcols, x.shape, KH, KW, stride, padding)  # N, H, W, C
+    x, w, stride, padding, plan = cache
+    dout = np.ascontiguousarray(dout, dtype=x.dtype)                # N, OH, OW, OC
+    dw = plan.weight_gradient(x, dout, w.shape, stride, padding) if needs[1] else None
+    dx = plan.input_gradient(dout, w, x.shape, stride, padding) if needs[0] else None
     return dx, dw
 
 

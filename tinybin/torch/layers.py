@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as TF
 from torch import nn
 
+from ..nn.bn_statistics import BatchStatisticsPolicy
 from .distributed import all_reduce_sum
 
 
@@ -78,22 +79,18 @@ class Conv2d(nn.Module):
         return f"{self.c_in}, {self.c_out}, k={self.k}, stride={self.stride}, padding={self.padding}, bits={self.bits}"
 
 
-class BatchNorm2d(nn.Module):
+class BatchNorm2d(BatchStatisticsPolicy, nn.Module):
     """y = g·(x − μ)/sqrt(σ² + ε) + o per channel; mean_only: y = x − μ (+ o).
 
-    Training: μ, σ² (biased, 1/m) of the batch — of the *global* batch when `process_group` is set
+    Training: μ, σ² (biased) of the batch — of the *global* batch when `process_group` is set
     (sums all-reduced in forward, their gradients all-reduced in backward). Inference: the moving
-    averages or the recalibrated statistics, chosen by `inference_stats` exactly as in
-    tinybin.nn.BatchNorm2d, whose buffers (same names, same dtypes) this layer holds.
+    averages or the recalibrated statistics, chosen by `inference_stats`: the policy of
+    tinybin/nn/bn_statistics.py, shared with tinybin.nn.BatchNorm2d, whose buffers (same names,
+    same dtypes) this layer holds.
     frozen: the fitted statistics in training too (no batch statistics, no all-reduce, no moving
     averages, no recalibration), as tinybin's frozen BatchNorm2d.
     Reference: Ioffe & Szegedy 2015 (Algorithm 2 for recalibration); Salimans & Kingma 2016.
     """
-
-    # True: train with PyTorch's fused kernel (the peer that `bench train --vs-torch` times). In
-    # float32 its sums run in another order and less precisely (one SGD step of a WRN-8-1
-    # baseline2 differed by up to 1 % from the formula's), so the bridge keeps the formula.
-    native = False
 
     def __init__(self, num_channels, affine=False, mean_only=False, eps=1e-5, momentum=0.99, frozen=False):
         super().__init__()
@@ -113,38 +110,16 @@ class BatchNorm2d(nn.Module):
         self.process_group = None   # set by tinybin.torch.synchronise_batch_norm
         self._calib = None
 
-    def start_recalibration(self):
-        if self.frozen:   # fixed statistics: nothing to recalibrate
-            return
-        z = torch.zeros(self.num_channels, dtype=torch.float64, device=self.running_mean.device)
-        self._calib = [z, z.clone(), 0]
+    # ----- what the statistics policy needs of a PyTorch layer -------------------------------
+    def _zeros64(self):
+        return torch.zeros(self.num_channels, dtype=torch.float64, device=self.running_mean.device)
 
-    def finish_recalibration(self):
-        if self.frozen:
-            return
-        sum_mean, sum_var, count = self._calib
-        self._calib = None
-        if count == 0:
-            raise RuntimeError("recalibration saw no batches")
-        self.calib_mean.copy_(sum_mean / count)
-        self.calib_var.copy_(sum_var / count)
-        self.calib_batches.fill_(count)
+    def _store(self, name, value):
+        getattr(self, name).copy_(torch.as_tensor(value))
 
-    def inference_mean_var(self):
-        if self.frozen:
-            if not bool(self.fitted):
-                raise RuntimeError("this frozen BatchNorm2d has no statistics yet (fit them in tinybin: "
-                                   "model.input_bn.fit_statistics(training_images))")
-            return self.calib_mean, self.calib_var
-        mode = self.inference_stats
-        if mode not in ("auto", "moving", "recalibrated"):
-            raise ValueError(f"inference_stats must be 'auto', 'moving' or 'recalibrated', got {mode!r}")
-        calibrated = int(self.calib_batches) > 0
-        if mode == "recalibrated" and not calibrated:
-            raise RuntimeError("recalibrated statistics requested but never computed")
-        if mode == "recalibrated" or (mode == "auto" and calibrated):
-            return self.calib_mean, self.calib_var
-        return self.running_mean, self.running_var
+    def _moving_momentum(self):
+        # a tensor, not int(moving_batches): that would wait for the GPU on every batch
+        return torch.where(self.moving_batches > 0, self.momentum, 0.0)  # the first batch initialises
 
     def _batch_stats(self, x):
         C = x.shape[1]
@@ -160,34 +135,13 @@ class BatchNorm2d(nn.Module):
         var = all_reduce_sum((xc * xc).sum(dim=(0, 2, 3)), self.process_group) / count  # C, biased
         return xc, mean, var
 
-    @torch.no_grad()
-    def _record(self, mean, var):
-        if self._calib is not None:            # recalibration: plain averages over the batches
-            self._calib[0] += mean.double()
-            if var is not None:
-                self._calib[1] += var.double()
-            self._calib[2] += 1
-            return
-        m = torch.where(self.moving_batches > 0, self.momentum, 0.0)  # the first batch initialises
-        self.running_mean.copy_(m * self.running_mean + (1 - m) * mean)
-        if var is not None:
-            self.running_var.copy_(m * self.running_var + (1 - m) * var)
-        self.moving_batches += 1
-
     def forward(self, x):
         if self.frozen or not self.training:
             return self._with_stored_statistics(x)
         C = self.num_channels
-        if self.native and self.process_group is None and not self.mean_only:
-            # PyTorch's own fused kernel for y; the statistics it does not return are recorded
-            # from one var_mean pass outside the graph.
-            out = TF.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
-            with torch.no_grad():
-                var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0)
-            self._record(mean, var)
-            return out
         xc, mean, var = self._batch_stats(x)
-        self._record(mean.detach(), None if var is None else var.detach())
+        with torch.no_grad():
+            self.record_batch_statistics(mean.detach(), None if var is None else var.detach())
         if self.mean_only:
             out = xc
         else:
@@ -215,6 +169,30 @@ class BatchNorm2d(nn.Module):
         kind = "mean_only" if self.mean_only else "full"
         return (f"{self.num_channels}, affine={self.affine}, {kind}, eps={self.eps}, momentum={self.momentum}"
                 + (", frozen" if self.frozen else ""))
+
+
+class NativeBatchNorm2d(BatchNorm2d):
+    """BatchNorm2d trained with PyTorch's own fused kernel: the peer `bench train --vs-torch`
+    times. In float32 its sums run in another order and less precisely (one SGD step of a
+    WRN-8-1 baseline2 differed by up to 1 % from the formula's), so the bridge keeps the formula
+    and only the benchmark uses this (`use_native_batch_norm`)."""
+
+    def forward(self, x):
+        if self.frozen or not self.training or self.process_group is not None or self.mean_only:
+            return super().forward(x)
+        out = TF.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
+        with torch.no_grad():   # the statistics the kernel does not return, from one pass outside the graph
+            var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0)
+            self.record_batch_statistics(mean, var)
+        return out
+
+
+def use_native_batch_norm(net):
+    """Make every BatchNorm2d of `net` a NativeBatchNorm2d (same parameters and buffers); returns net."""
+    for module in net.modules():
+        if type(module) is BatchNorm2d:
+            module.__class__ = NativeBatchNorm2d
+    return net
 
 
 class SReLU(nn.Module):
