@@ -72,7 +72,7 @@ def finite_differences(x, G, h):
 
 def wrong_bn_backward(dout, cache):
     """A classic mistake: treat the variance as a constant, i.e. drop the x̂·mean(dx̂·x̂) term."""
-    xhat, inv_std = cache[:2]                     # cache = (x̂, 1/σ, g, has bias, μ, σ²)
+    xhat, inv_std = cache.xhat, cache.inv_std     # norm.BatchNormCache, a named tuple
     d = dout.reshape(xhat.shape)                  # m, C
     dx = (d - d.mean(axis=0)) * inv_std           # m, C  (only the path through the mean)
     return dx.reshape(dout.shape)

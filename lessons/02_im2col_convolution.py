@@ -170,7 +170,7 @@ def main():
     diff_col2im = float(np.abs(dx_ref - dx_nb).max())
 
     def conv_step():                                                 # im2col, whatever TINYBIN_CONV says
-        with kernels.use_conv("im2col"):                             # (lesson 12 times Winograd)
+        with kernels.settings(conv="im2col"):                             # (lesson 12 times Winograd)
             out, cache = conv2d_forward(xb, wb, 1, 1)
             conv2d_backward(Gb, cache)
 
@@ -195,10 +195,10 @@ def main():
     gemms()
     gemm_ms = median_ms(gemms, r)
     del cols_ws, dcols_buf
-    with kernels.use_reference(True):
+    with kernels.settings(reference=True):
         conv_step()                                                  # warm-up
         ref_conv = median_ms(conv_step, r)
-    with kernels.use_reference(False):
+    with kernels.settings(reference=False):
         conv_step()
         nb_conv = median_ms(conv_step, r)
     ms["conv fwd+bwd"] = {"reference": ref_conv, "numba": nb_conv}
@@ -241,7 +241,7 @@ def narrow_layer(args, rng):
     times, outs = {"im2col": [], "direct": []}, {}
     for rep in range(args.repeats + 1):                              # round 0 compiles; then in turn
         for name in times:
-            with kernels.use_conv(name):
+            with kernels.settings(conv=name):
                 t0 = time.perf_counter()
                 out, cache = conv2d_forward(x, w, 1, 1)
                 conv2d_backward(G, cache)

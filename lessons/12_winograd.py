@@ -62,9 +62,10 @@ Takeaway
 Try next
     --stage 2 / --stage 3        WRN-20-4's 16×16×128 and 8×8×256 layers
     --batch 32 --repeats 5       other sizes, more repeats
-    TINYBIN_CONV=im2col          the algorithm the engine uses for stride-1 layers (im2col, direct,
-                                 winograd2; default winograd4, with the direct kernels below 64
-                                 channels), e.g. for `python -m tinybin train`
+    TINYBIN_CONV=im2col          the algorithms the engine tries for a layer, in order (an order such as
+                                 winograd4+direct; default winograd4+direct: Winograd from 64
+                                 channels, direct below, im2col for the rest), e.g. for
+                                 `python -m tinybin train`
 """
 import os
 import time
@@ -180,7 +181,7 @@ def main():
     times = {a: {"fwd": [], "fwd+bwd": []} for a in ALGORITHMS}
     for rep in range(R + 1):                       # round 0 compiles and warms up; then in turn,
         for a in ALGORITHMS:                       # so that a busy machine slows all three alike
-            with kernels.use_conv(a):
+            with kernels.settings(conv=a):
                 t0 = time.perf_counter()
                 _, cache = conv2d_forward(x, w, 1, 1)
                 t1 = time.perf_counter()
@@ -206,7 +207,7 @@ def main():
     exact = direct(xe, we)
     errors = {}
     for a in ALGORITHMS:
-        with kernels.use_conv(a):
+        with kernels.settings(conv=a):
             out32, _ = conv2d_forward(xe.astype(np.float32), we.astype(np.float32), 1, 1)
         errors[a] = rel_rms(out32.astype(np.float64), exact)
     print(f"float32 against the float64 definition ({n_err} x 16x16x64, 1-bit weights), relative RMS error:")
@@ -222,7 +223,7 @@ def main():
         print(f"  F({m}×{m}): U {row['U']:.1e}, V {row['V']:.1e}, M {row['M']:.1e}, out {row['out']:.1e}, "
               f"GEMM sum {row['GEMM']:.1e}")
     # Per output position within the 4×4 tile of the real float32 F(4×4): Aᵀ's last row carries 8 and -8.
-    with kernels.use_conv("winograd4"):
+    with kernels.settings(conv="winograd4"):
         err4 = conv2d_forward(xe.astype(np.float32), we.astype(np.float32), 1, 1)[0] - exact
     by_pos = np.sqrt(np.mean(err4.reshape(n_err, 4, 4, 4, 4, 64) ** 2, axis=(0, 1, 3, 5))) / np.sqrt(np.mean(exact ** 2))
     print("  float32 F(4×4) error by position in the output tile (rows: u, columns: v), relative RMS:")

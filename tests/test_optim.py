@@ -9,7 +9,7 @@ from tinybin.optim import SGD, Schedule, cosine_lr, warm_restart_lr
 
 
 def test_sgd_momentum_and_weight_decay_by_formula():
-    """v ← m·v − lr·(g + wd·W);  W ← W + v  (P2 §IV), two steps with changing lr."""
+    """v ← m·v − lr·(g + wd·W);  W ← W + v  (P2 §III.A), two steps with changing lr."""
     w0 = np.array([1.0, -2.0, 0.5], np.float32)
     p = Parameter(w0.copy(), decay=True)
     opt = SGD([p], lr=0.1, momentum=0.9, weight_decay=5e-4)

@@ -1,4 +1,4 @@
-"""tinybin.models.wrn: structure of P2 §IV, the six variants, whole-network gradients."""
+"""tinybin.models.wrn: structure of P2 §III.A (Figs. 2, 4), the six variants of §IV, whole-network gradients."""
 import warnings
 
 import numpy as np

@@ -14,7 +14,8 @@ g = weight (1 if None), o = bias (0 if None), act = ReLU or the identity.
                dx, dg, do = batch_norm_backward(dz)
 
 Reference: Ioffe & Szegedy, "Batch Normalization", ICML 2015, §3 (the backward); the paper's
-baseline BN networks put BN → ReLU before every convolution (McDonnell et al. 2019, §2).
+baseline BN networks put BN → ReLU before every convolution (the authors' code; P2 §III.A, Fig. 2,
+draws its blocks post-activation).
 """
 import numpy as np
 

@@ -165,7 +165,7 @@ class ReLU(Module):
 
 
 class SReLU(Module):
-    """sReLU(x) = max(−1, x): the BN-free variants' activation (P2 §IV)."""
+    """sReLU(x) = max(−1, x): the BN-free variants' activation (P2 §II.C, Eq. 5)."""
 
     def forward(self, x):
         return F.srelu(x)
@@ -187,7 +187,7 @@ class ELU(Module):
 
 class Scale(Module):
     """y = c·x for a fixed constant c; with c = 1/T before global average pooling it is
-    softmax temperature T (P2 §IV)."""
+    softmax temperature T (P2 §III.D, Eq. 6)."""
 
     def __init__(self, c: float):
         super().__init__()

@@ -1,4 +1,4 @@
-"""ReLU, sReLU and ELU: the nonlinearities of the paper's variants (P2 §IV).
+"""ReLU, sReLU and ELU: the nonlinearities of the paper's variants (P2 §II.C, Eqs. 4–5; the variants that use them are listed in §IV).
 
 Each derivative's value *at the kink* is a convention; it is stated here and pinned by tests.
 
@@ -41,7 +41,7 @@ def relu_backward(dout, out):
 
 
 def srelu_forward(x):
-    """Shifted ReLU: out = max(-1, x)  [P2 §III.B, variants final-bn, srelu, mean-bn].
+    """Shifted ReLU: out = max(-1, x)  [P2 §II.C, Eq. 5; variants final-bn, srelu, mean-bn].
 
     Keeps the unit's output mean near zero without BN (ReLU's output is all >= 0).
     d out/dx = 1 if x > -1 else 0 (0 at x = -1).

@@ -1,4 +1,4 @@
-"""Batch normalisation per channel (Ioffe & Szegedy 2015; P2 §III, variant 6's mean-only form).
+"""Batch normalisation per channel (Ioffe & Szegedy 2015), and the mean-only form P2 takes from its ref. [27] for variant 6 (§IV).
 
 Notation: x is (N, H, W, C) (or (N, C)); statistics are taken per channel over the other axes,
 rows = N·H·W values each. x is viewed as a 2-d (rows, C) array: NHWC makes that view free.

@@ -1,4 +1,4 @@
-"""The constant scale layer: the paper's replacement for the final batch norm (P2 §IV).
+"""The constant scale layer: the paper's replacement for the final batch norm (P2 §III.D).
 
 Multiplying the head conv's output by c = 1/T before global average pooling equals a softmax
 temperature T, because GAP is linear: softmax(GAP(z / T)) = softmax(GAP(z) / T).

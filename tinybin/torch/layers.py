@@ -37,7 +37,7 @@ class Binarize(torch.autograd.Function):
 
     The constant c lives inside the op: writing c * ste_sign(W) through autograd would multiply
     the latent gradient by c and silently lower the learning rate.
-    Reference: McDonnell 2018 (arXiv:1802.08530) §2; McDonnell et al. 2019 §II.
+    Reference: McDonnell 2018 (arXiv:1802.08530) §2; McDonnell et al. 2019 §III.B (Fig. 3).
     """
 
     @staticmethod

@@ -46,7 +46,7 @@ class DownsampleShortcut(Chain):
 
 
 class WRN(Chain):
-    """WRN-depth-k of McDonnell et al. 2019 (§II, Fig. 4), converted from tinybin by `to_torch`.
+    """WRN-depth-k of McDonnell et al. 2019 (§III.A, Fig. 2; §III.C, Fig. 4), converted from tinybin by `to_torch`.
 
     forward(x): x is (N, H, W, 3) — tinybin's NHWC — or (N, 3, H, W), of any numeric dtype (raw
     pixels 0..255); NHWC is viewed as NCHW without a copy (a channels_last tensor), so

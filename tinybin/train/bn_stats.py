@@ -1,4 +1,4 @@
-"""Batch-norm statistics after training (P2 §IV): recalibration, and the choice between
+"""Batch-norm statistics after training (P2 §III.A, §II.A): recalibration, and the choice between
 recalibrated and moving averages (the final test with the chosen ones: tinybin.train.engine)."""
 from __future__ import annotations
 

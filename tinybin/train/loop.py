@@ -1,4 +1,4 @@
-"""The training loop a learner reads: one step, evaluation, and `fit` (P2 §IV's recipe is
+"""The training loop a learner reads: one step, evaluation, and `fit` (P2 §III.A's recipe is
 in the schedule and the batches handed to it; tinybin.train.run adds the run folder around it).
 
     from tinybin.train import fit

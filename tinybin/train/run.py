@@ -1,4 +1,4 @@
-"""A training run: the recipe of P2 §IV around `fit`, with a run folder that survives crashes.
+"""A training run: the recipe of P2 §III.A around `fit`, with a run folder that survives crashes.
 
     from tinybin.train import TrainConfig, train
     result = train(TrainConfig(width=1, variant="srelu", epochs=10, dataset="cifar10-subset"))
