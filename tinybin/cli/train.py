@@ -4,10 +4,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..io import check_writable_folder
 from ..models.wrn import ABLATIONS, INPUT_NORMS, PADDINGS, VARIANTS
 from ..train import DATASETS, Diverged, TrainConfig, load_data, read_checkpoint, train
 from ..train.config import resume_config
 from ..train.run import existing_run
+from ..train.run_record import check_resume
 from .errors import UsageError, reported
 
 
@@ -98,6 +100,7 @@ def run(args) -> int:
                              f"--overwrite replaces it, or choose another --out")
         with reported():  # every mistake a user can make shows up here, before any training
             cfg.validate()
+            check_writable_folder(out)  # before the data and the training, not when the first save fails
             data = load_data(cfg)[:2]
     elif not (out / "checkpoint.npz").is_file():
         raise UsageError(f"nothing to resume: no checkpoint in {out}")
@@ -107,7 +110,10 @@ def run(args) -> int:
         if args.keep_going:
             requested["on_diverge"] = "continue"
         with reported():
-            cfg = resume_config(read_checkpoint(out / "checkpoint.npz")[2], requested)
+            meta = read_checkpoint(out / "checkpoint.npz")[2]
+            check_resume(out, meta)  # the folder's own run, its logs readable
+            cfg = resume_config(meta, requested)
+            check_writable_folder(out)
     try:
         result = train(cfg, data=data, resume=args.resume, overwrite=args.overwrite)
     except Diverged as d:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -48,11 +49,41 @@ def append_jsonl(path, *records):
         f.writelines(json.dumps(r) + "\n" for r in records)
 
 
+def read_jsonl(path) -> tuple:
+    """(records, torn) of a JSON-lines log; torn: its last line was cut off mid-write (a crash),
+    and is left out. ValueError naming the file and line for any other damage."""
+    text = Path(path).read_text(errors="replace")
+    lines = text.split("\n")  # a complete log ends with "\n": its last piece is empty
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            if number == len(lines):  # no newline after it: the write never finished
+                return records, True
+            raise ValueError(f"{path} line {number} is not a JSON record ({e.msg}): the log is damaged; "
+                             f"repair or delete that line, or start again with --overwrite") from None
+    return records, False
+
+
+def drop_torn_line(path):
+    """Rewrite a log whose last line was cut off by a crash without that line, with a warning
+    naming the file (an append-only log ends like this after a crash: nothing else is lost)."""
+    path = Path(path)
+    if path.exists():
+        records, torn = read_jsonl(path)
+        if torn:
+            warnings.warn(f"{path}: its last line was cut off (a crash while it was written); dropped it")
+            write_text(path, "".join(json.dumps(r) + "\n" for r in records))
+
+
 def truncate_jsonl(path, keep):
     """Keep only the records for which keep(record) is true (used on resume)."""
     if not path.exists():
         return
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = read_jsonl(path)[0]
     write_text(path, "".join(json.dumps(r) + "\n" for r in records if keep(r)))
 
 
@@ -62,8 +93,7 @@ def plot_curves(out_dir, title=None):
     statistics tested (labelled), and a red line where the run diverged."""
     plt = pyplot()
     out_dir = Path(out_dir)
-    read = lambda name: [json.loads(l) for l in (out_dir / name).read_text().splitlines() if l.strip()] \
-        if (out_dir / name).exists() else []
+    read = lambda name: read_jsonl(out_dir / name)[0] if (out_dir / name).exists() else []
     steps, records = read("steps.jsonl"), read("metrics.jsonl")
     epochs = [r for r in records if r.get("kind") == "epoch"]
     final = next((r for r in reversed(records) if r.get("kind") == "final"), None)

@@ -9,6 +9,7 @@ One run writes into `out/`:
     metrics.jsonl    one JSON record per epoch (+ "final" and "diverged" records)
     steps.jsonl      one record per training step: step, epoch, lr, loss, acc
     curves.png       loss and accuracy curves
+    run.json         the run's config and architecture, so --resume refuses a checkpoint from another run
 
 Reproducibility: the initial weights come from `seed`, and everything random in epoch e (order,
 augmentation) from (seed, e) alone (tinybin.data.Batches). A resumed run therefore sees the same
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.subset import stratified_sample
+from ..io import check_writable_folder
 from ..models import wrn
 from ..models.wrn import temperature_for, uses_temperature
 from ..optim import SGD, Schedule
@@ -36,6 +38,7 @@ from .config import TrainConfig, load_data, resume_config, train_batches
 from .divergence import Diverged, DivergenceDetector
 from .logs import Progress, append_jsonl, plot_curves, truncate_jsonl
 from .loop import evaluate, fit
+from .run_record import check_resume, write_run_record
 
 
 class _Callbacks:
@@ -92,8 +95,10 @@ def _resolve(cfg: TrainConfig, resume: bool, overwrite: bool):
         if found and not overwrite:
             raise FileExistsError(f"{out} already holds a run ({', '.join(found)}): resume=True continues it, "
                                   f"overwrite=True replaces it")
+        check_writable_folder(out)
         return cfg.validate(), None
     saved = read_checkpoint(out / "checkpoint.npz")
+    check_resume(out, saved[2])
     defaults = TrainConfig()
     requested = {k: v for k, v in dataclasses.asdict(cfg).items() if v != getattr(defaults, k)}
     return resume_config(saved[2], requested), saved
@@ -158,6 +163,7 @@ def train(cfg: TrainConfig, data=None, resume=False, log=print, after_backward=N
 
     if saved is None:
         save_checkpoint(ckpt_path, model, optimizer, meta_for(0))
+        write_run_record(out, meta_for(0))
         log(describe(model, cfg, len(xtr), len(xte), steps_per_epoch))
 
     progress, run_start = Progress(total_steps), time.perf_counter()
