@@ -169,7 +169,7 @@ def _subset(cfg, x, y):
 
     classes = len(set(y.tolist()))
     if cfg.subset > len(x):
-        raise ValueError(f"--subset {cfg.subset} is larger than the {len(x)} training images")
+        raise ValueError(f"--subset {cfg.subset} is larger than the {len(x)} training images (--subset 0 uses all of them)")
     if cfg.subset < classes:
         raise ValueError(f"--subset {cfg.subset} is fewer images than the {classes} classes: give at least "
                          f"{classes}, one image per class")

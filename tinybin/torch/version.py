@@ -1,0 +1,20 @@
+"""The oldest PyTorch tinybin.torch runs on, checked when tinybin.torch is imported."""
+from __future__ import annotations
+
+import re
+
+import torch
+
+MINIMUM = (2, 1)  # as pyproject.toml's extra says (torch>=2.1)
+
+
+def check_version(version: str):
+    """ImportError, in one line, when torch `version` ("2.0.1+cpu") is older than MINIMUM."""
+    found = tuple(int(n) for n in re.findall(r"\d+", version)[:2])
+    if found < MINIMUM:
+        need = ".".join(map(str, MINIMUM))
+        raise ImportError(f"tinybin.torch needs PyTorch {need} or newer, and found torch {version}: "
+                          f"pip install -U 'torch>={need}'")
+
+
+check_version(str(torch.__version__))
