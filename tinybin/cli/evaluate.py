@@ -45,7 +45,8 @@ def test_images(args, model, meta):
         return *load_npz_images(args.npz), args.npz
     if meta is not None:                      # a checkpoint: its own data unless told otherwise
         cfg = TrainConfig(**meta["config"])
-        cfg = dataclasses.replace(cfg, subset=None, test_subset=None, dataset=args.dataset or cfg.dataset,
+        # only the test images are used: no subset, and no batch size to check against the training images
+        cfg = dataclasses.replace(cfg, subset=None, test_subset=None, batch_size=1, dataset=args.dataset or cfg.dataset,
                                   data_dir=args.data_dir if args.data_dir is not None else cfg.data_dir,
                                   archive=args.archive if args.archive is not None else cfg.archive)
         _, (x, y), _ = load_data(cfg)
