@@ -88,6 +88,9 @@ def test_a_torn_last_line_is_dropped_with_a_warning_and_the_run_resumes(stopped,
     for name, cut in (("metrics.jsonl", '{"kind": "epoch", "epoch": 2, "step'), ("steps.jsonl", '{"step": 3, "lo')):
         with open(torn / name, "a") as f:
             f.write(cut)
+    before = snapshot(torn)
+    one_line(cli("train", "--resume", "--out", torn, "--depth", 14))  # a refused resume changes nothing
+    assert snapshot(torn) == before
     proc = cli("train", "--resume", "--out", torn, "--archive", archive)
     assert proc.returncode == 0, proc.stderr
     warned = [line for line in proc.stderr.splitlines() if line.startswith("warning: ") and "cut off" in line]

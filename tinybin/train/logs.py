@@ -68,22 +68,16 @@ def read_jsonl(path) -> tuple:
     return records, False
 
 
-def drop_torn_line(path):
-    """Rewrite a log whose last line was cut off by a crash without that line, with a warning
-    naming the file (an append-only log ends like this after a crash: nothing else is lost)."""
-    path = Path(path)
-    if path.exists():
-        records, torn = read_jsonl(path)
-        if torn:
-            warnings.warn(f"{path}: its last line was cut off (a crash while it was written); dropped it")
-            write_text(path, "".join(json.dumps(r) + "\n" for r in records))
-
-
 def truncate_jsonl(path, keep):
-    """Keep only the records for which keep(record) is true (used on resume)."""
+    """Keep only the records for which keep(record) is true (used on resume). A last line cut off
+    by a crash is dropped with a warning naming the file: an append-only log ends like this after
+    a crash, and the checkpoint it belongs to was never written."""
+    path = Path(path)
     if not path.exists():
         return
-    records = read_jsonl(path)[0]
+    records, torn = read_jsonl(path)
+    if torn:
+        warnings.warn(f"{path}: its last line was cut off (a crash while it was written); dropped it")
     write_text(path, "".join(json.dumps(r) + "\n" for r in records if keep(r)))
 
 

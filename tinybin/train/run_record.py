@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..io import write_text
 from .config import CHANGEABLE_ON_RESUME
-from .logs import drop_torn_line
+from .logs import read_jsonl
 
 RECORD = "run.json"
 
@@ -42,15 +42,17 @@ def run_differences(out, meta: dict) -> list:
 
 
 def check_resume(out, meta: dict):
-    """Before a resume: the checkpoint is the folder's run (ValueError saying what differs), and a
-    log line cut off by a crash is dropped with a warning (ValueError for any other damage)."""
+    """Before a resume, changing nothing: the checkpoint is the folder's run (ValueError saying what
+    differs), and its logs can be read (ValueError naming file and line; a last line cut off by a
+    crash is fine: the resume drops it, with a warning)."""
     differences = run_differences(out, meta)
     if differences:
         raise ValueError(f"{Path(out) / 'checkpoint.npz'} is not the run this folder holds ({Path(out) / RECORD}): "
                          f"{'; '.join(differences)}; it was written in {meta['config'].get('out')}. --resume would mix "
                          f"the two runs: put the checkpoint back, or start a new run with --overwrite")
     for name in ("metrics.jsonl", "steps.jsonl"):
-        drop_torn_line(Path(out) / name)
+        if (Path(out) / name).exists():
+            read_jsonl(Path(out) / name)
 
 
 def _show(value):
