@@ -137,3 +137,22 @@ def test_a_moved_run_folder_still_resumes(stopped, archive, tmp_path):
     out = copy(stopped, "w1", tmp_path / "moved")  # run.json and the checkpoint still agree
     result = run(archive, out, resume=True, stop_after=None)
     assert result["epochs_done"] == 2
+
+
+@pytest.mark.parametrize("text,result", [
+    ('{"a": 1}\n{"b": 2}\n', ([{"a": 1}, {"b": 2}], False)),
+    ('{"a": 1}\n{"b": 2}', ([{"a": 1}, {"b": 2}], False)),   # complete, only its newline missing
+    ('{"a": 1}\n{"b": ', ([{"a": 1}], True)),                 # cut off mid-write
+    ('{"a": 1}\n{"b": \n{"c": 3}\n', "line 2 is not a JSON record"),
+    ('{"a": 1}\n{"b": 2\n', "line 2 is not a JSON record"),   # a whole line, but not a record
+    ('{"a": 1}\n7\n', r"line 2 is not a JSON record \(not an object\)"),
+])
+def test_reading_a_log(text, result, tmp_path):
+    from tinybin.train.logs import read_jsonl
+
+    (tmp_path / "log.jsonl").write_text(text)
+    if isinstance(result, str):
+        with pytest.raises(ValueError, match=result):
+            read_jsonl(tmp_path / "log.jsonl")
+    else:
+        assert read_jsonl(tmp_path / "log.jsonl") == result

@@ -59,12 +59,16 @@ def read_jsonl(path) -> tuple:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
+            reason = None if isinstance(record, dict) else "not an object"
         except json.JSONDecodeError as e:
             if number == len(lines):  # no newline after it: the write never finished
                 return records, True
-            raise ValueError(f"{path} line {number} is not a JSON record ({e.msg}): the log is damaged; "
-                             f"repair or delete that line, or start again with --overwrite") from None
+            reason = e.msg
+        if reason is not None:
+            raise ValueError(f"{path} line {number} is not a JSON record ({reason}): the log is damaged; "
+                             f"repair or delete that line, or start again with --overwrite")
+        records.append(record)
     return records, False
 
 
