@@ -1,6 +1,8 @@
 """tinybin.torch names the torch it found, and the one it needs, when the installed one is too old."""
 import importlib
+import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -36,3 +38,15 @@ def test_the_minimum_is_the_extra_pyproject_declares():
 
     text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert re.search(r'torch = \["torch>=(\d+)\.(\d+)"\]', text).groups() == tuple(map(str, MINIMUM))
+
+
+def test_the_trainer_command_says_it_in_one_line(tmp_path):
+    """`python -m tinybin.torch.train` under an older torch (its version string replaced at start-up)."""
+    (tmp_path / "sitecustomize.py").write_text('import torch\ntorch.__version__ = "2.0.1"\n')
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)])}
+    proc = subprocess.run([sys.executable, "-m", "tinybin.torch.train", "--help"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == ["error: tinybin.torch needs PyTorch 2.1 or newer, and found torch "
+                                                "2.0.1: pip install -U 'torch>=2.1'"]

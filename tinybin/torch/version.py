@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import sys
 
 import torch
 
@@ -17,4 +18,10 @@ def check_version(version: str):
                           f"pip install -U 'torch>={need}'")
 
 
-check_version(str(torch.__version__))
+try:
+    check_version(str(torch.__version__))
+except ImportError as e:
+    if sys.argv[:1] == ["-m"]:  # `python -m tinybin.torch.train` while its package loads: a command, one line
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    raise
