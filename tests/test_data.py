@@ -628,7 +628,7 @@ def test_test_subset_of_a_class_sorted_folder_holds_every_class(tmp_path):
         for cls in ("a", "b", "c"):
             for k in range(n):
                 save(tmp_path / part / cls / f"{k}.png", rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
-    cfg = TrainConfig(dataset="folder", data_dir=str(tmp_path), subset=None, test_subset=6)
+    cfg = TrainConfig(dataset="folder", data_dir=str(tmp_path), subset=None, test_subset=6, batch_size=12)
     _, (xte, yte), names = load_data(cfg)
     assert names == ["a", "b", "c"] and len(xte) == 6 and np.bincount(yte).tolist() == [2, 2, 2]
 

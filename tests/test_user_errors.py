@@ -1,6 +1,7 @@
 """A new user's mistakes, through the command line and the Python API: each gets one line naming
 the flag, value or file (exit status 2, never a traceback), and nothing the user did not ask to
 change is changed. Tiny runs: WRN-8-1 on an archive of 250 + 50 random images."""
+import re
 import shutil
 import subprocess
 import sys
@@ -155,6 +156,41 @@ def test_bad_values_name_their_own_flag(flag, value, tmp_path):
         TrainConfig(**{flag[2:].replace("-", "_"): value}).validate()
 
 
+@pytest.mark.parametrize("args,said", [
+    (["--variant", "srelu", "--temperature", "inf"], "--temperature inf cannot work: it must be a finite number above 0"),
+    (["--variant", "srelu", "--temperature", "nan"], "--temperature nan cannot work"),
+    (["--variant", "srelu", "--temperature", "0"], "--temperature 0 cannot work"),
+    (["--subset", "-1"], "--subset -1 cannot work: it must be 0 (all) or more"),
+    (["--test-subset", "-5"], "--test-subset -5 cannot work"),
+    (["--epoch-eval-size", "-2"], "--epoch-eval-size -2 cannot work"),
+    (["--subset", "7"], "--subset 7 is fewer images than the 10 classes: give at least 10"),
+    (["--subset", "500", "--batch-size", "100000"], "--batch-size 100000 is larger than the 500 training images"),
+])
+def test_values_that_would_run_but_mean_nothing_are_refused(args, said, archive, tmp_path):
+    if "--subset" in args and "-1" not in args:  # the shipped subset: 4000 images of 10 classes
+        line = one_line(cli("train", *args, "--depth", 8, "--out", tmp_path / "r"))
+    else:
+        line = one_line(cli("train", "--dataset", "cifar10", "--archive", archive, *args, "--depth", 8,
+                            "--out", tmp_path / "r"))
+    assert said in line, line
+    assert not (tmp_path / "r").exists()
+
+
+def test_value_checks_are_in_the_shared_config(archive):
+    """TrainConfig.validate and load_data, which the PyTorch trainer uses too, refuse them."""
+    for bad in (dict(variant="srelu", temperature=float("inf")), dict(subset=-1), dict(test_subset=-1)):
+        with pytest.raises(ValueError, match="cannot work"):
+            TrainConfig(**bad).validate()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="--subset 7 is fewer images than the 10 classes"):
+            load_data(config(archive, "x", subset=7))
+        with pytest.raises(ValueError, match="--batch-size 251 is larger than the 250 training images"):
+            load_data(config(archive, "x", batch_size=251))
+        (_, y), _, _ = load_data(config(archive, "x", subset=10, batch_size=10))  # the least that works
+        assert np.bincount(y, minlength=10).tolist() == [1] * 10
+
+
 def test_nchw_input_is_named():
     model = wrn(8, 1, rng=0)
     with pytest.raises(ValueError, match=r"NCHW.*transpose"):
@@ -237,6 +273,26 @@ def test_evaluate_a_packed_export(finished, tmp_path):
     proc = cli("evaluate", tmp_path / "model.npz", "--archive", read_checkpoint(finished)[2]["config"]["archive"])
     assert proc.returncode == 0, proc.stderr
     assert "model.npz" in proc.stdout and "test accuracy" in proc.stdout and "on 50 images" in proc.stdout
+
+
+def test_a_packed_export_says_which_bn_statistics_it_holds(finished, stopped, tmp_path):
+    """export records the statistics it packed; evaluate reports them and accepts exactly those."""
+    archive = read_checkpoint(finished)[2]["config"]["archive"]
+    accuracy = lambda proc: re.search(r"test accuracy ([\d.]+ %)", proc.stdout).group(1)
+    for run, held, other in ((finished, "recalibrated", "moving"), (stopped, "moving", "recalibrated")):
+        packed = tmp_path / f"{run.name}.npz"
+        exported = cli("export", run, "--out", packed)
+        assert exported.returncode == 0, exported.stderr
+        shown = "moving averages" if held == "moving" else held
+        assert f"of BN statistics ({shown})" in exported.stdout
+        reference = cli("evaluate", run, "--archive", archive)
+        for asked in ([], ["--bn-stats", held]):
+            proc = cli("evaluate", packed, "--archive", archive, *asked)
+            assert proc.returncode == 0, proc.stderr
+            assert f"BN statistics: {shown} (packed)" in proc.stdout
+            assert accuracy(proc) == accuracy(reference)  # the statistics it says are the ones it used
+        line = one_line(cli("evaluate", packed, "--archive", archive, "--bn-stats", other))
+        assert f"holds only the {shown} BN statistics" in line and f"--bn-stats {other}" in line
 
 
 # ----- Ctrl-C ---------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ constant c = sqrt(2 / (KH·KW·C_in)). So the file (an uncompressed .npz) holds,
 the bits packed eight to a byte (`np.packbits`); per BN layer one (rows, C) array of the
 inference statistics it uses (mean, var — moving or recalibrated, in the dtype the model used)
 and its gamma and beta where learned; and as JSON the architecture, each conv's shape and c,
-and each BN's row names. WRN-20-10's 26.7 M weights take 3.34 MB
+each BN's row names, and which statistics were packed (`bn_stats`). WRN-20-10's 26.7 M weights take 3.34 MB
 instead of the 107 MB of float32 latent weights.
 
 The 1/T layer of the srelu, elu and mean-bn variants is folded into the head conv (`fold_temperature`,
@@ -72,10 +72,26 @@ def pack(model, fold_temperature: bool = True) -> dict:
         arrays[f"bn/{name}"] = np.stack(list(rows.values()))  # (rows, C), the widest dtype of them
         bns[name] = list(rows)
     arch = {k: config[k] for k in ("depth", "width", "num_classes", "variant", "padding", "temperature", "input_norm")}
-    arch.update(bits=1, temperature_folded=fold, convs=convs, bns=bns)
+    arch.update(bits=1, temperature_folded=fold, convs=convs, bns=bns, bn_stats=packed_statistics(model))
     arrays["arch"] = np.frombuffer(json.dumps(arch).encode(), np.uint8)  # UTF-8 (a str array is UTF-32)
     arrays["format"] = np.array(FORMAT)
     return arrays
+
+
+def packed_statistics(model):
+    """Which BN statistics `pack` stores: "recalibrated" or "moving" (what eval mode uses now),
+    None for a model without BN layers that use batch statistics (a fixed input norm has only its own)."""
+    kinds = {"recalibrated" if bn.inference_stats == "recalibrated" or (bn.inference_stats == "auto" and
+                                                                        int(bn.calib_batches) > 0) else "moving"
+             for _, bn in model.batch_norms() if not bn.frozen}
+    return None if not kinds else kinds.pop() if len(kinds) == 1 else "mixed"
+
+
+def packed_arch(path) -> dict:
+    """The JSON record of a packed file: architecture, layer shapes, and "bn_stats", the BN
+    statistics it holds ("recalibrated", "moving", None; absent from files packed before it was recorded)."""
+    with np.load(path, allow_pickle=False) as f:
+        return json.loads(f["arch"].tobytes().decode())
 
 
 def save_packed(model, path, fold_temperature: bool = True) -> int:

@@ -29,6 +29,25 @@ def atomic_write(path, mode="wb"):
         raise
 
 
+def check_writable_folder(path, flag="--out"):
+    """ValueError naming `flag` if `path` cannot be (or become) a folder tinybin can write into:
+    it or a parent is a file, or the nearest existing folder refuses a new entry (permissions, a
+    read-only file system). Checked by making and removing a temporary folder, so nothing is left
+    behind and a run finds out before any work rather than when it first saves."""
+    path = Path(path)
+    existing = path
+    while not (existing.exists() or existing.is_symlink()) and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "" if existing == path else f"cannot be created: {existing} "
+        raise ValueError(f"{flag} {path} {where}is a file, not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=existing, prefix=".tinybin-write-test-"))
+    except OSError as e:
+        where = "" if existing == path else f" (in {existing})"
+        raise ValueError(f"{flag} {path} cannot be written{where}: {e.strerror or e}") from None
+
+
 def save_npz(path, arrays: dict):
     """np.savez to `path` atomically."""
     with atomic_write(path) as f:

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
+from pathlib import Path
 
 from ..data import load_cifar10, load_cifar10_subset, load_cifar100, stratified_sample
+from ..export import packed_arch
 from ..loader import load_model
 from ..train import TrainConfig, bn_layers, evaluate, load_data, set_bn_stats
+from ..train.run_record import run_differences
 from ..zoo import load_npz_images
 from .errors import UsageError, reported
 
@@ -41,7 +45,8 @@ def test_images(args, model, meta):
         return *load_npz_images(args.npz), args.npz
     if meta is not None:                      # a checkpoint: its own data unless told otherwise
         cfg = TrainConfig(**meta["config"])
-        cfg = dataclasses.replace(cfg, subset=None, test_subset=None, dataset=args.dataset or cfg.dataset,
+        # only the test images are used: no subset, and no batch size to check against the training images
+        cfg = dataclasses.replace(cfg, subset=None, test_subset=None, batch_size=1, dataset=args.dataset or cfg.dataset,
                                   data_dir=args.data_dir if args.data_dir is not None else cfg.data_dir,
                                   archive=args.archive if args.archive is not None else cfg.archive)
         _, (x, y), _ = load_data(cfg)
@@ -57,12 +62,21 @@ def test_images(args, model, meta):
     return *load(data_dir=args.data_dir, archive=args.archive)[1], args.archive or dataset
 
 
-def bn_statistics(model, asked, info) -> str:
+def bn_statistics(model, asked, info, packed=None) -> str:
     """Set the BN statistics evaluation uses (asked, or what the run chose) and say which they are.
-    ValueError when recalibrated ones are asked for but were never computed."""
+    ValueError when recalibrated ones are asked for but were never computed, or when a packed
+    file (`packed`: its arch record) holds other ones."""
     bns = bn_layers(model)  # frozen ones (a fixed input normalisation) have only their fitted statistics
     if not bns:
         return "no BN layers with batch statistics" if model.batch_norms() else "no BN layers"
+    if packed is not None:  # one set of statistics, the one export packed: nothing to choose
+        held = packed.get("bn_stats")
+        if held is None:
+            return "BN statistics: the packed ones (this file does not record which)"
+        if asked is not None and asked != held:
+            raise ValueError(f"{info['name']} holds only the {_shown(held)} BN statistics, which export packed; "
+                             f"--bn-stats {asked} needs the checkpoint it was exported from")
+        return f"BN statistics: {_shown(held)} (packed)"
     recalibrated = all(int(bn.calib_batches) > 0 for bn in bns)
     if asked == "recalibrated" and not recalibrated:
         meta = info["meta"]
@@ -76,7 +90,20 @@ def bn_statistics(model, asked, info) -> str:
                          f"--bn-stats moving")
     which = asked or ("recalibrated" if recalibrated and bns[0].inference_stats != "moving" else "moving")
     set_bn_stats(model, which)
-    return f"BN statistics: {'recalibrated' if which == 'recalibrated' else 'moving averages'}"
+    return f"BN statistics: {_shown(which)}"
+
+
+def _shown(which):
+    return "moving averages" if which == "moving" else which
+
+
+def checkpoint_note(source, meta):
+    """A warning when a run folder's checkpoint is not the run its run.json records (copied in from another run)."""
+    folder = Path(source) if Path(source).is_dir() else Path(source).parent
+    differences = run_differences(folder, meta)
+    if differences:
+        warnings.warn(f"{folder / 'checkpoint.npz'} is not the run {folder / 'run.json'} records "
+                      f"({'; '.join(differences)}): evaluating the checkpoint, written in {meta['config'].get('out')}")
 
 
 def run(args) -> int:
@@ -86,7 +113,10 @@ def run(args) -> int:
         raise UsageError(f"--batch-size {args.batch_size} cannot work: it must be at least 1")
     with reported():
         model, info = load_model(args.source if args.source is not None else args.mcdonnell, args.data_dir)
-        stats = bn_statistics(model, args.bn_stats, info)  # before the data: a mistake here is found at once
+        packed = packed_arch(args.source) if info["kind"] == "packed" else None
+        if info["kind"] == "checkpoint":
+            checkpoint_note(args.source, info["meta"])
+        stats = bn_statistics(model, args.bn_stats, info, packed)  # before the data: a mistake here is found at once
         x, y, source = test_images(args, model, info["meta"])
         if args.test_subset:
             x, y = stratified_sample(x, y, args.test_subset)

@@ -57,8 +57,10 @@ def run(args) -> int:
         bits = sum(v.nbytes for k, v in arrays.items() if k.startswith("conv/"))
         stats = sum(v.nbytes for k, v in arrays.items() if k.startswith("bn/"))
         size = Path(args.out).stat().st_size
+        which = json.loads(arrays["arch"].tobytes().decode())["bn_stats"]
+        which = f" ({'moving averages' if which == 'moving' else which})" if which else ""
         print(f"{name}: wrote {args.out}, {_megabytes(size)} = {_megabytes(bits)} of weight bits ({n:,} weights) + "
-              f"{_megabytes(stats)} of BN statistics + {_megabytes(size - bits - stats)} of layout; "
+              f"{_megabytes(stats)} of BN statistics{which} + {_megabytes(size - bits - stats)} of layout; "
               f"as float32 weights {_megabytes(4 * n)} ({4 * n / size:.0f}× larger)")
         if json.loads(arrays["arch"].tobytes().decode())["temperature_folded"]:
             print(f"the ×1/T layer (T = {c['temperature']:g}) is folded into head.conv's multiplier")

@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..io import check_writable_folder
 from ..models.wrn import ABLATIONS, INPUT_NORMS, PADDINGS, VARIANTS
 from ..train import DATASETS, Diverged, TrainConfig, load_data, read_checkpoint, train
 from ..train.config import resume_config
 from ..train.folder import existing_run
+from ..train.run_record import check_resume
 from .errors import UsageError, reported
 
 
@@ -101,8 +103,10 @@ def config(args) -> TrainConfig:
         if found and not args.overwrite:
             raise UsageError(f"{out} already holds a run ({', '.join(found)}); --resume continues it, "
                              f"--overwrite replaces it, or choose another --out")
-        with reported():
-            return cfg.validate()
+        with reported():  # every mistake a user can make shows up here, before any data is read
+            cfg.validate()
+            check_writable_folder(out)  # not when the first save fails, after the training
+        return cfg
     if not (out / "checkpoint.npz").is_file():
         raise UsageError(f"nothing to resume: no checkpoint in {out}")
     given = typed_flags(getattr(args, "argv", sys.argv[2:])) - {"resume", "overwrite", "keep_going"}
@@ -110,13 +114,17 @@ def config(args) -> TrainConfig:
     if args.keep_going:
         requested["on_diverge"] = "continue"
     with reported():
-        return resume_config(read_checkpoint(out / "checkpoint.npz")[2], requested)
+        meta = read_checkpoint(out / "checkpoint.npz")[2]
+        check_resume(out, meta)  # the folder's own run, its logs readable
+        cfg = resume_config(meta, requested)
+        check_writable_folder(out)
+    return cfg
 
 
 def run(args) -> int:
     cfg, data = config(args), None
     if not args.resume:
-        with reported():  # every mistake a user can make shows up here, before any training
+        with reported():  # the data's mistakes too, before any training
             data = load_data(cfg)[:2]
     try:
         result = train(cfg, data=data, resume=args.resume, overwrite=args.overwrite)

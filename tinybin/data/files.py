@@ -1,8 +1,9 @@
 """The files tinybin ships in ``datasets/`` or fetches on demand, each known by its SHA-256.
 
 A known file is looked for in the data folder (``data_dir``, else ``$TINYBIN_DATA``, else
-``./datasets``) and then in the ``datasets/`` folder of the source checkout, so the shipped files
-are found from any working directory. Every load checks the SHA-256: a damaged or replaced copy is
+``./datasets``), then among the files installed with the package (``pip install`` ships
+``datasets/`` as ``tinybin/datasets/``, see pyproject.toml), then in the ``datasets/`` folder of a
+source checkout, so the shipped files are found from any working directory. Every load checks the SHA-256: a damaged or replaced copy is
 an error naming the file, never silently used. A file that is not shipped (the authors' CIFAR-100
 model) is downloaded into the data folder on first use, atomically and checked the same way.
 """
@@ -17,8 +18,10 @@ from .download import ArchiveError, cache_dir, download, file_digest
 # The authors' repository (MIT licence), pinned to the commit that holds the released models.
 MCDONNELL_URL = ("https://raw.githubusercontent.com/McDonnell-Lab/1-bit-per-weight/"
                  "2627dcb8091dc8dcbe78af64bd3aeb72521a72f7/TrainedModels/Tensorflow.keras/")
-# The datasets/ folder of a source checkout (absent from an installed wheel, which is fine).
-CHECKOUT_DATASETS = Path(__file__).resolve().parents[2] / "datasets"
+# datasets/ as installed by pip (the package tinybin.datasets), and in a source checkout
+INSTALLED_DATASETS = Path(__file__).resolve().parents[1] / "datasets"
+CHECKOUT = Path(__file__).resolve().parents[2]
+CHECKOUT_DATASETS = CHECKOUT / "datasets"
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,13 @@ KNOWN = {
 
 
 def data_folders(data_dir=None) -> list:
-    """Where known files are looked for, in order: the data folder, then the checkout's datasets/."""
+    """Where known files are looked for, in order: the data folder, then the files installed with
+    tinybin, then a source checkout's datasets/ (only if this tinybin is one: an installed one's
+    site-packages/datasets/ would be another package's)."""
     folders = [cache_dir(data_dir)]
-    if CHECKOUT_DATASETS.resolve() != folders[0].resolve():
-        folders.append(CHECKOUT_DATASETS)
+    for shipped in (INSTALLED_DATASETS, CHECKOUT_DATASETS if (CHECKOUT / "pyproject.toml").is_file() else None):
+        if shipped is not None and shipped.is_dir() and shipped.resolve() != folders[0].resolve():
+            folders.append(shipped)
     return folders
 
 
@@ -79,5 +85,7 @@ def known_file(name, data_dir=None, download_ok=True) -> Path:
             return path
     if f.url is None or not download_ok:
         where = " or ".join(str((folder / f.path).resolve()) for folder in data_folders(data_dir))
-        raise FileNotFoundError(f"{f.what} is not at {where}")
+        raise FileNotFoundError(f"{f.what} is not at {where}: point --data-dir (data_dir= in Python) or $TINYBIN_DATA "
+                                f"at a folder holding {f.path}, such as the datasets/ folder of a tinybin checkout "
+                                f"(`pip install` of a checkout ships it)")
     return download(f.url, cache_dir(data_dir) / f.path, sha256=f.sha256)

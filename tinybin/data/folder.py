@@ -12,6 +12,7 @@ and reloaded in a fraction of a second while the files are unchanged.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -41,23 +42,58 @@ def _normalise_size(size):
 
 
 def _scan(root: Path):
-    """Sorted class names and, per file, (path, label, mtime_ns, bytes)."""
-    classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    """Sorted class names and, per file, (path, label, mtime_ns, bytes). A class folder without
+    images is left out, with a warning naming it (its label would otherwise never be seen)."""
+    classes = sorted(e.name for e in _entries(root) if not e.name.startswith(".") and _is(e, "dir"))
     if not classes:
         raise ValueError(f"{root} has no class sub-folders (expected root/<class>/*.png|jpg)")
-    files = []
-    for label, name in enumerate(classes):
-        entries = sorted(
-            (e for e in os.scandir(root / name)
-             if e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)),
-            key=lambda e: e.name,
-        )
+    files, kept, empty = [], [], []
+    for name in classes:
+        entries = sorted((e for e in _entries(root / name) if e.name.lower().endswith(IMAGE_EXTENSIONS)
+                          and _is(e, "file")), key=lambda e: e.name)
+        if not entries:
+            empty.append(name)
+            continue
         for e in entries:
-            st = e.stat()
-            files.append((e.path, label, st.st_mtime_ns, st.st_size))
+            st = _stat(e)
+            files.append((e.path, len(kept), st.st_mtime_ns, st.st_size))
+        kept.append(name)
     if not files:
         raise ValueError(f"{root}: the class folders hold no .png/.jpg/.jpeg files")
-    return classes, files
+    if empty:
+        warnings.warn(f"{root}: class folder{'s' if len(empty) > 1 else ''} {', '.join(empty)} hold"
+                      f"{'' if len(empty) > 1 else 's'} no .png/.jpg/.jpeg files: left out, {len(kept)} classes "
+                      f"remain", stacklevel=3)
+    return kept, files
+
+
+def _entries(folder):
+    try:
+        return list(os.scandir(folder))
+    except OSError as e:
+        raise _unreadable(folder, e) from None
+
+
+def _is(entry, kind):
+    """entry.is_dir() / is_file(), following links; a link loop or an unreadable link is named."""
+    try:
+        return entry.is_dir() if kind == "dir" else entry.is_file()
+    except OSError as e:
+        raise _unreadable(entry.path, e) from None
+
+
+def _stat(entry):
+    try:
+        return entry.stat()
+    except OSError as e:
+        raise _unreadable(entry.path, e) from None
+
+
+def _unreadable(path, error):
+    if error.errno == errno.ELOOP:
+        return ValueError(f"{path} is a symbolic link that leads back to itself (a loop): remove it or point it "
+                          f"at an image or a class folder")
+    return ValueError(f"{path} cannot be read: {error.strerror or error}")
 
 
 def _cache_key(root, classes, files, size) -> str:
@@ -118,22 +154,39 @@ def _decode(path, size):
 
 
 def _try_decode(path, size):
-    """``_decode``, or None for a file that is empty, truncated or not an image."""
+    """``_decode``, or a str saying why not: the file is empty, truncated or not an image, or it
+    is too large to decode safely (Pillow's decompression-bomb limit, made an error here)."""
     try:
-        return _decode(path, size)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):  # UnidentifiedImageError is an OSError
-        return None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            return _decode(path, size)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return f"is too large to decode safely ({_pixels(path)}; the limit is {Image.MAX_IMAGE_PIXELS:,} pixels)"
+    except (OSError, SyntaxError, ValueError):  # UnidentifiedImageError is an OSError
+        return "cannot be decoded as an image (empty, truncated or not a PNG/JPEG)"
+
+
+def _pixels(path):
+    """"W×H pixels" from the header alone (nothing is decoded), for the too-large message."""
+    limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with Image.open(path) as im:
+            return f"{im.size[0]}×{im.size[1]} pixels"
+    except Exception:  # the header could not be read again: the count is not essential
+        return "too many pixels"
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def _decode_chunk(paths, size, shape):
-    """Decode ``paths`` into one (n, H, W, 3) array and the indices of undecodable files; a file
-    of another shape is reported as ``(index, shape)`` instead, so the caller can name it."""
+    """Decode ``paths`` into one (n, H, W, 3) array and (index, reason) of the undecodable files;
+    a file of another shape is reported as ``(index, shape)`` instead, so the caller can name it."""
     out = np.empty((len(paths),) + shape, dtype=np.uint8)
     bad = []
     for i, path in enumerate(paths):
         image = _try_decode(path, size)
-        if image is None:
-            bad.append(i)
+        if isinstance(image, str):
+            bad.append((i, image))
         elif image.shape != shape:
             return i, image.shape
         else:
@@ -142,16 +195,17 @@ def _decode_chunk(paths, size, shape):
 
 
 def _undecodable(root, bad, total):
-    return ValueError(
-        f"{bad[0]} cannot be decoded as an image (empty, truncated or not a PNG/JPEG); {len(bad)} of the "
-        f"{total} image files under {root} are like this: delete or replace them"
-    )
+    """bad: (path, reason) of every file that could not be decoded; the first one is named."""
+    path, reason = bad[0]
+    return ValueError(f"{path} {reason}; {len(bad)} of the {total} image files under {root} cannot be used: "
+                      "delete or replace them")
 
 
 def _mismatch(path, got, first, shape):
     return ValueError(
-        f"{path} is {got[0]}x{got[1]} (HxW) but {first} is {shape[0]}x{shape[1]}: images in a "
-        "folder must all be one size; pass size=(H, W) to resize them all"
+        f"{path} is {got[0]}x{got[1]} (HxW) but {first} is {shape[0]}x{shape[1]}: images in a folder must all be "
+        f"one size; resize that file (or all of them) to one size, or remove it (in Python, "
+        f"load_image_folder(root, size=(H, W)) resizes every image as it loads)"
     )
 
 
@@ -183,10 +237,14 @@ def load_image_folder(path, size=None, cache=True, workers=1):
 
     names = [f[0] for f in files]
     y = np.array([f[1] for f in files], dtype=np.int64)
-    decoded = (_try_decode(name, size) for name in names)
-    first, image = next(((i, im) for i, im in enumerate(decoded) if im is not None), (None, None))
-    if image is None:
-        raise _undecodable(root, names, len(names))
+    reasons = []  # of the files before the first one that decodes
+    for first, name in enumerate(names):
+        image = _try_decode(name, size)
+        if not isinstance(image, str):
+            break
+        reasons.append((name, image))
+    else:
+        raise _undecodable(root, reasons, len(names))
     shape = image.shape  # H, W, 3 of the first readable image sets the size
     chunk = CHUNK
     pieces = [names[i:i + chunk] for i in range(0, len(names), chunk)]
@@ -204,7 +262,7 @@ def load_image_folder(path, size=None, cache=True, workers=1):
             raise _mismatch(pieces[k][index], got, names[first], shape)
         out, bad_here = result
         x[k * chunk:k * chunk + len(out)] = out
-        bad += [pieces[k][i] for i in bad_here]
+        bad += [(pieces[k][i], reason) for i, reason in bad_here]
     if bad:
         raise _undecodable(root, bad, len(names))
 

@@ -16,6 +16,10 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     raise ImportError("tinybin.torch needs PyTorch: pip install 'tinybin[torch]'") from None
 
+# first: an older torch is named before anything in the modules below fails on it
+from .version import MINIMUM, check_version
+
+# isort: split
 from .convert import (
     from_torch,
     state_from_torch,
@@ -28,9 +32,11 @@ from .layers import Binarize, binarize
 from .optim import SGD, make_sgd, optimizer_state_from_torch, optimizer_state_to_torch
 
 __all__ = [
+    "MINIMUM",
     "SGD",
     "Binarize",
     "binarize",
+    "check_version",
     "from_torch",
     "make_sgd",
     "optimizer_state_from_torch",

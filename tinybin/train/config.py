@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +57,9 @@ class TrainConfig:
 
     def validate(self):
         """ValueError naming the first setting that cannot work (before any data is read)."""
+        if self.temperature is not None and not (math.isfinite(self.temperature) and self.temperature > 0):
+            # T = inf zeroes every logit: the loss stays at ln(classes) and nothing is learned
+            raise ValueError(f"--temperature {self.temperature:g} cannot work: it must be a finite number above 0")
         check_arguments(self.depth, self.width, 10, self.variant, self.bits, self.temperature, self.padding,
                         self.input_norm)
         if self.bn_stats not in ("recalibrated", "moving"):
@@ -71,7 +75,11 @@ class TrainConfig:
                 ("--weight-decay", self.weight_decay, self.weight_decay >= 0, "0 or more"),
                 ("--cutout", self.cutout, self.cutout >= 0, "0 (off) or more"),
                 ("--crop-pad", self.crop_pad, self.crop_pad >= 0, "0 (off) or more"),
-                ("--stop-after", self.stop_after, self.stop_after is None or self.stop_after >= 1, "at least 1")):
+                ("--stop-after", self.stop_after, self.stop_after is None or self.stop_after >= 1, "at least 1"),
+                ("--subset", self.subset, not self.subset or self.subset > 0, "0 (all) or more"),
+                ("--test-subset", self.test_subset, not self.test_subset or self.test_subset > 0, "0 (all) or more"),
+                ("--epoch-eval-size", self.epoch_eval_size, not self.epoch_eval_size or self.epoch_eval_size > 0,
+                 "0 (all) or more")):
             if not ok:
                 raise ValueError(f"{flag} {value:g} cannot work: it must be {want}")
         return self
@@ -141,17 +149,43 @@ def load_data(cfg: TrainConfig):
         xtr, ytr, names = data.load_image_folder(root / "train")
         xte, yte, test_names = data.load_image_folder(root / "test")
         if test_names != names:
-            raise ValueError(f"class folders differ between {root / 'train'} and {root / 'test'}")
+            raise ValueError(_class_difference(root, names, test_names))
     else:
         raise ValueError(f"unknown dataset {cfg.dataset!r}; valid: {', '.join(DATASETS)}")
     if cfg.subset:
-        if cfg.subset > len(xtr):
-            raise ValueError(f"--subset {cfg.subset} is larger than the {len(xtr)} training images")
-        if cfg.subset < len(xtr):
-            xtr, ytr = data.balanced_subset(xtr, ytr, n_total=cfg.subset, seed=cfg.seed)
+        xtr, ytr = _subset(cfg, xtr, ytr)
     if cfg.test_subset:
         xte, yte = stratified_sample(xte, yte, cfg.test_subset)
+    if cfg.batch_size > len(xtr):
+        # a step would use every image, and the header's "steps of B" would not be what runs
+        raise ValueError(f"--batch-size {cfg.batch_size} is larger than the {len(xtr)} training images: give "
+                         f"--batch-size {len(xtr)} or less (or more images with --subset)")
     return (xtr, ytr), (xte, yte), names
+
+
+def _subset(cfg, x, y):
+    """The class-balanced --subset of (x, y): at least one image of every class, at most all of them."""
+    from ..data import balanced_subset
+
+    classes = len(set(y.tolist()))
+    if cfg.subset > len(x):
+        raise ValueError(f"--subset {cfg.subset} is larger than the {len(x)} training images (--subset 0 uses all of them)")
+    if cfg.subset < classes:
+        raise ValueError(f"--subset {cfg.subset} is fewer images than the {classes} classes: give at least "
+                         f"{classes}, one image per class")
+    if cfg.subset == len(x):
+        return x, y
+    try:
+        return balanced_subset(x, y, n_total=cfg.subset, seed=cfg.seed)
+    except ValueError as e:  # a class too small for an equal share
+        raise ValueError(f"--subset {cfg.subset} cannot be class-balanced: {e}") from None
+
+
+def _class_difference(root, train, test):
+    """Which class names only one of train/ and test/ has (labels come from the sorted names)."""
+    parts = [f"only in {root / part}: {', '.join(sorted(set(a) - set(b)))}"
+             for part, a, b in (("train", train, test), ("test", test, train)) if set(a) - set(b)]
+    return f"class folders differ between train/ and test/ ({'; '.join(parts)}): both need the same class names"
 
 
 def train_batches(cfg: TrainConfig, x, y):

@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from ..io import check_writable_folder
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import TrainConfig, resume_config
 from .curves import plot_curves
 from .logs import append_jsonl, truncate_jsonl
+from .run_record import check_resume, write_run_record
 
-RUN_FILES = ("checkpoint.npz", "metrics.jsonl", "steps.jsonl")
+RUN_FILES = ("checkpoint.npz", "metrics.jsonl", "steps.jsonl")  # run.json (run_record) names the run they hold
 
 
 def existing_run(out) -> list:
@@ -29,8 +31,10 @@ def resolve(cfg: TrainConfig, resume: bool, overwrite: bool):
         if found and not overwrite:
             raise FileExistsError(f"{out} already holds a run ({', '.join(found)}): resume=True continues it, "
                                   f"overwrite=True replaces it")
+        check_writable_folder(out)  # before the data and the training, not when the first save fails
         return cfg.validate(), None
     saved = read_checkpoint(out / "checkpoint.npz")
+    check_resume(out, saved[2])  # the folder's own run, its logs readable; nothing changed if not
     defaults = TrainConfig()
     requested = {k: v for k, v in dataclasses.asdict(cfg).items() if v != getattr(defaults, k)}
     return resume_config(saved[2], requested), saved
@@ -67,8 +71,11 @@ class RunFolder:
             append_jsonl(self.out / name, *records)
 
     def save(self, model, optimizer, meta):
+        """The checkpoint; at a run's start (epoch 0) also run.json, which names the run."""
         if self.writes:
             save_checkpoint(self.checkpoint, model, optimizer, meta)
+            if meta["epoch"] == 0:
+                write_run_record(self.out, meta)
 
     def plot(self, title):
         if self.writes:

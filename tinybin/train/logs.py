@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
+from pathlib import Path
 
 from ..io import write_text
 
@@ -44,9 +46,37 @@ def append_jsonl(path, *records):
         f.writelines(json.dumps(r) + "\n" for r in records)
 
 
+def read_jsonl(path) -> tuple:
+    """(records, torn) of a JSON-lines log; torn: its last line was cut off mid-write (a crash),
+    and is left out. ValueError naming the file and line for any other damage."""
+    text = Path(path).read_text(errors="replace")
+    lines = text.split("\n")  # a complete log ends with "\n": its last piece is empty
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            reason = None if isinstance(record, dict) else "not an object"
+        except json.JSONDecodeError as e:
+            if number == len(lines):  # no newline after it: the write never finished
+                return records, True
+            reason = e.msg
+        if reason is not None:
+            raise ValueError(f"{path} line {number} is not a JSON record ({reason}): the log is damaged; "
+                             f"repair or delete that line, or start again with --overwrite")
+        records.append(record)
+    return records, False
+
+
 def truncate_jsonl(path, keep):
-    """Keep only the records for which keep(record) is true (used on resume)."""
+    """Keep only the records for which keep(record) is true (used on resume). A last line cut off
+    by a crash is dropped with a warning naming the file: an append-only log ends like this after
+    a crash, and the checkpoint it belongs to was never written."""
+    path = Path(path)
     if not path.exists():
         return
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records, torn = read_jsonl(path)
+    if torn:
+        warnings.warn(f"{path}: its last line was cut off (a crash while it was written); dropped it")
     write_text(path, "".join(json.dumps(r) + "\n" for r in records if keep(r)))
