@@ -10,7 +10,7 @@
             ...
 
 Images are uint8 until a batch is formed; batches are float32 with raw 0..255 values unless
-standardisation is asked for. The paper (P2 §V) gives the augmentation and the batch size.
+standardisation is asked for. The paper (P2 §III.A) gives the augmentation and the batch size.
 """
 
 from .augmentation import augment

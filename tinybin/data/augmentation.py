@@ -1,4 +1,6 @@
-"""Training-time augmentation, exactly the recipe of P2 §IV (cutout: DeVries & Taylor 2017), vectorised over a batch.
+"""Training-time augmentation as P2 §III.A describes it ("standard" methods as in its ref. [10], plus
+cutout of 18 pixels: DeVries & Taylor 2017); the flip, pad and crop details follow the authors' code.
+Vectorised over a batch.
 
 In order, on uint8 NHWC images:
 
@@ -62,7 +64,7 @@ def _cutout(x, size, rng):
 
 
 def augment(x, rng=None, flip=True, crop_pad=4, cutout=18):
-    """Augment a batch of uint8 NHWC images as in P2 §IV; returns a new uint8 array.
+    """Augment a batch of uint8 NHWC images as in P2 §III.A; returns a new uint8 array.
 
     Args:
         x: uint8 (N, H, W, C). Not modified.

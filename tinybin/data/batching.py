@@ -1,6 +1,6 @@
 """Shuffled mini-batches ``(x float32 NHWC, y int64)``, reproducible from (seed, epoch).
 
-P2 §IV: batch 125, reshuffled every epoch, augmentation on every training image.
+P2 §III.A: batch 125, reshuffled every epoch, augmentation on every training image.
 Values stay raw 0..255 by default because the network's first layer is a batch-norm that
 normalises its input; per-channel standardisation is an option for networks without one.
 
@@ -49,11 +49,11 @@ class Batches:
 
     Args:
         x, y: uint8 (N, H, W, C) images and (N,) integer labels.
-        batch_size: 125 as in P2 §IV.
+        batch_size: 125 as in P2 §III.A.
         shuffle: a new order every epoch (False: the stored order, e.g. for evaluation).
         drop_last: the last partial batch (N % batch_size examples) is dropped if True,
             yielded as a smaller batch if False (the default, so evaluation sees every image).
-        augment: False/None for none, True for P2 §IV's (flip, pad 4 + crop, cutout 18),
+        augment: False/None for none, True for P2 §III.A's (flip, pad 4 + crop, cutout 18),
             or a dict of keyword arguments for ``tinybin.data.augment`` (e.g. ``{"cutout": 0}``).
         standardize: if True, subtract the per-channel mean and divide by the std; these are
             ``mean``/``std`` if given, else computed from ``x`` (pass the training set's
