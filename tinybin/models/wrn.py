@@ -13,13 +13,11 @@ with n = (depth − 2)/6 and, in every block, pre-activation units ("unit" → c
 
     out = shortcut(x) + conv_b(unit_b(conv_a(unit_a(x))))
 
-P2 says its networks "use the post-activation architecture" (§III.A); tinybin's are pre-activation,
-like the authors' released code and weights (lesson 11). P2 counts the input BN as pre-processing
-"provided that the shift and scale factors are not learned" (§III.A); input_norm="bn" learns them
-and uses batch statistics, as the authors' code does, so in the "BN-free" variants here it is a layer.
-
-A unit is BN → ReLU (baselines) or a lone sReLU / ELU (BN-free); the final layer is BN, ×1/T, or 1/T
-then mean-only BN. A variant is a row of VARIANTS naming both factories. Module names are stable
+P2's networks "use the post-activation architecture" (§III.A); tinybin's are pre-activation, like the
+authors' released code and weights (lesson 11). input_norm="bn" learns g, o and uses batch statistics (the
+authors' code), so it is a layer, not P2's pre-processing "provided that the shift and scale factors are not
+learned" (§III.A). A unit is BN → ReLU (baselines) or a lone sReLU / ELU (BN-free); the final layer is BN, ×1/T,
+or 1/T then mean-only BN. A variant is a row of VARIANTS naming both factories. Module names are stable
 (`stem`, `stage2.block0.conv_a`, `head.conv`, ...): probes and export find layers by them.
 """
 from __future__ import annotations
@@ -41,9 +39,7 @@ INPUT_NORMS = ("bn", "fixed")
 def default_temperature(bits: int, num_classes: int) -> float:
     """The authors' code's T, not P2's: 25 for CIFAR-100, else 40 (1-bit) and 80 (32-bit). P2 says only
     "between approximately 30 and 100" (§III.D; 25 is below it) and gives no T for its ELU net."""
-    if num_classes == 100:
-        return 25.0
-    return 40.0 if bits == 1 else 80.0
+    return 25.0 if num_classes == 100 else 40.0 if bits == 1 else 80.0
 
 
 class Unit(nn.Module):
