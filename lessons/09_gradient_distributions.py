@@ -101,24 +101,16 @@ Try next
 import numpy as np
 
 from tinybin.models import wrn
-from tinybin.probes import (
-    GRAD_LABELS,
-    GRAD_POINTS,
-    Probe,
-    diagnose,
-    plot_ccdf_phases,
-    plot_over_time,
-    short_run,
-)
+from tinybin.probes import GRAD_LABELS, GRAD_POINTS, Probe, diagnose, plot_ccdf_phases, plot_over_time, short_run
 
 import lesson
 
 NEEDS_DATA = True
-FIGURES = ["ccdf_z.png", "ccdf_h.png", "ccdf_head_x.png", "ccdf_head_w.png",
-           "ccdf_raw_z.png", "ccdf_raw_h.png", "ccdf_raw_head_x.png", "ccdf_raw_head_w.png",
-           "over_time_z.png", "over_time_h.png", "layer_grad_ratio.png"]
-RESULT_KEYS = ["runs", "per_step_kurtosis", "pooled", "tail_beyond_4std", "heavier_than_baseline2", "layer_grad_ratio", "phases"]
+FIGURES = ["shape_and_scale.png", "ccdf_z.png", "ccdf_head_x.png", "ccdf_head_w.png", "ccdf_raw_z.png",
+           "over_time_z.png", "layer_grad_ratio.png"]
+RESULT_KEYS = ["runs", "per_step_kurtosis", "per_step_std", "tail_beyond_4std", "layer_grad_ratio", "phases"]
 GAUSS_4STD = 6.33e-5  # P(|g| > 4 std) for a Gaussian
+REF = "final-bn"      # the net with a final BN, against which P2 compares the nets without one
 
 
 class PerStep:
@@ -136,137 +128,190 @@ class PerStep:
         return np.concatenate(parts) if parts else np.zeros(0)
 
 
+def finite_median(a):
+    """Median of the finite values (a step whose gradient overflowed or is all zero has no
+    kurtosis); NaN if none."""
+    a = np.asarray(a, np.float64)
+    a = a[np.isfinite(a)]
+    return float(np.median(a)) if a.size else float("nan")
+
+
+def measure(args, x, y, seed, plan, phases):
+    """Every run of the plan on one seed: per point and phase, the median over steps of each
+    step's kurtosis and std, the share of values beyond 4 std (first phase) and |dW|/|W| per layer."""
+    out = {}
+    for label, (variant, T, lr, steps) in plan.items():
+        model = wrn(depth=args.depth, width=args.width, variant=variant, bits=args.bits, temperature=T, rng=seed)
+        probe = Probe(model, sample=args.sample, seed=seed)
+        hist = short_run(model, x, y, steps, lr, batch_size=args.batch, seed=seed, probe=probe)
+        probe.close()
+        d = diagnose(hist)
+        r = {"diagnose": d, "kurtosis": {}, "std": {}, "tail4": {}, "layers": {}, "probe": probe}
+        for point in GRAD_POINTS:
+            k, s = probe.series("grad", point, "kurtosis"), probe.series("grad", point, "std")
+            for a, b in phases:
+                if a < len(k):
+                    r["kurtosis"].setdefault(point, {})[f"{a}-{b}"] = finite_median(k[a:b])
+                    r["std"].setdefault(point, {})[f"{a}-{b}"] = finite_median(s[a:b])
+            a, b = phases[0]
+            v = PerStep(probe).values(point, a, b)
+            r["tail4"][point] = float(np.mean(np.abs(v) > 4)) if v.size else float("nan")
+        for name in probe.records[0]["layers"]:
+            ratio = probe.series("layers", name, "grad_ratio")
+            r["layers"][name] = float(ratio[0])
+        print(f"  seed {seed}  {label:20s} loss {d['loss0']:.3g} -> {d['final_loss']:.3g} (max {d['max_loss']:.3g}), "
+              f"acc of the last {d['window']} steps {100 * d['acc_last']:.1f} %, {d['verdict']}", flush=True)
+        out[label] = r
+    return out
+
+
+def cell(values):
+    """mean [min–max] over seeds."""
+    v = np.array([x for x in values if np.isfinite(x)], np.float64)
+    return f"{v.mean():8.3g} [{v.min():.3g}–{v.max():.3g}]" if v.size else f"{'—':>8s}"
+
+
 def main():
     parser = lesson.parser(__doc__, __file__)
-    parser.add_argument("--steps", type=int, default=60, help="SGD steps per run")
-    parser.add_argument("--phases", type=int, nargs="+", default=[0, 20, 60],
-                        help="phase boundaries in steps: 0 20 60 means steps 0-20 and 20-60")
-    parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate of baseline2, final-bn, srelu T")
+    lesson.seeds_flag(parser, full=4, quick=2)
+    parser.add_argument("--steps", type=int, default=40, help="SGD steps per run")
+    parser.add_argument("--phases", type=int, nargs="+", default=[0, 20, 40],
+                        help="phase boundaries in steps: 0 20 40 means steps 0-20 (early: the claims) and 20-40")
+    parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate of every run")
     parser.add_argument("--temperature", type=float, default=40.0, help="T of the scaled srelu run (the authors' 40)")
-    parser.add_argument("--low-lr", type=float, default=0.001, help="learning rate of the srelu T=1 run")
-    parser.add_argument("--early-steps", type=int, default=20, help="steps of srelu T=1 at --lr (it explodes)")
+    parser.add_argument("--early-steps", type=int, default=20, help="steps of srelu T=1 (it explodes at lr 0.1)")
+    parser.add_argument("--low-lr", type=float, default=None, help="also train srelu T=1 at this learning rate")
     lesson.model_flags(parser)
     parser.add_argument("--sample", type=int, default=4096, help="gradient values kept per point and step")
     args = parser.parse_args()
     if args.quick:
-        args.steps, args.phases = min(args.steps, 10), [0, 4, 10]
+        args.steps, args.phases, args.early_steps = min(args.steps, 6), [0, 3, 6], min(args.early_steps, 6)
     phases = [(a, min(b, args.steps)) for a, b in zip(args.phases[:-1], args.phases[1:]) if a < args.steps]
+    early = f"{phases[0][0]}-{phases[0][1]}"
     (x_train, y_train), _ = lesson.load_cifar10(args)
 
-    early = min(args.early_steps, args.steps)
-    plan = {"baseline2": ("baseline2", None, args.lr, args.steps), "final-bn": ("final-bn", None, args.lr, args.steps),
-            f"srelu T={args.temperature:g}": ("srelu", args.temperature, args.lr, args.steps),
-            f"srelu T=1 lr {args.low_lr:g}": ("srelu", 1.0, args.low_lr, args.steps),
-            f"srelu T=1 lr {args.lr:g}": ("srelu", 1.0, args.lr, early)}
+    t40, t1 = f"srelu T={args.temperature:g}", "srelu T=1"
+    plan = {"baseline2": ("baseline2", None, args.lr, args.steps), REF: ("final-bn", None, args.lr, args.steps),
+            t40: ("srelu", args.temperature, args.lr, args.steps), t1: ("srelu", 1.0, args.lr, min(args.early_steps, args.steps))}
+    if args.low_lr:
+        plan[f"srelu T=1 lr {args.low_lr:g}"] = ("srelu", 1.0, args.low_lr, args.steps)
     print(f"WRN-{args.depth}-{args.width}, {args.bits}-bit, {len(x_train)} real training images, batch {args.batch}, "
-          f"{args.steps} steps per run, seed {args.seed}; gradients in the summed-loss convention (x batch size)")
-    probes, runs = {}, {}
-    for label, (variant, T, lr, steps) in plan.items():
-        model = wrn(depth=args.depth, width=args.width, variant=variant, bits=args.bits, temperature=T, rng=args.seed)
-        probe = Probe(model, sample=args.sample, seed=args.seed)
-        hist = short_run(model, x_train, y_train, steps, lr, batch_size=args.batch, seed=args.seed, probe=probe)
-        probe.close()
-        probe.save(args.out, name=f"probes_{label.replace(' ', '_').replace('=', '')}")
-        probes[label] = probe
-        d = diagnose(hist)
-        d.update(logit_std_first=probe.records[0]["logit_std"], logit_std_last=probe.records[-1]["logit_std"],
-                 seconds_per_step=hist["seconds_per_step"])
-        runs[label] = d
-        print(f"  {label:20s} loss {d['loss0']:.3g} -> {d['final_loss']:.3g} (max {d['max_loss']:.3g}), "
-              f"train acc of the last {d['window']} steps {100 * d['acc_last']:.1f} %, logit std "
-              f"{d['logit_std_first']:.3g} -> {d['logit_std_last']:.3g}, {d['verdict']}")
+          f"lr {args.lr:g}, {args.steps} steps per run ({t1}: {plan[t1][3]}), seeds {args.seeds}; gradients in the "
+          "summed-loss convention (× batch size)")
+    per_seed = {s: measure(args, x_train, y_train, s, plan, phases) for s in args.seeds}
+    labels = list(plan)
+    get = lambda key, label, point, ph=early: {s: per_seed[s][label][key].get(point, {}).get(ph, np.nan)
+                                               for s in args.seeds}
 
-    # ----- 1. kurtosis per step, then its median over a phase ------------------------------------
-    # A gradient's std drifts by 10-40x within a phase; pooling the raw values of such steps mixes
-    # scales and inflates the kurtosis. Each step's own kurtosis (its full tensor) is scale-free.
-    per_step, pooled, tails, skipped = {}, {}, {}, []
-    print("\n1. Pearson kurtosis (Gaussian = 3) of each step's full gradient tensor: median over the steps of each "
-          "phase [raw values pooled over the phase, which mixes the steps' scales]")
+    # ----- 1. shape and scale, per point, over seeds ---------------------------------------------
+    print(f"\n1. per-step kurtosis (Gaussian = 3) and std of each step's full gradient tensor, median over the "
+          f"steps of a phase; mean [range] over {len(args.seeds)} seeds")
     for point in GRAD_POINTS:
         print(f"   {GRAD_LABELS[point]}")
-        print(f"     {'run':22s} " + " ".join(f"{f'steps {a}-{b}':>20s}" for a, b in phases))
-        for label, probe in probes.items():
-            k = probe.series("grad", point, "kurtosis")
-            cells = []
-            for a, b in phases:
-                if a >= len(k):
-                    cells.append(f"{'—':>20s}")
-                    continue
-                # a step without a kurtosis (an all-zero gradient, or x⁴ beyond float64) is left out, counted
-                finite = np.isfinite(k[a:b])
-                med = float(np.median(k[a:b][finite])) if finite.any() else float("nan")
-                raw = probe.pooled(point, a, b)["kurtosis"]
-                if not finite.all():
-                    skipped.append(f"{label}, {GRAD_LABELS[point].split(' ')[0]}, steps {a}-{b}: "
-                                   f"{int((~finite).sum())} of {finite.size} steps")
-                per_step.setdefault(label, {}).setdefault(point, {})[f"{a}-{b}"] = med
-                pooled.setdefault(label, {}).setdefault(point, {})[f"{a}-{b}"] = raw
-                cells.append(f"{med:10.1f} [{raw:7.1f}]")
-            print(f"     {label:22s} " + " ".join(cells))
-    if skipped:
-        print("   steps without a kurtosis (all-zero gradient or overflow), left out of the median: " + "; ".join(skipped))
+        print(f"     {'run':20s} " + " ".join(f"{f'kurtosis {a}-{b}':>24s}" for a, b in phases) +
+              " " + " ".join(f"{f'std {a}-{b}':>24s}" for a, b in phases))
+        for label in labels:
+            ks = [cell(get("kurtosis", label, point, f"{a}-{b}").values()) for a, b in phases]
+            ss = [cell(get("std", label, point, f"{a}-{b}").values()) for a, b in phases]
+            print(f"     {label:20s} " + " ".join(f"{c:>24s}" for c in ks) + " " + " ".join(f"{c:>24s}" for c in ss))
 
-    # ----- 2. the tail itself: how often is |g| beyond 4 std? ----------------------------------
-    a, b = phases[0]
-    print(f"\n2. P(|g| > 4 std) in steps {a}-{b}, each step's sample divided by that step's std "
-          f"(Gaussian: {GAUSS_4STD:.1e})")
-    print(f"   {'run':22s} " + " ".join(f"{p:>10s}" for p in GRAD_POINTS))
-    for label, probe in probes.items():
-        row = {}
-        for point in GRAD_POINTS:
-            v = PerStep(probe).values(point, a, b)
-            row[point] = float(np.mean(np.abs(v) > 4)) if v.size else float("nan")
-        tails[label] = row
-        print(f"   {label:22s} " + " ".join(f"{row[p]:10.2e}" for p in GRAD_POINTS))
+    print(f"\n2. P(|g| > 4 std) in steps {early}, each step's sample divided by that step's std "
+          f"(Gaussian {GAUSS_4STD:.1e}); mean [range] over seeds")
+    print(f"   {'run':20s} " + " ".join(f"{p:>24s}" for p in GRAD_POINTS))
+    tails = {label: {p: {s: per_seed[s][label]["tail4"][p] for s in args.seeds} for p in GRAD_POINTS}
+             for label in labels}
+    for label in labels:
+        print(f"   {label:20s} " + " ".join(f"{cell(tails[label][p].values()):>24s}" for p in GRAD_POINTS))
 
-    # ----- 3. which points carry the longer tail? ----------------------------------------------
-    first = f"{a}-{b}"
-    print(f"\n3. heavier-tailed than baseline2 in steps {first} (ratio of the per-step median kurtosis to baseline2's)?")
-    heavier = {}
-    for point in GRAD_POINTS:
-        base = per_step["baseline2"][point][first]
-        parts = []
-        for label in probes:
-            if label == "baseline2":
-                continue
-            ratio = per_step[label][point][first] / base
-            heavier.setdefault(point, {})[label] = {"ratio": ratio, "heavier": bool(ratio > 1.5)}
-            parts.append(f"{label} x{ratio:.2f}{' HEAVIER' if ratio > 1.5 else ''}")
-        print(f"   {point:7s} " + "; ".join(parts))
-    print("   (note: with the scale layer, dL/dz is dL/dlogits / (T·H·W) copied to every position, so its"
-          " distribution has the logits' shape; a final BN mixes positions and channels on the way back)")
+    # ----- 3. P2's comparison, as claims -------------------------------------------------------
+    print(f"\n3. P2 §III.D, read at z (the head conv's output, where the final BN or ×1/T acts), steps {early}:")
+    kz = {label: get("kurtosis", label, "z") for label in labels}
+    sz = {label: get("std", label, "z") for label in labels}
+    tz = {label: tails[label]["z"] for label in labels}
+    ratio = lambda a, b: {s: a[s] / b[s] for s in args.seeds}
+    claims = []
+    for label in (t1, t40):
+        claims.append(lesson.claim(f"shape: dL/dz has a higher per-step kurtosis in {label} (no final BN) than in "
+                                   f"{REF}", {s: kz[label][s] > kz[REF][s] for s in args.seeds},
+                                   ratio(kz[label], kz[REF]), unit="× final-bn's"))
+        claims.append(lesson.claim(f"shape: more of dL/dz lies beyond 4 std in {label} than in {REF}",
+                                   {s: tz[label][s] > tz[REF][s] for s in args.seeds},
+                                   {s: tz[label][s] - tz[REF][s] for s in args.seeds}, unit=" (difference)"))
+    claims.append(lesson.claim(f"shape: dL/dz has a higher per-step kurtosis in {REF} than in baseline2",
+                               {s: kz[REF][s] > kz["baseline2"][s] for s in args.seeds},
+                               ratio(kz[REF], kz["baseline2"]), unit="× baseline2's"))
+    claims.append(lesson.claim(f"scale: std dL/dz is larger in {t1} than in {REF} (no ×1/T: gradients 'too high')",
+                               {s: sz[t1][s] > sz[REF][s] for s in args.seeds}, ratio(sz[t1], sz[REF]),
+                               unit="× final-bn's", assert_in_quick=True))
+    claims.append(lesson.claim(f"scale: std dL/dz is lower in {t40} than in {t1} ('lower standard deviation')",
+                               {s: sz[t40][s] < sz[t1][s] for s in args.seeds}, ratio(sz[t40], sz[t1]),
+                               unit="× T=1's", assert_in_quick=True))
+    claims.append(lesson.claim(f"scale: std dL/dz is lower in {t40} than in {REF}",
+                               {s: sz[t40][s] < sz[REF][s] for s in args.seeds}, ratio(sz[t40], sz[REF]),
+                               unit="× final-bn's"))
+    kw = {label: get("kurtosis", label, "head_w") for label in labels}
+    claims.append(lesson.claim(f"shape: the head conv's weight gradient has a higher per-step kurtosis in every net "
+                               f"without BN in its body ({REF}, {t40}, {t1}) than in baseline2",
+                               {s: min(kw[l][s] for l in (REF, t40, t1)) > kw["baseline2"][s] for s in args.seeds},
+                               {s: min(kw[l][s] for l in (REF, t40, t1)) / kw["baseline2"][s] for s in args.seeds},
+                               unit="× baseline2's (the smallest of the three)"))
 
-    # ----- 4. relative gradient per layer -------------------------------------------------------
-    layer_ratio = {}
-    print(f"\n4. |dW|/|W| per layer: step 0 and mean over steps {phases[-1][0]}-{phases[-1][1]}")
-    names = list(probes["baseline2"].records[0]["layers"])
-    print(f"   {'layer':22s} " + " ".join(f"{l.replace('srelu ', ''):>16s}" for l in probes))
-    for name in names:
-        cells = []
-        for label, probe in probes.items():
-            r = probe.series("layers", name, "grad_ratio")
-            late = float(np.mean(r[phases[-1][0]:phases[-1][1]])) if len(r) > phases[-1][0] else float("nan")
-            layer_ratio.setdefault(label, {})[name] = {"step0": float(r[0]), "late": late}
-            cells.append(f"{r[0]:7.3g} {late:8.3g}" if np.isfinite(late) else f"{r[0]:7.3g} {'—':>8s}")
-        print(f"   {name:22s} " + " ".join(f"{c:>16s}" for c in cells))
+    # ----- 4. relative weight gradient per layer at step 0 --------------------------------------
+    names = list(per_seed[args.seeds[0]]["baseline2"]["layers"])
+    layer_ratio = {label: {n: {s: per_seed[s][label]["layers"][n] for s in args.seeds} for n in names}
+                   for label in labels}
+    print("\n4. |dW|/|W| at step 0, range over the layers (mean over seeds per layer)")
+    for label in labels:
+        m = [np.mean(list(layer_ratio[label][n].values())) for n in names]
+        print(f"   {label:20s} {min(m):.3g}–{max(m):.3g} (head conv {m[-1]:.3g})")
 
-    # ----- figures -------------------------------------------------------------------------------
-    shapes = {label: PerStep(probe) for label, probe in probes.items()}
-    for point in ("z", "h", "head_x", "head_w"):
-        lesson.save_figure(plot_ccdf_phases(shapes, point, phases), args, f"ccdf_{point}.png")
-        lesson.save_figure(plot_ccdf_phases(probes, point, phases, normalise=False), args, f"ccdf_raw_{point}.png")
-    for point in ("z", "h"):
-        lesson.save_figure(plot_over_time(probes, point), args, f"over_time_{point}.png")
+    # ----- figures ------------------------------------------------------------------------------
     plt = lesson.pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    for i, label in enumerate(labels):
+        for ax, vals in zip(axes, (kz[label], tz[label], sz[label])):
+            v = np.array([vals[s] for s in args.seeds], np.float64)
+            ax.plot(np.full(len(v), i) + np.linspace(-0.15, 0.15, len(v)), v, "o", ms=5, label=label)
+    for ax, title in zip(axes, ("kurtosis of dL/dz (Gaussian 3)", "share of dL/dz beyond 4 std (linear)",
+                                "std of dL/dz (scale)")):
+        ax.set_yscale("linear" if ax is axes[1] else "log")
+        ax.set_xticks(range(len(labels)), [l.replace("srelu ", "") for l in labels], fontsize=8)
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+    axes[0].axhline(3, color="k", ls=":", lw=1)
+    axes[1].axhline(GAUSS_4STD, color="k", ls=":", lw=1)
+    fig.suptitle(f"dL/dz, steps {early}: per-step median, one dot per seed ({len(args.seeds)} seeds, {args.steps} "
+                 f"steps per run; {t1}: {plan[t1][3]}); dotted: Gaussian", fontsize=9)
+    lesson.save_figure(fig, args, FIGURES[0])
+    s0 = args.seeds[0]
+    probes = {label: per_seed[s0][label]["probe"] for label in labels}
+    shapes = {label: PerStep(p) for label, p in probes.items()}
+    note = f" — seed {s0}, steps that ran: {', '.join(f'{l} {len(p.records)}' for l, p in probes.items())}"
+    for point in ("z", "head_x", "head_w"):
+        fig = plot_ccdf_phases(shapes, point, phases)
+        fig.suptitle(fig._suptitle.get_text() + note, fontsize=8)
+        lesson.save_figure(fig, args, f"ccdf_{point}.png")
+    fig = plot_ccdf_phases(probes, "z", phases, normalise=False)
+    fig.suptitle(fig._suptitle.get_text() + " (raw: sizes)" + note, fontsize=8)
+    lesson.save_figure(fig, args, "ccdf_raw_z.png")
+    fig = plot_over_time(probes, "z")
+    fig.suptitle(f"{GRAD_LABELS['z']} per step" + note, fontsize=8)
+    lesson.save_figure(fig, args, "over_time_z.png")
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    for label in probes:
-        ax.semilogy([layer_ratio[label][n]["step0"] for n in names], "o-", ms=3, label=f"{label}, step 0")
-    ax.set(xlabel="conv layer (stem … head)", ylabel="|dW| / |W|", title="relative weight gradient at step 0")
+    for label in labels:
+        ax.semilogy([np.mean(list(layer_ratio[label][n].values())) for n in names], "o-", ms=3, label=label)
+    ax.set(xlabel="conv layer (stem … head)", ylabel="|dW| / |W|",
+           title=f"relative weight gradient at step 0, mean over {len(args.seeds)} seeds")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     lesson.save_figure(fig, args, FIGURES[-1])
-    lesson.finish(args, {"runs": runs, "per_step_kurtosis": per_step, "pooled": pooled, "tail_beyond_4std": tails,
-                         "heavier_than_baseline2": heavier, "layer_grad_ratio": layer_ratio, "phases": phases})
+
+    runs = {label: {str(s): {k: v for k, v in per_seed[s][label]["diagnose"].items()} for s in args.seeds}
+            for label in labels}
+    lesson.finish(args, {"runs": runs, "per_step_kurtosis": {l: {p: get("kurtosis", l, p) for p in GRAD_POINTS}
+                                                             for l in labels},
+                         "per_step_std": {l: {p: get("std", l, p) for p in GRAD_POINTS} for l in labels},
+                         "tail_beyond_4std": tails, "layer_grad_ratio": layer_ratio, "phases": phases}, claims)
 
 
 if __name__ == "__main__":

@@ -258,3 +258,62 @@ def finish(args, results: dict, claims: list | None = None) -> dict:
     print(f"wrote {path}")
     print("RESULT " + json.dumps(results))
     return results
+
+
+# ----- short runs that may explode (lessons 08 and 08b) -------------------------------------------
+class StopRun(Exception):
+    """Raised by Feed.log to end a run that exploded and then died."""
+
+
+class Feed:
+    """What tinybin.probes.short_run calls every step: the probe; optionally extra weight decay
+    (added to every conv's latent gradient after the probe has read it, so SGD applies
+    (5e-4 + extra)·W); and an early stop. A run that exploded (tinybin.train.divergence.exploded)
+    and then gave every image the same logits (divergence.same_output) for `stop_dead` steps is
+    ended there: with every unit at its floor no gradient reaches the body, and decay cannot flip a
+    sign (lesson 07: such a run never came back in 150 steps)."""
+
+    def __init__(self, probe, model, extra_decay=0.0, stop_dead=10):
+        self.probe, self.model, self.extra, self.stop_dead = probe, model, extra_decay, stop_dead
+        self.hist = {"loss": [], "acc": [], "same_output": []}
+
+    def after_backward(self, model, logits, loss, labels=None):
+        from tinybin.train.divergence import same_output
+        self.probe.after_backward(model, logits, loss, labels)
+        self.hist["same_output"].append(same_output(logits))
+        if self.extra:
+            for _, conv in self.model.convs():
+                conv.weight.grad += self.extra * conv.weight.data
+
+    def after_step(self, model=None):
+        self.probe.after_step(model)
+
+    def log(self, step, loss, acc):
+        from tinybin.train.divergence import exploded
+        h = self.hist
+        h["loss"].append(loss)
+        h["acc"].append(acc)
+        blown = any(exploded(v, h["loss"][0], 10) for v in h["loss"])
+        if blown and len(h["same_output"]) >= self.stop_dead and all(h["same_output"][-self.stop_dead:]):
+            raise StopRun
+
+
+def probed_run(model, x, y, steps, lr, batch, seed, extra_decay=0.0, sample=0):
+    """`steps` steps of tinybin.probes.short_run on `model` with a Probe (no activations) and a
+    Feed; stops early once dead. Returns (history, probe): history has loss, acc, same_output."""
+    from tinybin.probes import Probe, short_run
+    probe = Probe(model, sample=sample, activations=False, seed=seed)
+    feed = Feed(probe, model, extra_decay)
+    try:
+        short_run(model, x, y, steps, lr, batch_size=batch, seed=seed, probe=feed, log=feed.log)
+    except StopRun:
+        pass
+    probe.close()
+    return feed.hist, probe
+
+
+def seed_summary(values: dict) -> str:
+    """{seed: number} -> 'mean m (range a–b)' for a header or a table cell."""
+    v = np.array([float(x) for x in values.values()], np.float64)
+    v = v[np.isfinite(v)]
+    return f"mean {v.mean():.3g} (range {v.min():.3g}–{v.max():.3g})" if v.size else "—"
