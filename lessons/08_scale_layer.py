@@ -229,35 +229,6 @@ def cell(values, fmt=".3g"):
     return f"{v.mean():{fmt}} [{v.min():{fmt}}–{v.max():{fmt}}]" if v.size else "—"
 
 
-def curves(ax_loss, ax_acc, runs, label, color, ls):
-    """One run per seed: loss per step (log) and the training accuracy, running mean of 10 batches
-    (of a third of the run if shorter); × where the run exploded."""
-    for i, d in enumerate(runs):
-        kw = dict(color=color, ls=ls, lw=1.3 if i == 0 else 0.8, alpha=1.0 if i == 0 else 0.5,
-                  label=label if i == 0 else None)
-        ax_loss.semilogy(d["loss"], **kw)
-        k = max(1, min(10, len(d["acc"]) // 3))
-        ax_acc.plot(np.arange(k - 1, len(d["acc"])), 100 * np.convolve(d["acc"], np.ones(k) / k, "valid"), **kw)
-        if d["exploded_at"] is not None:
-            ax_loss.plot(d["exploded_at"], d["loss"][d["exploded_at"]], "x", color=color, ms=8, mew=2)
-
-
-def runs_figure(groups, title):
-    """groups: {label: (list of runs over seeds, colour, line style)}."""
-    fig, axes = lesson.pyplot().subplots(1, 2, figsize=(11, 3.9))
-    for label, (runs, color, ls) in groups.items():
-        curves(axes[0], axes[1], runs, label, color, ls)
-    axes[0].set(xlabel="step", ylabel="training loss (log)", title="loss (× exploded)")
-    axes[1].axhline(10, color="k", ls=":", lw=1)
-    axes[1].set(xlabel="step", ylabel="accuracy % (running mean)", title="training accuracy (chance 10 %)",
-                ylim=(0, 50))
-    for a in axes:
-        a.grid(alpha=0.3, which="both")
-        a.legend(fontsize=7)
-    fig.suptitle(title, fontsize=9)
-    return fig
-
-
 def main():
     parser = lesson.parser(__doc__, __file__)
     lesson.seeds_flag(parser, full=3, quick=2)
@@ -397,12 +368,12 @@ def main():
     title = (f"srelu WRN-{args.depth}-{args.width} ({args.bits}-bit), lr {args.lr:g}, {len(seeds)} seeds (thick: seed "
              f"{seeds[0]}), {args.steps} steps per T")
     groups = {f"T={T:g}": (runs[f"T={T:g}"], *STYLE.get(int(T), ("k", "-"))) for T in temps}
-    lesson.save_figure(runs_figure(groups, title), args, FIGURES[0])
+    lesson.save_figure(lesson.runs_over_seeds_figure(groups, title), args, FIGURES[0])
     groups = {f"T={tl:g}, lr {args.lr:g}": ([{**r, "loss": r["loss"][:args.lr_steps], "acc": r["acc"][:args.lr_steps]}
                                             for r in runs[f"T={tl:g}"]], "tab:blue", "-")}
     for k, (c, ls) in zip(lr_keys[1:], (("tab:red", "--"), ("tab:purple", ":"))):
         groups[k] = (runs[k], c, ls)
-    lesson.save_figure(runs_figure(groups, title.replace(f"{args.steps} steps per T", f"first {args.lr_steps} steps")
+    lesson.save_figure(lesson.runs_over_seeds_figure(groups, title.replace(f"{args.steps} steps per T", f"first {args.lr_steps} steps")
                                    + ": temperature T against learning rate / T"), args, FIGURES[1])
     fig, axes = lesson.pyplot().subplots(1, 2, figsize=(11, 3.9))
     x = np.array(init_temps)

@@ -317,3 +317,33 @@ def seed_summary(values: dict) -> str:
     v = np.array([float(x) for x in values.values()], np.float64)
     v = v[np.isfinite(v)]
     return f"mean {v.mean():.3g} (range {v.min():.3g}–{v.max():.3g})" if v.size else "—"
+
+
+def _seed_curves(ax_loss, ax_acc, runs, label, color, ls):
+    """One run per seed: loss per step (log) and the training accuracy, running mean of 10 batches
+    (of a third of the run if shorter); × where the run exploded."""
+    for i, d in enumerate(runs):
+        kw = dict(color=color, ls=ls, lw=1.3 if i == 0 else 0.8, alpha=1.0 if i == 0 else 0.5,
+                  label=label if i == 0 else None)
+        ax_loss.semilogy(d["loss"], **kw)
+        k = max(1, min(10, len(d["acc"]) // 3))
+        ax_acc.plot(np.arange(k - 1, len(d["acc"])), 100 * np.convolve(d["acc"], np.ones(k) / k, "valid"), **kw)
+        if d["exploded_at"] is not None:
+            ax_loss.plot(d["exploded_at"], d["loss"][d["exploded_at"]], "x", color=color, ms=8, mew=2)
+
+
+def runs_over_seeds_figure(groups, title):
+    """Loss and training accuracy of short runs over seeds: groups {label: (list of runs, one per
+    seed, each with "loss", "acc" and "exploded_at"; colour; line style)}; the first seed thick."""
+    fig, axes = pyplot().subplots(1, 2, figsize=(11, 3.9))
+    for label, (runs, color, ls) in groups.items():
+        _seed_curves(axes[0], axes[1], runs, label, color, ls)
+    axes[0].set(xlabel="step", ylabel="training loss (log)", title="loss (× exploded)")
+    axes[1].axhline(10, color="k", ls=":", lw=1)
+    axes[1].set(xlabel="step", ylabel="accuracy % (running mean)", title="training accuracy (chance 10 %)",
+                ylim=(0, 50))
+    for a in axes:
+        a.grid(alpha=0.3, which="both")
+        a.legend(fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    return fig
