@@ -223,12 +223,6 @@ def run_all(args, jobs):
         return {(s, k): futures[(s, k)].result() for s, k, _ in jobs}
 
 
-def cell(values, fmt=".3g"):
-    v = np.array([float(x) for x in values], np.float64)
-    v = v[np.isfinite(v)]
-    return f"{v.mean():{fmt}} [{v.min():{fmt}}–{v.max():{fmt}}]" if v.size else "—"
-
-
 def main():
     parser = lesson.parser(__doc__, __file__)
     lesson.seeds_flag(parser, full=3, quick=2)
@@ -265,14 +259,14 @@ def main():
     rel = {s: float(np.abs(init[s][tl]["logits"] - init[s][1.0]["logits"] / tl).max()
                     / np.abs(init[s][tl]["logits"]).max()) for s in seeds}
     print(f"\n1. one batch per seed at init, the same weights: logits of the T={tl:g} net against (logits of the T=1 "
-          f"net)/{tl:g}: max relative difference {cell(rel.values(), '.1e')}")
+          f"net)/{tl:g}: max relative difference {lesson.cell(rel.values(), '.1e')}")
     claims.append(lesson.claim(f"the T={tl:g} net's logits are the T=1 net's logits divided by {tl:g} (to 1e-5): "
                                "×1/T before the pool is a softmax temperature", {s: rel[s] < 1e-5 for s in seeds},
                                rel, assert_in_quick=True))
     print(f"   {'T':>5s} {'logit std':>20s} {'top probability':>20s} {'share in one class':>20s}")
     for T in init_temps:
-        print(f"   {T:5g} {cell(np.std(init[s][T]['logits']) for s in seeds):>20s} "
-              f"{cell(per('top_prob', T).values()):>20s} {cell(per('one_class', T).values()):>20s}")
+        print(f"   {T:5g} {lesson.cell(np.std(init[s][T]['logits']) for s in seeds):>20s} "
+              f"{lesson.cell(per('top_prob', T).values()):>20s} {lesson.cell(per('one_class', T).values()):>20s}")
     claims.append(lesson.claim("a higher T is a softer (hotter) softmax: the mean top probability falls from T=1 to "
                                f"T={tl:g} to T=100", {s: init[s][1.0]["top_prob"] > init[s][tl]["top_prob"] >
                                                       init[s][100.0]["top_prob"] for s in seeds},
@@ -284,20 +278,20 @@ def main():
     print(f"   {'T':>5s} {'std dL/dz':>26s} {'std(p − y)':>20s} {'‖mean_n(p − y)‖':>20s} {'‖mean p − 1/10‖':>20s} "
           f"{'|dW|/|W|':>24s} {'|dW|/|W| centred':>24s}")
     for T in init_temps:
-        print(f"   {T:5g} {cell(per('std_dz', T).values()):>26s} {cell(per('softmax_term', T).values()):>20s} "
-              f"{cell(per('batch_mean', T).values()):>20s} {cell(per('batch_mean_p', T).values()):>20s} "
-              f"{cell(per('grad_ratio', T).values()):>24s} {cell(per('grad_ratio_centred', T).values()):>24s}")
+        print(f"   {T:5g} {lesson.cell(per('std_dz', T).values()):>26s} {lesson.cell(per('softmax_term', T).values()):>20s} "
+              f"{lesson.cell(per('batch_mean', T).values()):>20s} {lesson.cell(per('batch_mean_p', T).values()):>20s} "
+              f"{lesson.cell(per('grad_ratio', T).values()):>24s} {lesson.cell(per('grad_ratio_centred', T).values()):>24s}")
     print(f"   ‖mean y − 1/10‖ (the batch's label mix, the same for every T): "
-          f"{cell(per('batch_mean_y', 1.0).values())}")
+          f"{lesson.cell(per('batch_mean_y', 1.0).values())}")
     err = {s: max(init[s][T]["closed_form_error"] for T in init_temps) for s in seeds}
     claims.append(lesson.claim("dL/dz = (1/T)·(softmax − onehot)/(H·W): the closed form matches autograd (to 1e-4, "
                                "every T)", {s: err[s] < 1e-4 for s in seeds}, err, assert_in_quick=True))
     fall = lambda key, a, b: {s: init[s][a][key] / init[s][b][key] for s in seeds}
     for a, b in ((1.0, tl), (tl, 100.0)):
         fw, fz = fall("grad_ratio", a, b), fall("std_dz", a, b)
-        print(f"   T={a:g} → T={b:g}: std dL/dz ÷{cell(fz.values())}; |dW|/|W| ÷{cell(fw.values())}; with the batch "
-              f"mean of (p − y) removed ÷{cell(fall('grad_ratio_centred', a, b).values())}; ‖mean_n(p − y)‖ "
-              f"÷{cell(fall('batch_mean', a, b).values())}")
+        print(f"   T={a:g} → T={b:g}: std dL/dz ÷{lesson.cell(fz.values())}; |dW|/|W| ÷{lesson.cell(fw.values())}; with the batch "
+              f"mean of (p − y) removed ÷{lesson.cell(fall('grad_ratio_centred', a, b).values())}; ‖mean_n(p − y)‖ "
+              f"÷{lesson.cell(fall('batch_mean', a, b).values())}")
         claims.append(lesson.claim(f"from T={a:g} to T={b:g}, |dW|/|W| at init falls more than std dL/dz",
                                    {s: fw[s] > fz[s] for s in seeds}, {s: fw[s] / fz[s] for s in seeds},
                                    unit="× (ratio of the two falls)"))
@@ -323,9 +317,9 @@ def main():
     verdicts = lambda rs: ", ".join(f"{v} {sum(r['verdict'] == v for r in rs)}/{len(rs)}"
                                     for v in dict.fromkeys(r["verdict"] for r in rs))
     for k, rs in runs.items():
-        print(f"   {k:22s} {cell(r['max_loss'] for r in rs):>24s} {cell(100 * r['acc_last'] for r in rs):>20s} "
-              f"{cell(r['update_ratio0'] for r in rs):>24s} {cell(100 * r['flip0'] for r in rs):>22s}  "
-              f"{verdicts(rs)}" + (f" (stopped at {cell([r['stopped_at'] or r['steps'] for r in rs], '.0f')})"
+        print(f"   {k:22s} {lesson.cell(r['max_loss'] for r in rs):>24s} {lesson.cell(100 * r['acc_last'] for r in rs):>20s} "
+              f"{lesson.cell(r['update_ratio0'] for r in rs):>24s} {lesson.cell(100 * r['flip0'] for r in rs):>22s}  "
+              f"{verdicts(rs)}" + (f" (stopped at {lesson.cell([r['stopped_at'] or r['steps'] for r in rs], '.0f')})"
                                    if any(r["stopped_at"] for r in rs) else ""))
     by = lambda k: {s: done[(s, k)] for s in seeds}
     claims.append(lesson.claim(f"srelu T=1 at lr {args.lr:g} explodes (tinybin.train.divergence)",
@@ -351,8 +345,9 @@ def main():
     lr_keys = [f"T={tl:g}"] + [k for k in plan if k.startswith("T=1, lr/")]
     for k in lr_keys:
         rs = runs[k]
-        print(f"   {k:22s} {cell(r['mean_loss_first'] for r in rs):>24s} {cell(100 * r['first']['acc_last'] for r in rs):>20s} "
-              f"{cell(r['update_ratio0'] for r in rs):>24s} {cell(100 * r['flip0'] for r in rs):>22s}")
+        print(f"   {k:22s} {lesson.cell(r['mean_loss_first'] for r in rs):>24s} "
+              f"{lesson.cell(100 * r['first']['acc_last'] for r in rs):>20s} "
+              f"{lesson.cell(r['update_ratio0'] for r in rs):>24s} {lesson.cell(100 * r['flip0'] for r in rs):>22s}")
     hot, slow = by(f"T={tl:g}"), by(f"T=1, lr/{tl:g}")
     claims.append(lesson.claim(f"the first update of T=1 at lr/{tl:g} is larger than that of T={tl:g} at lr {args.lr:g}",
                                {s: slow[s]["update_ratio0"] > hot[s]["update_ratio0"] for s in seeds},

@@ -134,12 +134,6 @@ def train(args, x, y, seed, kind):
     return d
 
 
-def cell(values, fmt=".3g"):
-    v = np.array([float(x) for x in values], np.float64)
-    v = v[np.isfinite(v)]
-    return f"{v.mean():{fmt}} [{v.min():{fmt}}–{v.max():{fmt}}]" if v.size else "—"
-
-
 def main():
     parser = lesson.parser(__doc__, __file__)
     lesson.seeds_flag(parser, full=3, quick=2)
@@ -164,9 +158,9 @@ def main():
     init = {s: at_init(args, x_train[batch(s)].astype(np.float32), y_train[batch(s)], s) for s in seeds}
     per = lambda key: [init[s][key] for s in seeds]
     print(f"\n1. the final BN at init, one batch per seed; mean [range] over {len(seeds)} seeds (summed-loss convention)")
-    print(f"   std dL/dz {cell(per('std_dz'))} ≈ median 1/σ_B × std of (g − mean g − x̂·mean(g·x̂))")
-    print(f"   std g = (p − y)/(H·W) {cell(per('std_g'))}; after removing its batch mean per channel "
-          f"{cell(per('std_centred'))}; after the σ path too {cell(per('std_bracket'))}")
+    print(f"   std dL/dz {lesson.cell(per('std_dz'))} ≈ median 1/σ_B × std of (g − mean g − x̂·mean(g·x̂))")
+    print(f"   std g = (p − y)/(H·W) {lesson.cell(per('std_g'))}; after removing its batch mean per channel "
+          f"{lesson.cell(per('std_centred'))}; after the σ path too {lesson.cell(per('std_bracket'))}")
     err = {s: init[s]["closed_form_error"] for s in seeds}
     claims.append(lesson.claim("the final BN's dL/dz = (1/σ)(g − mean g − x̂·mean(g·x̂)): the closed form matches "
                                "autograd (to 1e-4)", {s: err[s] < 1e-4 for s in seeds}, err, assert_in_quick=True))
@@ -186,8 +180,8 @@ def main():
     ratio = lambda kind: {s: init[s]["logit_std /T"] / init[s][f"logit_std {kind}"] for s in seeds}
     t_div, t_bn, t_06 = ratio("sigma"), ratio("bn"), ratio("baseline2")
     print("   the T that would give the T = 1 net's logits the same std (logit std of T = 1 ÷ logit std of …):")
-    print(f"     ×1/σ_B only {cell(t_div.values())}; the final BN (centre, then ÷σ_B) {cell(t_bn.values())}; "
-          f"baseline2, lesson 06's T {cell(t_06.values())}")
+    print(f"     ×1/σ_B only {lesson.cell(t_div.values())}; the final BN (centre, then ÷σ_B) {lesson.cell(t_bn.values())}; "
+          f"baseline2, lesson 06's T {lesson.cell(t_06.values())}")
     claims.append(lesson.claim("at init, dividing z by σ_B(z) alone shrinks the logits like a T below 30 (P2's "
                                "lowest)", {s: t_div[s] < 30 for s in seeds}, t_div, unit=" (T)"))
     claims.append(lesson.claim("at init, the final BN (centring, then division) shrinks the logits like a T "
@@ -207,9 +201,9 @@ def main():
         verdicts = ", ".join(f"{v} {sum(r['verdict'] == v for r in rs)}/{len(rs)}"
                              for v in dict.fromkeys(r["verdict"] for r in rs))
         stopped = [r["stopped_at"] for r in rs if r["stopped_at"]]
-        print(f"   {HEADS[k][0]:16s} {cell(r['max_loss'] for r in rs):>26s} {cell(100 * r['acc_last'] for r in rs):>20s} "
-              f"{cell(med_sigma(r, *early) for r in rs):>22s} "
-              f"{cell(med_sigma(r, len(r['loss']) - w, len(r['loss'])) for r in rs):>22s}  {verdicts}"
+        print(f"   {HEADS[k][0]:16s} {lesson.cell(r['max_loss'] for r in rs):>26s} {lesson.cell(100 * r['acc_last'] for r in rs):>20s} "
+              f"{lesson.cell(med_sigma(r, *early) for r in rs):>22s} "
+              f"{lesson.cell(med_sigma(r, len(r['loss']) - w, len(r['loss'])) for r in rs):>22s}  {verdicts}"
               + (f" (stopped at step {', '.join(map(str, stopped))})" if stopped else ""))
     by = lambda k: {s: done[(s, k)] for s in seeds}
     m = by("mean")

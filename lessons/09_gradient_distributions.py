@@ -165,12 +165,6 @@ def measure(args, x, y, seed, plan, phases):
     return out
 
 
-def cell(values):
-    """mean [min–max] over seeds."""
-    v = np.array([x for x in values if np.isfinite(x)], np.float64)
-    return f"{v.mean():8.3g} [{v.min():.3g}–{v.max():.3g}]" if v.size else f"{'—':>8s}"
-
-
 def main():
     parser = lesson.parser(__doc__, __file__)
     lesson.seeds_flag(parser, full=4, quick=2)
@@ -211,8 +205,8 @@ def main():
         print(f"     {'run':20s} " + " ".join(f"{f'kurtosis {a}-{b}':>24s}" for a, b in phases) +
               " " + " ".join(f"{f'std {a}-{b}':>24s}" for a, b in phases))
         for label in labels:
-            ks = [cell(get("kurtosis", label, point, f"{a}-{b}").values()) for a, b in phases]
-            ss = [cell(get("std", label, point, f"{a}-{b}").values()) for a, b in phases]
+            ks = [lesson.cell(get("kurtosis", label, point, f"{a}-{b}").values()) for a, b in phases]
+            ss = [lesson.cell(get("std", label, point, f"{a}-{b}").values()) for a, b in phases]
             print(f"     {label:20s} " + " ".join(f"{c:>24s}" for c in ks) + " " + " ".join(f"{c:>24s}" for c in ss))
 
     print(f"\n2. P(|g| > 4 std) in steps {early}, each step's sample divided by that step's std "
@@ -221,7 +215,7 @@ def main():
     tails = {label: {p: {s: per_seed[s][label]["tail4"][p] for s in args.seeds} for p in GRAD_POINTS}
              for label in labels}
     for label in labels:
-        print(f"   {label:20s} " + " ".join(f"{cell(tails[label][p].values()):>24s}" for p in GRAD_POINTS))
+        print(f"   {label:20s} " + " ".join(f"{lesson.cell(tails[label][p].values()):>24s}" for p in GRAD_POINTS))
 
     # ----- 3. P2's comparison, as claims -------------------------------------------------------
     print(f"\n3. P2 §III.D, read at z (the head conv's output, where the final BN or ×1/T acts), steps {early}:")

@@ -312,11 +312,11 @@ def probed_run(model, x, y, steps, lr, batch, seed, extra_decay=0.0, sample=0):
     return feed.hist, probe
 
 
-def seed_summary(values: dict) -> str:
-    """{seed: number} -> 'mean m (range a–b)' for a header or a table cell."""
-    v = np.array([float(x) for x in values.values()], np.float64)
+def cell(values, fmt: str = ".3g") -> str:
+    """Numbers over seeds -> 'mean [min–max]' of the finite ones, for a table cell ("—" if none)."""
+    v = np.array([float(x) for x in values], np.float64)
     v = v[np.isfinite(v)]
-    return f"mean {v.mean():.3g} (range {v.min():.3g}–{v.max():.3g})" if v.size else "—"
+    return f"{v.mean():{fmt}} [{v.min():{fmt}}–{v.max():{fmt}}]" if v.size else "—"
 
 
 def _seed_curves(ax_loss, ax_acc, runs, label, color, ls):
