@@ -230,8 +230,10 @@ def main():
     parser.add_argument("--lr-over-t", type=float, default=30,
                         help="T whose net at lr 0.1 is set against T = 1 at lr 0.1/T (and weight decay ×T)")
     parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate (cosine)")
-    parser.add_argument("--steps", type=int, default=100, help="SGD steps of every run of the sweep over T")
-    parser.add_argument("--lr-steps", type=int, default=30, help="steps of the lr/T runs (and of their comparison)")
+    parser.add_argument("--steps", type=int, default=60, help="SGD steps of every run of the sweep over T")
+    parser.add_argument("--lr-steps", type=int, default=20, help="steps of the lr/T runs (and of their comparison)")
+    parser.add_argument("--decay-too", action="store_true",
+                        help="also T = 1 at lr/T with weight decay ×T (the same lr·wd as the T net)")
     parser.add_argument("--jobs", type=int, default=1, help="training runs in parallel (worker processes)")
     lesson.model_flags(parser)
     args = parser.parse_args()
@@ -306,7 +308,7 @@ def main():
     # ----- 3. the sweep over T, and 4. T against lr/T: every run on every seed ------------------
     plan = {f"T={T:g}": (args.steps, args.lr, T, 0.0) for T in temps}
     plan[f"T=1, lr/{tl:g}"] = (args.lr_steps, args.lr / tl, 1.0, 0.0)
-    if not args.quick:
+    if args.decay_too:
         plan[f"T=1, lr/{tl:g}, wd×{tl:g}"] = (args.lr_steps, args.lr / tl, 1.0, 5e-4 * (tl - 1))
     done = run_all(args, [(s, k, spec) for s in seeds for k, spec in plan.items()])
     runs = {k: [done[(s, k)] for s in seeds] for k in plan}

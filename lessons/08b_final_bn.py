@@ -139,7 +139,7 @@ def main():
     lesson.seeds_flag(parser, full=3, quick=2)
     parser.add_argument("--head-temperature", type=float, default=30, help="T of the heads with ×1/T")
     parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate (cosine)")
-    parser.add_argument("--steps", type=int, default=40, help="SGD steps of every head")
+    parser.add_argument("--steps", type=int, default=30, help="SGD steps of every head")
     parser.add_argument("--init-seeds", type=int, default=20, help="initialisations for σ_B(z) at init")
     lesson.model_flags(parser)
     args = parser.parse_args()
