@@ -230,7 +230,7 @@ def main():
     parser.add_argument("--lr-over-t", type=float, default=30,
                         help="T whose net at lr 0.1 is set against T = 1 at lr 0.1/T (and weight decay ×T)")
     parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate (cosine)")
-    parser.add_argument("--steps", type=int, default=60, help="SGD steps of every run of the sweep over T")
+    parser.add_argument("--steps", type=int, default=50, help="SGD steps of every run of the sweep over T")
     parser.add_argument("--lr-steps", type=int, default=20, help="steps of the lr/T runs (and of their comparison)")
     parser.add_argument("--decay-too", action="store_true",
                         help="also T = 1 at lr/T with weight decay ×T (the same lr·wd as the T net)")
