@@ -1,102 +1,70 @@
-"""Lesson 09 — gradient distributions early in training: where is the "longer tail"?
+"""Lesson 09 — gradients early in training: is the "longer tail" in the shape or in the scale?
 
 Question
-    The paper (§III.D) says that early in training, without a final BN, the distribution of
-    gradients at the network's output has a longer tail. Measure it: train baseline2, final-bn
-    and srelu T=40 at lr 0.1, srelu T=1 at lr 0.1 for its first 20 steps (it explodes at once,
-    lesson 07: "early in training" is all it has) and at a lower learning rate for the whole run,
-    on the same images with the same seed, and record every step's gradient at four points —
-    dL/dlogits, dL/dz at the head conv's output z, dL/dh at the head conv's input h, dL/dx at
-    the head unit's input x (the stream, before the head's BN→ReLU or sReLU), and the head conv's
-    weight gradient. Which of them carry a heavier tail without the final BN?
+    P2 (§III.D) compares nets without a final BN against the same nets with one. P2 says: "without
+    a final BN layer, the distribution of gradients at the output early in training have a longer
+    tail than when BN is included"; of the scale layer, that increasing T means "gradients
+    propagating backwards early in training have a distribution with lower standard deviation";
+    and that without BN "the gradients calculated at the output of the network are too high for
+    high learning rates, and that the normalization of the final BN layer compensates for this".
+    "Longer tail" can be read as a shape (kurtosis, the share of values beyond 4 std) or as a
+    scale (std). tinybin reads "at the output" as dL/dz at the head conv's output z, where the
+    final BN or ×1/T acts (dL/dlogits is printed too). Measured on every seed: final-bn (the net
+    with a final BN), srelu T = 1 and srelu T = 40 (the same body without it, lr 0.1; T = 1
+    explodes, lesson 07, so it runs 20 steps), and baseline2 (BN everywhere) as a further reference.
 
 Run
-    python lessons/09_gradient_distributions.py
-    (the CIFAR-10 subset shipped in datasets/; --dataset cifar10 downloads the full archive)
+    python lessons/09_gradient_distributions.py   (4 seeds; 45 minutes single-threaded on a 2-core
+    machine shared with other jobs; --quick: 2 seeds, 6 steps, claims on steps 0-3)
 
-Expected output (a full run: WRN-20-1, 1-bit, the 4000 training images of the subset, batch 125,
-cosine schedule laid out for 30 epochs, seed 0, 60 steps per run (srelu T=1 at lr 0.1: 20), run
-single-threaded (TINYBIN_PARALLEL=0 OPENBLAS_NUM_THREADS=1); condensed: part 1 shows per-step
-medians for steps 0-20 / 20-60, the pooled value in brackets only where it says something, and
-part 4 one row per run)
-    baseline2            loss 2.31 -> 1.86 (max 2.31), train acc of the last 30 steps 32.9 %, logit std 0.282 -> 0.742
-    final-bn             loss 2.36 -> 2.04 (max 2.36), train acc of the last 30 steps 20.7 %, logit std 0.282 -> 0.724
-    srelu T=40           loss 2.39 -> 2.16 (max 2.39), train acc of the last 30 steps 18.5 %, logit std 0.393 -> 0.704
-    srelu T=1 lr 0.001   loss 21.9 -> 2.06 (max 27.9), train acc of the last 30 steps 18.9 %, logit std 15.7 -> 0.741
-    srelu T=1 lr 0.1     loss 21.9 -> 14 (max 1.03e+18), train acc of the last 20 steps 10.6 %: exploded, then dead
-    1. Pearson kurtosis (Gaussian = 3) of each step's full gradient tensor, median over the steps
-       of a phase [raw values pooled over the phase]
-                       baseline2   final-bn            srelu T=40         T=1 lr 0.001       T=1 lr 0.1
-       dL/dlogits      7.9  7.8    7.8  7.8            8.1  8.0           7.4  7.7           5.6
-       dL/dz           8.5  8.8   16.9 15.2 [49.8 42.8] 8.1  8.0           7.4  7.7           5.6
-       dL/dh           1.6  1.8    2.3  2.3 [8.1 5.4]  1.4  1.4           1.7  1.6           2.8
-       dL/dx           3.7  4.5    6.0  7.2 [15.6 16.2] 3.2  4.4           4.1  4.3          13.7 [39.8]
-       dL/dW head      4.1  4.2   43.6 35.3 [208 436] 20.6 20.3 [73 145] 10.4  9.0 [259 13] 8.0 [3220]
-       (T=1 lr 0.1, dL/dx: 16 of its 20 steps have no kurtosis — overflow or an all-zero gradient)
-    2. P(|g| > 4 std) in steps 0-20, each step's values divided by that step's std (Gaussian 6.3e-05)
-       run                  logits        z        h   head_x   head_w
-       baseline2                 0  2.4e-03        0  4.9e-05  1.5e-03
-       final-bn                  0  1.6e-02        0  7.3e-04  1.5e-02
-       srelu T=40                0        0        0        0  1.2e-02
-       srelu T=1 lr 0.001        0        0        0        0  9.8e-03
-       srelu T=1 lr 0.1          0        0        0  2.5e-02  3.3e-03
-    3. per-step median kurtosis over baseline2's in steps 0-20 (HEAVIER: > 1.5)
-       z       final-bn x1.98 HEAVIER; srelu T=40 x0.95; T=1 lr 0.001 x0.87; T=1 lr 0.1 x0.66
-       head_x  final-bn x1.64 HEAVIER; srelu T=40 x0.88; T=1 lr 0.001 x1.13; T=1 lr 0.1 x3.72 HEAVIER
-       head_w  final-bn x10.54, srelu T=40 x4.98, T=1 lr 0.001 x2.50, T=1 lr 0.1 x1.94: all HEAVIER
-    4. |dW|/|W| per layer, step 0 -> mean of steps 20-60: baseline2 0.024-0.055 -> 0.010-0.033;
-       final-bn 0.045-0.10 -> 0.0027-0.039; srelu T=40 0.032-0.092 -> 0.020-0.053; T=1 (both
-       runs) 3.2-21 at step 0, then 0.10-0.26 at lr 0.001; the run at lr 0.1 is dead from step 4
-
-    The same lesson run with two threads (the default) rounds its float32 sums in another order;
-    its runs drift apart from these after a few dozen steps. Steps 0-20 agree within 15 %
-    (dL/dz 8.6 / 16.2 / 8.1 / 7.4; dL/dW head 4.0 / 39.2 / 23.7 / 10.0), while final-bn's steps
-    20-60 gave 22.2 instead of 15.2 at z and its pooled dL/dW head 168 and 302 instead of 208 and
-    436. The per-step medians of steps 0-20 are the numbers to trust; the pooled ones are not.
-
-    An independent PyTorch implementation measured, over steps 0-20 of the same four kinds of
-    run (its fourth at lr 0.1, like our last one), kurtosis at z 9.0 / 23.9 / 8.0 / 6.2, at the
-    head conv's input 3.6 / 8.1 / 3.2 / 39.5 and at the head weight gradient 5.8 / 35 / 33 / 400.
-    These are values pooled over the steps: ours, pooled the same way, are 9.0 / 49.8 / 8.1 / 5.6
-    at z, 4.0 / 15.6 / 3.2 / 39.8 at dL/dx (the stream entering the head unit: its "input" is
-    our dL/dx, not dL/dh after the activation) and 5.6 / 208 / 73 / 3220 at the head weights.
-    Baseline2, srelu T=40 and T=1 at lr 0.1 agree at z and x. final-bn's pooled values, and the
-    BN-free nets' pooled values at the head weights (2.2-8× theirs), differ most: pooled values
-    depend on how far the gradient's std drifts within the 20 steps, as between our own two runs.
+Expected output (full run: WRN-20-1, 1-bit, the 4000 images of the shipped subset, batch 125, lr 0.1,
+cosine laid out for 30 epochs, seeds 0-3, 40 steps per run (srelu T=1: 20); single-threaded;
+per-step values (each step's full tensor), median over steps 0-20, then mean [range] over seeds)
+                 kurtosis dL/dz        beyond 4 std          std dL/dz                   kurtosis dL/dW head
+    baseline2    8.77 [8.4–9.17]       0.0037 [0.0017–0.0056]  0.00471 [0.00427–0.00513]   4.27 [4.01–4.59]
+    final-bn     12.7 [9.87–16.2]      0.012 [0.0085–0.016]    7.95e-05 [1.24e-05–1.29e-04] 27.3 [15.3–41.4]
+    srelu T=40   8.07 [8–8.1]          0 in every seed         1.17e-04 (all seeds)         17.8 [13.2–21.3]
+    srelu T=1    6.12 [5.7–6.64]       0 in every seed         0.00539 [0.00512–0.00577]   11.6 [3.27–29.8]
+    (dL/dlogits: kurtosis 5.7–8.1 in every seed and run; dL/dh 1.4–2.8, below a Gaussian's 3)
+    CLAIM shape: dL/dz has a higher kurtosis in srelu T=1 than in final-bn: 0 of 4 (0.50× [0.35–0.62])
+    CLAIM shape: ... in srelu T=40 than in final-bn: 0 of 4 (0.66× [0.50–0.82])
+    CLAIM shape: more of dL/dz beyond 4 std in srelu T=1 / T=40 than in final-bn: 0 of 4, 0 of 4
+    CLAIM shape: dL/dz has a higher kurtosis in final-bn than in baseline2: 4 of 4 (1.45× [1.13–1.85])
+    CLAIM scale: std dL/dz larger in srelu T=1 than in final-bn: 4 of 4 (163× [41.5–467])
+    CLAIM scale: std dL/dz lower in srelu T=40 than in srelu T=1: 4 of 4 (0.022× [0.020–0.023])
+    CLAIM scale: std dL/dz lower in srelu T=40 than in final-bn: 2 of 4 (3.4× [0.91–9.5])
+    CLAIM shape: the head conv's weight gradient has a higher kurtosis in final-bn, srelu T=40 and
+          srelu T=1 than in baseline2: 3 of 4 (the smallest of the three 2.1× [0.79–4.5] baseline2's)
+    |dW|/|W| at step 0, over the layers: baseline2 0.023–0.052, final-bn 0.032–0.073,
+    srelu T=40 0.039–0.10, srelu T=1 4.9–22
 
 Takeaway
-    At the network's output the paper's "longer tail" does not show. dL/dlogits = softmax − onehot
-    has the same shape in every run (kurtosis 5.6-8.1 in steps 0-20); with the scale layer dL/dz
-    is that gradient divided by T·H·W and copied to every position, so it keeps that shape (8.1 at
-    T=40 against baseline2's 8.5), and nothing lies beyond 4 std. The net with a final BN and no
-    other BN (final-bn) is the one whose dL/dz, dL/dh and dL/dx have longer tails early on (per-step
-    kurtosis ×1.5-2 baseline2's, 1.6 % of dL/dz beyond 4 std against 0.24 %): the final BN divides
-    by the batch std of an unnormalised z and mixes positions on the way back.
+    In shape, P2's comparison goes the other way at z, in every seed: the net *with* the final BN
+    has the longer tail (kurtosis 12.7 against 8.1 at T = 40 and 6.1 at T = 1; 1.2 % of dL/dz
+    beyond 4 std against none). With ×1/T, dL/dz = (p − y)/(T·H·W) copied to every position, so it
+    has the shape of dL/dlogits = softmax − onehot, bounded and the same in every net; the final
+    BN's backward (1/σ_B)(g − mean g − x̂·mean(g·x̂)) varies with x̂ from position to position, and
+    its tail grows as training goes on (21.6 in steps 20-40).
 
-    Where every BN-free body has the longer tail is the head conv's weight gradient: per-step
-    kurtosis 44 (final-bn), 21 (srelu T=40), 10 (T=1 at lr 0.001) and 8 (T=1 at lr 0.1) against
-    baseline2's 4.1 in steps 0-20, and about the same in steps 20-60 (35 / 20 / 9 against 4.2). dL/dW[c, k]
-    = Σ h[..., c]·dL/dz[..., k] over the batch and positions, and in a body without BN the
-    channels of h are not normalised, so a few large channels give a few very large weight
-    gradients. Pooling raw values over steps inflates these numbers (73-3220 for the BN-free
-    nets in steps 0-20) because the gradient's std drifts from step to step; the per-step
-    medians are what survives.
+    In scale, P2's reading holds. Without ×1/T or a final BN (srelu T = 1) std dL/dz is 41–467×
+    final-bn's over steps 0-20 (4 of 4; about 24× at step 0, lesson 08b, then final-bn's falls as its σ_B(z)
+    grows, lesson 08b) and |dW|/|W| is 5–22 at step 0 against 0.03–0.07: these are the gradients
+    "too high" for lr 0.1, and that run explodes at step 1 in every seed. Raising T to 40 lowers
+    std dL/dz 46× (4 of 4), to the final-bn net's order: below it in 2 of 4 seeds and up to 9×
+    above it in the others, depending on how fast final-bn's σ_B(z) grows in that seed.
 
-    As for sizes, which is what "too high" is about (ccdf_raw_*.png): srelu T=1 at lr 0.1 has head
-    weight gradients up to ~1e20 in its first 20 steps (T=1 at lr 0.001 up to ~1e3, the others
-    below ~30), and relative gradients |dW|/|W| of 3.2-21 at step 0: it explodes at step 1 (loss
-    1.0e18 by step 3) and is dead from step 4. The scale layer brings the same net to 0.032-0.092 at step 0,
-    the BN nets' size (baseline2 0.024-0.055), which is what lets it train at lr 0.1. So: a
-    "longer tail" early in training, yes, for the head's weight gradient in every net without BN
-    in its body, and for the gradients at z, h and x of final-bn; no, for the gradient at the
-    output z of the scaled nets. The gradients that are too high are
-    those of the unscaled net at lr 0.1.
+    A longer tail without BN does show in 3 of 4 seeds at the head conv's weight gradient: every
+    net without BN in its body, final-bn included, has a higher per-step kurtosis there than
+    baseline2 (27, 18 and 12 against 4.3); in seed 1 the exploded T = 1 run's is 3.3, below
+    baseline2's 4.2. That is a tail of the body's unnormalised channels (dL/dW = Σ h·dL/dz), not of
+    the output, and it is there with the final BN too. So: the final BN compensates for the
+    *size* of the output gradient, which is what ×1/T also does; it does not shorten its tail.
 
 Try next
-    --steps 200 --phases 0 20 60 200    longer runs: does the weight gradient's tail persist?
-    --low-lr 0.01                       T=1 at a learning rate where it explodes first
+    --steps 200 --phases 0 20 60 200    longer runs: does final-bn's tail at z keep growing?
+    --low-lr 0.001                      also srelu T=1 at a learning rate where it does not explode
     --temperature 100                   another T for the scaled run
-    --bits 32                           full-precision weights
+    --seeds 8                           more seeds
 """
 import numpy as np
 
