@@ -47,11 +47,11 @@ Takeaway
     its tail grows as training goes on (21.6 in steps 20-40).
 
     In scale, P2's reading holds. Without ×1/T or a final BN (srelu T = 1) std dL/dz is 41–467×
-    final-bn's over steps 0-20 (4 of 4; about 24× at step 0, lesson 08b, then final-bn's falls as its σ_B(z)
-    grows, lesson 08b) and |dW|/|W| is 5–22 at step 0 against 0.03–0.07: these are the gradients
-    "too high" for lr 0.1, and that run explodes at step 1 in every seed. Raising T to 40 lowers
-    std dL/dz 46× (4 of 4), to the final-bn net's order: below it in 2 of 4 seeds and up to 9×
-    above it in the others, depending on how fast final-bn's σ_B(z) grows in that seed.
+    final-bn's over steps 0-20 (4 of 4; about 24× at step 0, lesson 08b, after which final-bn's
+    falls as its σ_B(z) grows) and |dW|/|W| is 5–22 at step 0 against 0.03–0.07: these are the
+    gradients "too high" for lr 0.1, and that run explodes at step 1 in every seed. Raising T to
+    40 lowers std dL/dz 46× (4 of 4), to the final-bn net's order: below it in 2 of 4 seeds and
+    up to 9× above it in the others, depending on how fast final-bn's σ_B(z) grows in that seed.
 
     A longer tail without BN does show in 3 of 4 seeds at the head conv's weight gradient: every
     net without BN in its body, final-bn included, has a higher per-step kurtosis there than
