@@ -1,125 +1,105 @@
-"""Lesson 08 — the final scale layer: what one constant 1/T before the pool replaces.
+"""Lesson 08 — the scale layer: one constant 1/T before the pool is a softmax temperature.
 
 Question
-    The paper replaces the final batch norm of a BN-free WRN by a constant multiply, z/T, on the
-    head conv's output z. Which T lets the net train at lr 0.1, and why do the others fail? Is
-    "scale before the pool" a softmax temperature, and is T the same as lr/T? What does the final
-    BN do to z and to dL/dz — divide by σ_B(z), subtract μ_B(z) — and which of the two does the
-    constant 1/T stand in for?
+    P2 replaces the final BN of its BN-free nets by a constant scale on the head conv's output z.
+    P2 says: "changing this scaling is equivalent to changing the temperature in the softmax
+    layer" (§III.D), and T "between approximately 30 and 100" trains like the baseline (§III.D).
+    Is it exactly a temperature? Which T trains here at lr 0.1, every T run equally long? P2 also
+    says the change "is not equivalent to simply changing the learning rate by a factor of T. This
+    is due to the nonlinearity in the softmax layer" (§III.D): where, in numbers? (What the final
+    BN does, and what 1/T stands in for: lesson 08b.)
 
 Run
-    python lessons/08_scale_layer.py
-    (the CIFAR-10 subset shipped in datasets/; --dataset cifar10 downloads the full archive;
-    --jobs 2 trains two runs at a time in worker processes, each with serial kernels)
+    python lessons/08_scale_layer.py    (3 seeds: 22 minutes single-threaded on a 2-core machine
+    shared with other jobs)
+    --quick: 2 seeds, T = 1 and 30 only, 8 steps; --jobs 2: two runs at a time in worker processes
 
-Expected output (a full run: WRN-20-1, 1-bit, the 4000 training images of the subset, batch 125,
-cosine schedule laid out for 30 epochs, seed 0; 30 steps per run, 320 for T = 30, T = 100 and the
-final BN, 80 for the other heads of part 5; single-threaded: TINYBIN_PARALLEL=0
-OPENBLAS_NUM_THREADS=1; condensed)
-    1. the first 125 training images, same weights: logits of the T=30 net vs (logits of the T=1 net)/30:
-       max relative difference 5.8e-07; cross-entropy 2.373841 vs 2.373841 with temperature 30 on the T=1 logits
-       T=1   at init: logit std  15.27, mean top probability 0.917, 87 % of the batch predicted as one class
-       T=30  at init: logit std   0.51, mean top probability 0.182, 87 % of the batch predicted as one class
-    2. dL/dz at init, same batch and weights (summed-loss convention), autograd against the closed form
-       ×1/T, T=1    std dL/dz    0.0062 = chain 1/(T·H·W)    0.0156 × softmax term std(p − y) 0.397  (2.0e-07)
-       ×1/T, T=30   std dL/dz  0.000157 = chain 1/(T·H·W)  0.000521 × softmax term std(p − y) 0.302  (1.9e-07)
-       ×1/T, T=100  std dL/dz  4.69e-05 = chain 1/(T·H·W)  0.000156 × softmax term std(p − y) 0.300  (1.3e-07)
-       T=1 → T=30: std dL/dz ×1/39.5 = chain ×1/30 × softmax term ×1/1.32
-       final BN   std dL/dz  0.000294 ≈ median 1/σ_B 0.0637 × std of (g − mean g − x̂·mean(g·x̂)) 0.00467  (8.8e-07)
-                  std g = (p − y)/(H·W): 0.00471; after removing its batch mean per channel 0.00468; after the σ path too 0.00467
-       σ_B(z) at init, median over the 10 channels, 20 seeds: median 15.5, range 6.8–26.7
-    3. T at lr 0.1, the same initial weights and batches (30 steps; acc: last 30 of them)
-       run                 loss@0  max loss    acc logit std dL/dz std |dW|/|W| |ΔW|/|W|  flips@0  verdict
-       srelu T=1             21.9  1.03e+18  10.7%      15.7   0.00639     9.71    0.971  16.171%  exploded, then dead, stopped at 14
-       srelu T=10            3.25      5.64   9.5%      1.57  0.000502    0.562   0.0562   1.428%  at chance
-       srelu T=30            2.45      2.52  12.6%     0.524  0.000158   0.0937  0.00937   0.244%  at chance
-       srelu T=100           2.32      2.35  13.3%     0.157   4.7e-05   0.0147  0.00147   0.038%  at chance
-       final-bn (final BN)   2.36      2.36  19.3%     0.282  0.000286   0.0632  0.00632   0.148%  learning
-       after 80 steps (acc: last 30): T=30 16.6% learning; T=100 16.3% learning; final BN 21.5% learning
-       after 320 steps (acc: last 30): T=30 28.9% learning; T=100 25.6% learning; final BN 32.8% learning
-    4. T = 1 at lr 0.1/T against the T net at lr 0.1 (first 30 steps)
-       T=30, lr 0.1          2.45      2.52  12.6%     0.524  0.000158   0.0937  0.00937   0.244%  at chance
-       T=1, lr/30            21.9      35.2  10.5%      15.7   0.00639     9.71   0.0324   0.915%  at chance
-       T=1, lr/30, wd×30     21.9      35.2  10.3%      15.7   0.00639     9.71   0.0324   0.915%  at chance
-    5. five heads on the same weights and batches, lr 0.1, 80 steps, T = 30
-       head                   steps      loss    acc logit std dL/dz std  |dW|/|W|   σ_B(z) |μ_B(z)|  verdict
-       final BN                0-20      2.15  18.7%      0.58  5.86e-05    0.0157      374      392
-       final BN               40-80      2.05  21.6%     0.721   2.4e-06   0.00718 3.18e+03 4.02e+03  learning
-       ×1/σ_B only             0-20      2.44  12.1%     0.681   0.00173    0.0578     2.88     1.17
-       ×1/σ_B only            40-80         3  10.3%      1.24   0.00125    0.0334     5.79     4.09  at chance
-       mean-only               0-20  1.26e+12  10.2%  1.44e+12   0.00546     0.173 3.21e+08 6.51e+07
-       mean-only              40-80  — stopped at step 27: exploded, then dead
-       mean-only, ×1/T         0-20      2.21  17.8%     0.521  0.000154    0.0381     21.5     23.9
-       mean-only, ×1/T        40-80      2.17  18.2%     0.657  0.000153    0.0169     22.1     13.4  learning
-       ×1/T alone              0-20       2.3  11.5%      0.19  0.000156   0.00875      4.9     2.62
-       ×1/T alone             40-80      2.18  16.6%     0.616  0.000154    0.0221     14.8      4.8  learning
-       final BN's σ_B(z) (median over channels) at steps 0 / 20 / 160 / 319: 16.2 / 1.76e+03 / 244 / 71;
-       all channels, all steps: 12.4–7.8e+03
-    (|dW|/|W|: median over the 20 convs; |ΔW|/|W|: the first update; flips@0: weight signs it flipped;
-    a run that exploded and then gave every image the same logits for 10 steps is stopped there.
-    The figures' legends carry each run's verdict after its first 30 steps.)
+Expected output (full run: srelu WRN-20-1, 1-bit, the 4000 images of the shipped subset, batch 125,
+cosine laid out for 30 epochs, seeds 0-2, 50 steps for every T, 20 for the lr/T runs;
+TINYBIN_PARALLEL=0 OPENBLAS_NUM_THREADS=1; mean [range] over the 3 seeds; condensed)
+    1. logits of the T=30 net = (logits of the T=1 net)/30 to 3.2e-07 [2.0e-07–4.6e-07]
+         T   logit std  top probability  share of the batch in one class
+         1        19.1             0.93             0.87
+        10        1.91             0.40             0.87
+        30        0.64             0.20             0.87
+       100        0.19             0.13             0.87
+    2. at init, one batch per seed (summed-loss convention; |dW|/|W|: median over the 20 convs;
+       centred: the upstream p − y with its batch mean removed)
+         T  std dL/dz  std(p − y)  ‖mean_n(p − y)‖  ‖mean p − 1/10‖  |dW|/|W|  centred
+         1    0.00637       0.408            0.796            0.795      10.5     1.58
+        10   0.000504       0.322            0.349            0.354     0.647     0.17
+        30   0.000158       0.303            0.149            0.152     0.109   0.0469
+       100   4.69e-05       0.300           0.0734           0.0518    0.0158   0.0121
+       (the batch's label mix, ‖mean y − 1/10‖: 0.0735)
+       T=1 → 30:   std dL/dz ÷40.3 [40–40.6], |dW|/|W| ÷102 [80–134], centred ÷33.4 [31.5–35.7]
+       T=30 → 100: std dL/dz ÷3.37 [3.34–3.39], |dW|/|W| ÷6.89 [5.5–9.4], centred ÷3.83 [3.37–4.28]
+    3. T at lr 0.1, 50 steps each; acc: training accuracy of the last 30 steps; verdicts:
+       tinybin.train.divergence.diagnose ("learning": acc > 15 %)
+         run    max loss                  acc %              |ΔW|/|W| step 0  verdicts
+         T=1    1.3e+19 [1.0e+17–3.8e+19]  10.9 [10.1–11.5]  1.03             exploded, then dead 3/3
+         T=10   4.84 [4.03–5.64]           10.4 [9.9–10.7]   0.060            at chance 2/3, dead 1/3
+         T=30   2.50 [2.34–2.58]           15.4 [12.6–17.7]  0.0096           learning 2/3
+         T=100  2.38 [2.32–2.48]           15.1 [10.8–18.1]  0.0014           learning 2/3
+    4. first 20 steps     mean loss          acc %             |ΔW|/|W| step 0  flips@0
+         T=30, lr 0.1     2.28 [2.24–2.31]   12.7 [11.8–14.1]  0.0096           0.21 %
+         T=1, lr/30       5.58 [5.08–6.09]   11.2 [10.8–11.9]  0.0343           0.83 %
+    CLAIMs, k of 3 seeds: the logits are the T=1 logits / 30: 3; a higher T is softer: 3; closed
+    form of dL/dz: 3; |dW|/|W| falls more than std dL/dz, T=1 → 30: 3 (2.5× [2.0–3.3]), T=30 →
+    100: 3 (2.0× [1.6–2.8]); with the batch mean removed it falls less: 3 and 3; T=1 explodes: 3;
+    learning after 50 steps: T=10 0, T=30 2, T=100 2; T=10 ahead of T=30: 0; T=30 ahead of T=100:
+    1 (0.3 points [−0.5–1.8]); T=1 at lr/30 takes a larger first step than T=30: 3 (4.3× [2.6–6.9]);
+    and has the higher mean loss over 20 steps: 3 (2.45× [2.2–2.7])
 
 Takeaway
-    ×1/T before the pool is a softmax temperature: GAP is linear, so the logits are those of the
-    T = 1 net divided by T (to 6e-7) and the loss is the same. The winning class does not change
-    (87 % of the batch still goes to one class at T = 30); only how sure the softmax is (top
-    probability 0.92 → 0.18).
+    A temperature, exactly: GAP is linear, so the T net's logits are the T = 1 net's divided by T
+    (to 5e-7, 3 of 3 seeds). The winning class does not change (87 % of the batch in one class at
+    every T); a higher T makes the softmax softer, or hotter, not colder: the mean top probability
+    falls 0.93 → 0.40 → 0.20 → 0.13 for T = 1, 10, 30, 100 (3 of 3).
 
-    Why T is not lr/T. dL/dz = (1/T)(softmax(z̄/T) − y)/(H·W) has two factors that both change
-    with T: the chain rule's 1/(T·H·W), ×1/30 from T = 1 to 30, and the softmax term std(p − y),
-    0.40 when the softmax is saturated (per image about +0.9 on the predicted class and −1 on the
-    label) and 0.30 when it is soft (+0.1 everywhere, −0.9 on the label): ×1/39.5 in all. Below
-    z the two nets run the same weights, yet |dW|/|W| falls ×1/104 (9.71 → 0.0937): the soft
-    term, nearly the same for every image, adds up less across the batch than a saturated softmax
-    that pushes most images toward one class. lr/30 instead shrinks every step by exactly 30:
-    the first update of T = 1 at lr/30 is 0.0324 of the weights against 0.00937 for T = 30 — 3.5×
-    further — it flips 0.9 % of the signs against 0.24 %, and its forward stays saturated (loss
-    21.9, 35 at its worst). Weight decay ×30, which gives it the T = 30 run's lr·wd, changes
-    nothing in the first step and little in 30 (the same loss, 10.3 % against 10.5 %): the step
-    size, not the decay, is the difference.
+    Why T is not lr/T. dL/dz = (1/T)(p − y)/(H·W): the chain rule's 1/T, and the softmax term,
+    whose std changes little (0.41 at T = 1, 0.30 from T = 30 on): std dL/dz falls ÷40 from T = 1
+    to 30. The weight gradients fall much more, ÷102 (÷80–134; more than dL/dz in 3 of 3 seeds).
+    The difference is the part of p − y that every image of the batch shares, its batch mean: a
+    saturated softmax sends 87 % of the batch to one class with p ≈ 1, ‖mean_n(p − y)‖ = 0.80;
+    at T = 30 it is 0.15. The shared part adds up over the batch in dW = Σ h·dL/dz, the rest
+    partly cancels. Measured: with the batch mean removed from the upstream gradient, |dW|/|W|
+    falls ÷33 from T = 1 to 30 — about as dL/dz (÷40) — instead of ÷102 (3 of 3). lr/30 shrinks
+    every step by exactly 30, shared part included: the first update of T = 1 at lr/30 is 4.3×
+    (2.6–6.9×) T = 30's, it flips 0.83 % of the signs against 0.21 %, and its forward stays
+    saturated (mean loss 5.6 over 20 steps against 2.3), 3 of 3 seeds. (--decay-too adds T = 1
+    at lr/30 with weight decay ×30, the T = 30 run's lr·wd; not part of the full run.)
 
-    Which T. T = 1 explodes (loss 1.0e18) and is dead from step 4 (stopped at 14); T = 10 does not
-    explode but stays at chance for 30 steps. T = 30 learns: 12.6 % over its first 30 steps,
-    16.6 % by step 80, 28.9 % by step 320. T = 100 is colder — relative weight gradients 6× below
-    T = 30's (0.0147 against 0.0937) — yet here it keeps pace: 16.3 % by step 80, 25.6 % by step
-    320. Which of the two starts first changes with the seed (`--seed 1` and `--seed 2`, the
-    other parts shortened: at step 80 T = 30 17.6 % and 14.8 %, T = 100 16.8 % and 19.4 %), and
-    with the float32 rounding (a run with other rounding had T = 100 still at chance at step 80).
-    So the paper's T ≈ 30-100 holds in this narrow net, and T = 10 and below do not train. The
-    final BN leads at step 80 in two of the three seeds (21.5 %, 24.2 %, 18.8 %) and at step 320
-    (32.8 %).
+    Why |dW|/|W| falls 6.9× (5.5–9.4×) from T = 30 to 100 when dL/dz falls 3.4×: the same
+    shared part. It is ‖mean_n(p − y)‖/T, and ‖mean_n(p − y)‖ still falls ÷2.1 (1.7–2.9) — ‖mean
+    p − 1/10‖ shrinks about as 1/T (0.152 → 0.052) until the batch's label mix is what is left
+    (‖mean_n(p − y)‖ 0.073 at T = 100, the label mix 0.074) — so the shared part falls ÷2.1 × 3.3
+    ≈ ÷6.9, as |dW|/|W| does. With the batch mean removed, |dW|/|W| falls ÷3.8 (3.4–4.3), close
+    to dL/dz's ÷3.4 (3 of 3). From T = 1 to 30 the same split: the shared part falls ÷5.5 × 30
+    ≈ ÷164, the rest ÷33, and |dW|/|W| (÷102) lies between. So a larger T mainly removes the push
+    of every image toward the same class; what is left is the per-image label signal at scale 1/T.
+    This is tinybin's reading of P2's "nonlinearity in the softmax layer" (§III.D), in numbers.
 
-    What the final BN does that 1/T replaces. Its backward is
-    (1/σ_B)(g − mean g − x̂·mean(g·x̂)); at init the two mean terms hardly change g (std 0.00471
-    → 0.00467), so it is a division by σ_B(z) ≈ 15.5 (20 seeds: 6.8–26.7) — a "T" of 16, where
-    T = 10 fails. But σ_B does not stay there: as final-bn trains, z grows and the BN follows it,
-    σ_B(z) 16 → 1760 by step 20, then down to 244 by step 160 and 71 by step 319 (all channels
-    and steps: 12–7800): far outside any fixed T early on, inside the paper's 30-100 later.
-    Part 5 separates the two operations on the same weights and batches. Dividing alone (×1/σ_B,
-    σ_B held constant in the backward) stays finite but does not learn: under it z shrinks (σ_B
-    3-6), the loss climbs to 3.0 in steps 40-80 and it ends at chance (10.3 %). Centring alone
-    (mean-only) explodes at once (loss 1e12 in steps 0-20) and is dead by step 27: it keeps z's
-    scale, like T = 1. ×1/T alone learns slowly (11.5 % in steps 0-20, 16.6 % in 40-80),
-    centring then ×1/T faster (17.8 %, 18.2 %), the final BN fastest in this run (18.7 %,
-    21.6 %). Over three seeds the failures are the same every time — mean-only explodes,
-    ×1/σ_B stays at chance — but the order of the three that learn is not: in steps 40-80 the
-    final BN gives 21.6 / 23.7 / 18.9 %, centring then ×1/T 18.2 / 21.4 / 21.6 %, ×1/T alone
-    16.6 / 17.4 / 13.7 % (at chance in seed 2). So the division is what keeps a run alive (the
-    one head without it explodes in every seed); a fixed 1/T followed by the centring trains
-    about as well as a σ_B that follows z (means 20.4 % against 21.4 %, each ahead in some
-    seed); and the centring adds 1.6–7.9 points over ×1/T alone in every seed: it removes the
-    part of z that every image shares (87 % of the batch in one class at init), which ×1/T
-    leaves in. That is the paper's variant 6: ×1/T, then mean-only BN (lesson 10: it trains at
-    lr 0.1 and leads srelu and elu early).
+    Which T, every T run 50 steps on 3 seeds. T = 1 explodes at step 1 in every seed and is stopped
+    as dead (the same logits for every image for 10 steps) at steps 16–24. T = 10 learns in no seed
+    (10.4 %; dead, without exploding, in one) and is behind T = 30 in every seed (by 5.0 points,
+    2.7–7.2). T = 30 and T = 100 each learn in 2 of 3 seeds (15.4 % and 15.1 %; the third seed of
+    each is still at chance at step 50: 12.6 % and 10.8 %), and neither leads in every seed (T = 30
+    ahead in 1 of 3). P2 says T "between approximately 30 and 100" trains and "lower values of T
+    tended to result in failure to converge shortly after training commenced" (§III.D): at 50 steps
+    of this narrow net, 30 and 100 are alike and 10 fails, in line with that; whether 30 or 100
+    pulls ahead later is open here (--steps 200). With 1/T the per-step update of T = 100 is 6.6×
+    smaller than T = 30's (|ΔW|/|W| 0.0014 against 0.0096), yet it keeps pace over 50 steps.
+
+    Lesson 06's T ≈ 46 (srelu's logit std over baseline2's at init) against the final BN's σ_B(z)
+    ≈ 16: lesson 08b measures both on the same seeds (the division alone acts like T ≈ 22, the
+    final BN with its centring like T ≈ 52, baseline2's ratio is 53 there).
 
 Try next
-    --temperatures 3 20 40 60      more T: where between 10 and 100 does it start to train?
-    --settle-steps 960             the whole 30-epoch cosine for T = 30, T = 100 and the final BN
-    --long-steps 320               the heads of part 5 for longer
-    --seed 1                       another initialisation and batch order
+    --steps 200                    every T for longer: does T = 100 keep pace with T = 30?
+    --temperatures 1 3 10 20 30 60 100 300    where between 10 and 100 does it start to train?
+    --decay-too                    also T = 1 at lr/30 with weight decay ×30 (the same lr·wd)
+    --seeds 5                      more seeds
     --bits 32                      the authors use T = 80 for 32-bit weights
-    --lr-over-t 10 30              more "lr/T instead of T" runs
-    --baseline                     add the BN net (baseline2) at lr 0.1
 """
 import multiprocessing
 import os
