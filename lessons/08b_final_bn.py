@@ -1,23 +1,75 @@
-"""Lesson 08b — the final BN: what it does to z, and which part of it 1/T replaces.
+"""Lesson 08b — the final BN: what it does to z, and which part of it 1/T stands in for.
 
 Question
     final-bn (lesson 10) is the BN-free srelu WRN with one batch norm left, between the head conv's
-    output z and the pool; it trains at lr 0.1. Its forward is (z − μ_B(z))/σ_B(z) per channel: a
-    centring and a division by the batch's std. Which of the two keeps the net alive at lr 0.1,
-    and is the division the same thing as the constant 1/T of lesson 08?
+    output z and the pool. P2 says a single BN there "was sufficient to enable the network to be
+    trained exactly like the baseline models" (§III.D), and reads it as "the standarized scaling
+    the final BN layer imparts on gradients from the output" (§III.D). Its forward is
+    (z − μ_B(z))/σ_B(z) per channel: a centring and a division. Which of the two keeps the net
+    alive at lr 0.1? Is the division the constant 1/T of lesson 08, and how does lesson 06's
+    T ≈ 46 relate to σ_B(z) ≈ 16 at init?
 
 Run
-    python lessons/08b_final_bn.py
-    (the CIFAR-10 subset shipped in datasets/; --dataset cifar10 downloads the full archive)
+    python lessons/08b_final_bn.py       (3 seeds: 20 minutes single-threaded on a 2-core machine
+    shared with other jobs)
+    --quick: 2 seeds, 3 heads (final BN, mean-only, ×1/T alone), 8 steps, σ_B at init over 3 inits
 
-Expected output
-    FILLED IN FROM A FULL RUN
+Expected output (full run: srelu WRN-20-1, 1-bit, the 4000 images of the shipped subset, batch 125,
+lr 0.1, cosine laid out for 30 epochs, seeds 0-2, 30 steps per head, T = 30; single-threaded;
+mean [range] over the 3 seeds; condensed)
+    1. final BN at init: std dL/dz 0.000271 [0.000233–0.000301]; std g = (p − y)/(H·W) 0.00472,
+       after its batch mean per channel 0.00470, after the σ path too 0.00469 (0.994× g, 3 of 3)
+       closed form (1/σ)(g − mean g − x̂·mean(g·x̂)) against autograd: 1.9e-06 [1.0e-06–2.4e-06]
+       σ_B(z) at init, median over channels, 20 initialisations: median 15.3, range 6.6–27
+       T giving the T = 1 net's logits the same std: ×1/σ_B only 22.5 [17.5–25]; final BN 52.2
+       [42.8–64.3]; baseline2 (lesson 06's T) 52.8 [42.5–70.4]
+    2. 5 heads on the same weights and batches, T = 30, 30 steps; acc: training accuracy of all
+       30 steps; σ_B(z): median over channels, then over steps 0-20; verdicts: divergence.diagnose
+         head              max loss                  acc %              σ_B(z)          verdicts
+         final BN          2.36 [2.29–2.42]          18.6 [17.1–19.9]   266 [42–595]    learning 3/3
+         ×1/σ_B only       8.25 [2.99–14.7]          13.0 [11.1–15.4]   2.6 [2.0–3.3]   at chance 2/3
+         mean-only         4.5e+14 [7.2e+13–7.9e+14] 10.3 [9.4–11.2]    —               exploded, then dead 3/3
+         mean-only, ×1/T   2.38 [2.34–2.40]          17.1 [16.4–18.2]   21.7 [20–24]    learning 3/3
+         ×1/T alone        2.49 [2.31–2.58]          13.3 [11.5–15.0]   6.8 [3.9–11.5]  at chance 2/3
+    CLAIMs, k of 3 seeds: closed form of the BN backward 3; mean terms < 5 % 3; ÷σ_B alone like a
+    T below 30: 3; the final BN like a T in 30–100: 3; mean-only explodes 3; ×1/σ_B only not
+    learning 2; learning: final BN 3, mean-only ×1/T 3, ×1/T alone 1; final BN ahead of mean-only
+    ×1/T 3 (1.5 points [0.8–2.1]); mean-only ×1/T ahead of ×1/T alone 3 (3.8 [1.3–6.8]); final BN
+    ahead of ×1/T alone 3 (5.3 [2.1–8.4]); the final BN's σ_B(z) above 100 within 20 steps: 2
+    (peak 81, 2390, 4210)
 
 Takeaway
-    FILLED IN FROM A FULL RUN
+    At init the final BN's backward is a division: its two mean terms change g by 0.6 % (3 of 3), so
+    dL/dz ≈ g/σ_B(z), σ_B(z) ≈ 15 (6.6–27 over 20 initialisations). As a constant, that would be a T
+    of about 15–25 (the logits shrink like T = 22.5, 17.5–25), below P2's 30–100, between lesson
+    08's T = 10 (which fails) and 30. What brings the BN net's logits to the scale of a T in 30–100
+    is the centring as well: the final BN as a whole shrinks them like T = 52 (43–64, 3 of 3 within
+    30–100), the same as lesson 06's ratio of srelu's logit std to baseline2's (53, 42–70 here; 46
+    in lesson 06's one seed). The centring removes the part of z every image shares (87 % of the
+    batch in one class at init, lesson 08), which a scale alone keeps.
+
+    The division does not stay a constant. As final-bn trains, z grows and σ_B(z) follows it: its
+    median over channels peaks at 2390 and 4210 within 20 steps in two seeds, 81 in the third (2 of
+    3 above 100), far outside P2's 30–100. So the final BN is not a fixed temperature; in dL/dz it
+    divides by whatever z has become.
+
+    Five heads on the same weights and batches separate the two operations (30 steps, 3 seeds).
+    Centring alone (mean-only) explodes in every seed (loss up to 4.5e14) and is then dead: it keeps
+    z's scale, like T = 1. "×1/σ_B only" divides by this batch's σ_B(z) but holds σ_B constant in
+    the backward (dL/dz = dL/dy/σ_B), so it is not BN's division, whose backward also runs through
+    μ_B and σ_B: it stays finite, but z shrinks under it (σ_B 2–3), its loss climbs (up to 3–15) and
+    it learns in 1 of 3 seeds. The three heads whose division reaches the backward all stay alive;
+    their order is the same in every seed: the final BN (18.6 %) ahead of mean-only then ×1/T (17.1 %,
+    by 0.8–2.1 points), which is ahead of ×1/T alone (13.3 %, by 1.3–6.8 points; it learns in 1
+    of 3 by step 30, lesson 08: T = 30 learns in 2 of 3 by step 50). So a fixed 1/T keeps the net
+    alive where centring alone does not, and the centring, removing the part of z every image
+    shares, is what makes it start faster. tinybin's mean-bn variant (lesson 10) is ×1/T then
+    mean-only BN; P2 says of its variant 6 only "a 'mean-only BN' layer at the end of the network
+    [27], without a learned bias" (§IV): the ×1/T before it is from the authors' code. Whether the
+    final BN's lead survives longer runs is open here (--steps 200).
 
 Try next
-    --steps 200                   the heads for longer
+    --steps 200                   the heads for longer: does ×1/T alone catch up?
     --head-temperature 100        the heads with ×1/T at another T
     --seeds 5                     more seeds
     --bits 32                     full-precision weights
