@@ -101,12 +101,13 @@ Try next
     --seeds 5                      more seeds
     --bits 32                      the authors use T = 80 for 32-bit weights
 """
+import functools
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
+from tinybin import kernels
 from tinybin.models import wrn
 from tinybin.train.divergence import diagnose
 
@@ -197,8 +198,8 @@ def run_all(args, jobs):
     in N worker processes (serial kernels each), longest runs first."""
     if args.jobs <= 1:
         return {(s, k): _job(args, (s, k, spec)) for s, k, spec in jobs}
-    os.environ["TINYBIN_PARALLEL"] = "0"         # N processes already share the cores
-    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    serial = functools.partial(kernels.settings, parallel=False)   # N processes already share the cores
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"), initializer=serial) as pool:
         futures = {(s, k): pool.submit(_job, args, (s, k, spec)) for s, k, spec in sorted(jobs, key=lambda j: -j[2][0])}
         return {(s, k): futures[(s, k)].result() for s, k, _ in jobs}
 

@@ -124,8 +124,9 @@ def claim(text: str, holds: dict, values: dict | None = None, unit: str = "", as
         rec["values"] = {str(s): float(values[s]) for s in seeds if s in values}
         if finite.size:
             rec.update(mean=float(finite.mean()), min=float(finite.min()), max=float(finite.max()))
-            line += f"  (mean {finite.mean():.3g}{unit}, range {finite.min():.3g}–{finite.max():.3g}{unit}"
-            line += f"; per seed {', '.join(f'{x:.3g}' for x in v)})"
+            short = unit if len(unit.strip()) <= 2 else ""   # "%", "×" beside each number; a longer unit once
+            line += f"  (mean {finite.mean():.3g}{short}, range {finite.min():.3g}–{finite.max():.3g}{short}"
+            line += f"; per seed {', '.join(f'{x:.3g}' for x in v)}{'' if short else unit})"
     if unit:
         rec["unit"] = unit
     rec.update(_plain(extra))
