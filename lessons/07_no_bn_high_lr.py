@@ -66,73 +66,174 @@ Try next
 import numpy as np
 
 from tinybin.models import wrn
+from tinybin.ops.loss import cross_entropy
 from tinybin.probes import Probe, diagnose, short_run
+from tinybin.tensor import no_grad
 
 import lesson
 
 NEEDS_DATA = True
 FIGURES = ["lr_sweep.png"]
-RESULT_KEYS = ["runs", "steps", "init"]
+RESULT_KEYS = ["runs", "steps", "seed_list"]
 
 
-def run(args, x, y, variant, lr, steps):
-    """Train a fresh WRN (same seed: same initial weights and batches) and probe it."""
+def run(args, x, y, variant, lr, seed):
+    """Train a fresh WRN for args.steps steps (seed: its initial weights and its batches) and probe it."""
     temperature = 1.0 if variant == "srelu" else None
     model = wrn(depth=args.depth, width=args.width, variant=variant, bits=args.bits, temperature=temperature,
-                rng=args.seed)
+                rng=seed)
     probe = Probe(model, sample=0)           # summary numbers only, no gradient samples
-    hist = short_run(model, x, y, steps, lr, batch_size=args.batch, seed=args.seed, probe=probe)
+    hist = short_run(model, x, y, args.steps, lr, batch_size=args.batch, seed=seed, probe=probe)
     probe.close()
-    return hist, probe
+    return model, hist, probe
+
+
+def autopsy(model, probe, x, y, last=10):
+    """What the net computes at the end, on 250 fixed training images (no augmentation): are its
+    logits the same for every image, how far apart are they across classes, what loss does that
+    give; and is its head still moving (sign flips and update size of the head conv, the last
+    layer with weights, over the last `last` steps)."""
+    xb, yb = np.asarray(x[:250], dtype=model.dtype), np.asarray(y[:250])
+    with no_grad():
+        logits = model(xb)
+        loss = float(cross_entropy(logits, yb).data)
+    L = logits.data.astype(np.float64)
+    p = np.exp(L - L.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    recs = probe.records[-last:]
+    units = probe.records[-1]["units"]
+    head = [r["layers"]["head.conv"] for r in recs]
+    return {"loss_fixed": loss, "logit_std_over_images": float(L.std(axis=0).max()),
+            "logit_range_over_classes": float(np.ptp(L.mean(axis=0))), "classes_predicted": int(np.unique(L.argmax(1)).size),
+            "p_true": float(p[np.arange(len(yb)), yb].mean()), "p_max": float(p.max(axis=1).mean()),
+            "floor_mean": float(np.mean([u["floor"] for u in units.values()])),
+            "units_all_floor": int(sum(u["floor"] >= 1.0 for u in units.values())), "units": len(units),
+            "head_unit_floor": float(units["head.unit"]["floor"]),
+            "head_flips_last": float(sum(h.get("flip", 0.0) for h in head)),
+            "head_update_last": float(np.mean([h["update_ratio"] for h in head])),
+            "head_w_growth": float(recs[-1]["layers"]["head.conv"]["w_norm"] / probe.records[0]["layers"]["head.conv"]["w_norm"])}
+
+
+def one(args, x, y, variant, lr, seed):
+    model, hist, probe = run(args, x, y, variant, lr, seed)
+    d = diagnose(hist)
+    d.update(autopsy(model, probe, x, y), variant=variant, lr=lr, seed=seed,
+             logit_std0=probe.records[0]["logit_std"], median_grad_ratio0=probe.median_grad_ratio(0),
+             flip0=probe.records[0]["flip_ratio"], seconds_per_step=hist["seconds_per_step"],
+             loss=hist["loss"], acc=hist["acc"], dead_end=bool(hist["same_output"][-1]))
+    return d
+
+
+def show(label, d, steps):
+    shown = [s for s in (0, 1, 2, 3, 4, 5, 10, 20, 50, 100) if s < steps] + [steps - 1]
+    print(f"{label} seed {d['seed']}: loss " + "  ".join(f"{s}: {d['loss'][s]:.3g}" for s in dict.fromkeys(shown)))
+    print(f"   step 0: logit std {d['logit_std0']:.2f}, median |dW|/|W| {d['median_grad_ratio0']:.3g}, "
+          f"{100 * d['flip0']:.2f} % of the signs flipped.  end: {d['verdict']} (exploded at {d['exploded_at']}, "
+          f"dead from {d['dead_from']}), {100 * d['floor_mean']:.1f} % of unit outputs at the floor "
+          f"({d['units_all_floor']} of {d['units']} units entirely; the head unit {100 * d['head_unit_floor']:.0f} %)")
+    print(f"   end, 250 fixed images: logits' std over images {d['logit_std_over_images']:.2g}, range over classes "
+          f"{d['logit_range_over_classes']:.3g}, {d['classes_predicted']} class(es) predicted, p(true class) "
+          f"{d['p_true']:.3f}, loss {d['loss_fixed']:.3g}; head conv in the last 10 steps: "
+          f"{100 * d['head_flips_last']:.2f} % signs flipped, |ΔW|/|W| {d['head_update_last']:.2g} a step, "
+          f"‖W‖ {d['head_w_growth']:.3g}× its initial norm")
+
+
+def claims_for(runs, plan, seeds):
+    """The lesson's comparisons, each over the seeds; mechanism ones are asserted in --quick."""
+    out = []
+    for (variant, lr), label in plan.items():
+        r = runs[label]
+        if variant == "srelu":
+            out.append(lesson.claim(f"{label} explodes (tinybin.train.divergence: loss > 100 × max(first loss, ln 10))",
+                                    {s: r[s]["exploded_at"] is not None for s in seeds},
+                                    values={s: r[s]["max_loss"] for s in seeds}, assert_in_quick=lr >= 0.1))
+            out.append(lesson.claim(f"{label} ends dead (every image the same logits); % of unit outputs at the floor",
+                                    {s: r[s]["dead_end"] for s in seeds},
+                                    values={s: 100 * r[s]["floor_mean"] for s in seeds}, unit=" %"))
+            out.append(lesson.claim(f"{label} ends with its loss above 2 × ln 10",
+                                    {s: r[s]["final_loss"] > 2 * np.log(10) for s in seeds},
+                                    values={s: r[s]["final_loss"] for s in seeds}))
+        else:
+            out.append(lesson.claim(f"{label} neither explodes nor dies",
+                                    {s: r[s]["verdict"] in ("learning", "at chance") for s in seeds},
+                                    values={s: r[s]["max_loss"] for s in seeds}, assert_in_quick=True))
+    first = next(label for (v, _), label in plan.items() if v == "srelu")
+    out.append(lesson.claim("srelu T=1 starts with a loss above 3 × ln 10 (the logits of an unnormalised net are large)",
+                            {s: runs[first][s]["loss0"] > 3 * np.log(10) for s in seeds},
+                            values={s: runs[first][s]["loss0"] for s in seeds}, assert_in_quick=True))
+    r = runs[first]
+    out.append(lesson.claim(f"{first}: its head conv flips no sign in the last 10 steps (the logits are frozen)",
+                            {s: r[s]["head_flips_last"] == 0 for s in seeds},
+                            values={s: 100 * r[s]["head_flips_last"] for s in seeds}, unit=" %"))
+    slow = [label for (v, lr), label in plan.items() if v == "srelu" and lr < 0.005]
+    if slow and ("baseline2", 0.1) in plan:
+        a, b = runs[plan[("baseline2", 0.1)]], runs[slow[0]]
+        out.append(lesson.claim(f"baseline2 lr 0.1 ends with a higher training accuracy than {slow[0]}",
+                                {s: a[s]["acc_last"] > b[s]["acc_last"] for s in seeds},
+                                values={s: 100 * (a[s]["acc_last"] - b[s]["acc_last"]) for s in seeds}, unit=" points"))
+        out.append(lesson.claim(f"{slow[0]} ends learning (training accuracy above 15 %, alive)",
+                                {s: b[s]["verdict"] == "learning" for s in seeds},
+                                values={s: 100 * b[s]["acc_last"] for s in seeds}, unit=" %"))
+    return out
+
+
+def figure(args, runs):
+    plt = lesson.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.9), layout="constrained")
+    for i, (label, per_seed) in enumerate(runs.items()):
+        for j, d in enumerate(per_seed.values()):
+            kw = dict(lw=0.8, color=f"C{i}", alpha=0.8, label=label if j == 0 else None)
+            axes[0].semilogy(d["loss"], **kw)
+            k = min(10, len(d["acc"]))
+            axes[1].plot(np.arange(k - 1, len(d["acc"])), 100 * np.convolve(d["acc"], np.ones(k) / k, "valid"), **kw)
+    axes[0].axhline(np.log(10), color="k", ls=":", lw=1, label="ln 10")
+    axes[0].set(xlabel="step", ylabel="training loss (log)", title="loss: float32 passes 1e13 without a NaN")
+    axes[1].axhline(10, color="k", ls=":", lw=1, label="chance")
+    axes[1].set(xlabel="step", ylabel=f"accuracy % (mean of {k} batches)", title="training accuracy")
+    for a in axes:
+        a.grid(alpha=0.3)
+        a.legend(fontsize=7)
+    fig.suptitle(f"BN-free WRN-{args.depth}-{args.width} ({args.bits}-bit) without the scale layer (T = 1), real "
+                 f"CIFAR-10; {len(args.seeds)} seeds, one line each", fontsize=10)
+    lesson.save_figure(fig, args, FIGURES[0])
 
 
 def main():
     parser = lesson.parser(__doc__, __file__)
     parser.add_argument("--lrs", type=float, nargs="+", default=[0.1, 0.01, 0.001], help="learning rates of the sweep")
-    parser.add_argument("--steps", type=int, default=150, help="SGD steps per run")
+    parser.add_argument("--steps", type=int, default=50, help="SGD steps per run")
     lesson.model_flags(parser)
+    lesson.seeds_flag(parser, full=3, quick=2)
     parser.add_argument("--no-baseline", action="store_true", help="skip the BN baseline run at lr 0.1")
     args = parser.parse_args()
     if args.quick:
-        args.steps, args.lrs = min(args.steps, 14), [max(args.lrs), min(args.lrs)]
+        args.steps, args.lrs = min(args.steps, 10), [max(args.lrs)]
     (x_train, y_train), _ = lesson.load_cifar10(args)
-
-    runs = {}
-    plan = [("srelu", lr) for lr in args.lrs] + ([] if args.no_baseline else [("baseline2", 0.1)])
+    plan = {("srelu", lr): f"srelu T=1 lr {lr:g}" for lr in args.lrs}
+    if not args.no_baseline:
+        plan[("baseline2", 0.1)] = "baseline2 lr 0.1"
     print(f"WRN-{args.depth}-{args.width}, {args.bits}-bit, {len(x_train)} real training images, batch {args.batch}, "
-          f"{args.steps} steps per run, seed {args.seed}")
-    for variant, lr in plan:
-        label = f"{'srelu T=1' if variant == 'srelu' else variant} lr {lr:g}"
-        hist, probe = run(args, x_train, y_train, variant, lr, args.steps)
-        d = diagnose(hist)
-        first, last = probe.records[0], probe.records[-1]
-        d.update(variant=variant, lr=lr, logit_std0=first["logit_std"],
-                 median_grad_ratio0=probe.median_grad_ratio(0), flip0=first["flip_ratio"],
-                 floor_last=float(np.mean([u["floor"] for u in last["units"].values()])),
-                 seconds_per_step=hist["seconds_per_step"], loss=hist["loss"], acc=hist["acc"])
-        runs[label] = d
-        print(f"\n{label}: loss per step")
-        shown = [s for s in (0, 1, 2, 3, 4, 5, 10, 20, 50, 100) if s < args.steps] + [args.steps - 1]
-        print("   " + "  ".join(f"{s}: {hist['loss'][s]:.3g}" for s in dict.fromkeys(shown)))
-        print(f"   at step 0: logit std {d['logit_std0']:.2f}, median |dW|/|W| {d['median_grad_ratio0']:.3g}, "
-              f"the first update flipped {100 * d['flip0']:.2f} % of the weight signs")
-        print(f"   at the last step: {100 * d['floor_last']:.1f} % of unit outputs at the floor "
-              f"({'-1' if variant == 'srelu' else '0'}); same logits for every image: {hist['same_output'][-1]}")
+          f"{args.steps} steps per run, seeds {args.seeds}")
+    runs = {label: {} for label in plan.values()}
+    for s in args.seeds:
+        for (variant, lr), label in plan.items():
+            runs[label][s] = d = one(args, x_train, y_train, variant, lr, s)
+            show(label, d, args.steps)
 
-    print(f"\n{'run':22s} {'loss@0':>8s} {'max loss':>9s} {'acc last':>8s} {'exploded':>9s} {'dead from':>9s}  verdict")
-    for label, d in runs.items():
-        print(f"{label:22s} {d['loss0']:8.3g} {d['max_loss']:9.3g} {100 * d['acc_last']:7.1f}% "
-              f"{str(d['exploded_at']):>9s} {str(d['dead_from']):>9s}  {d['verdict']}")
-    print(f"(acc last: mean training accuracy of the last {min(30, args.steps)} steps; chance is 10 %. "
-          "exploded: first step with loss > 100 x max(first loss, ln 10); dead from: the step after "
-          "which every image gets the same logits)")
-
-    fig = lesson.loss_accuracy_figure(
-        runs, "loss: float32 reaches 1e17 without NaN", "training accuracy (chance = 10 %)",
-        f"BN-free WRN-{args.depth}-{args.width} ({args.bits}-bit) without the scale layer, real CIFAR-10")
-    lesson.save_figure(fig, args, FIGURES[0])
-    init = {label: {k: d[k] for k in ("loss0", "logit_std0", "median_grad_ratio0", "flip0")} for label, d in runs.items()}
-    lesson.finish(args, {"runs": runs, "steps": args.steps, "init": init})
+    print(f"\n{'run':20s} {'seed':>4s} {'loss@0':>7s} {'max loss':>9s} {'last loss':>9s} {'acc last':>8s} "
+          f"{'exploded':>8s} {'dead from':>9s} {'floor':>6s}  verdict")
+    for label, per_seed in runs.items():
+        for s, d in per_seed.items():
+            print(f"{label:20s} {s:4d} {d['loss0']:7.3g} {d['max_loss']:9.3g} {d['final_loss']:9.3g} "
+                  f"{100 * d['acc_last']:7.1f}% {str(d['exploded_at']):>8s} {str(d['dead_from']):>9s} "
+                  f"{100 * d['floor_mean']:5.1f}%  {d['verdict']}")
+    print(f"(acc last: mean training accuracy of the last {min(30, args.steps)} steps, chance 10 %; exploded: first "
+          "step with loss > 100 × max(first loss, ln 10); dead from: the step from which every image gets the same "
+          "logits; floor: unit outputs at the sReLU floor −1 (ReLU: 0), mean over the 19 units, at the last step)\n")
+    claims = claims_for(runs, plan, args.seeds)
+    figure(args, runs)
+    lesson.finish(args, {"runs": {label: {str(s): d for s, d in per_seed.items()} for label, per_seed in runs.items()},
+                         "steps": args.steps}, claims)
 
 
 if __name__ == "__main__":

@@ -161,8 +161,8 @@ def main():
     parser = lesson.parser(__doc__, __file__)
     parser.add_argument("--variants", nargs="+", default=None, choices=list(VARIANTS) + list(ABLATIONS),
                         help="variants (and the ablation mean-bn-no-scale); default all six")
-    parser.add_argument("--bits", type=int, nargs="+", default=[1, 32], choices=(1, 32), help="bits per weight")
-    lesson.seeds_flag(parser, full=5, quick=2)
+    parser.add_argument("--bits", type=int, nargs="+", default=[1], choices=(1, 32), help="bits per weight")
+    lesson.seeds_flag(parser, full=3, quick=2)
     parser.add_argument("--epochs", type=int, default=1, help="epochs per run (one cosine from lr to 1e-5)")
     parser.add_argument("--images", type=int, default=2000, help="class-balanced training images (chosen by --seed)")
     parser.add_argument("--test-images", type=int, default=500, help="first N test images")

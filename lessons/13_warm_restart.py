@@ -240,11 +240,11 @@ def figure(args, runs, rs, restarts):
 
 def main():
     parser = lesson.parser(__doc__, __file__)
-    parser.add_argument("--cycles", type=int, nargs="+", default=[32, 32],
+    parser.add_argument("--cycles", type=int, nargs="+", default=[16, 16],
                         help="steps of each cosine; a restart follows each")
-    parser.add_argument("--after", type=int, default=16, help="steps run after the last restart")
-    parser.add_argument("--window", type=int, default=16, help="steps before / after a restart that are compared")
-    parser.add_argument("--images", type=int, default=2000, help="class-balanced training images (chosen by --seed)")
+    parser.add_argument("--after", type=int, default=8, help="steps run after the last restart")
+    parser.add_argument("--window", type=int, default=8, help="steps before / after a restart that are compared")
+    parser.add_argument("--images", type=int, default=1000, help="class-balanced training images (chosen by --seed)")
     parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate of every cosine")
     parser.add_argument("--temperature", type=float, default=40, help="T of the srelu net (the authors': 40)")
     lesson.model_flags(parser)
@@ -259,7 +259,7 @@ def main():
     if args.images < len(x_train):
         x_train, y_train = balanced_subset(x_train, y_train, n_total=args.images, seed=args.seed)
     args.steps_per_epoch = len(x_train) // args.batch
-    restarts = list(np.cumsum(args.cycles).astype(int))
+    restarts = [int(c) for c in np.cumsum(args.cycles)]
     print(f"WRN-{args.depth}-{args.width}, {args.bits}-bit, {len(x_train)} real training images, batch {args.batch} "
           f"({args.steps_per_epoch} steps an epoch), seeds {args.seeds}: cosines from {args.lr:g} to 1e-5 over "
           f"{args.cycles} steps, restarts at steps {restarts}, then {args.after} steps")
