@@ -184,10 +184,13 @@ def figure(args, runs):
         for j, d in enumerate(per_seed.values()):
             kw = dict(lw=0.8, color=f"C{i}", alpha=0.8, label=label if j == 0 else None)
             axes[0].semilogy(d["loss"], **kw)
-            k = min(10, len(d["acc"]))
+            k = max(1, min(10, len(d["acc"]) // 3))
             axes[1].plot(np.arange(k - 1, len(d["acc"])), 100 * np.convolve(d["acc"], np.ones(k) / k, "valid"), **kw)
     axes[0].axhline(np.log(10), color="k", ls=":", lw=1, label="ln 10")
-    axes[0].set(xlabel="step", ylabel="training loss (log)", title="loss: float32 passes 1e13 without a NaN")
+    top = max(d["max_loss"] for per_seed in runs.values() for d in per_seed.values())
+    nan = any(d["non_finite"] for per_seed in runs.values() for d in per_seed.values())
+    axes[0].set(xlabel="step", ylabel="training loss (log)",
+                title=f"loss: up to {top:.1e}, {'with' if nan else 'without'} a NaN or inf in float32")
     axes[1].axhline(10, color="k", ls=":", lw=1, label="chance")
     axes[1].set(xlabel="step", ylabel=f"accuracy % (mean of {k} batches)", title="training accuracy")
     for a in axes:
