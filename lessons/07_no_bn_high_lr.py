@@ -204,7 +204,7 @@ def figure(args, runs):
 def main():
     parser = lesson.parser(__doc__, __file__)
     parser.add_argument("--lrs", type=float, nargs="+", default=[0.1, 0.01, 0.001], help="learning rates of the sweep")
-    parser.add_argument("--steps", type=int, default=50, help="SGD steps per run")
+    parser.add_argument("--steps", type=int, default=30, help="SGD steps per run")
     lesson.model_flags(parser)
     lesson.seeds_flag(parser, full=3, quick=2)
     parser.add_argument("--no-baseline", action="store_true", help="skip the BN baseline run at lr 0.1")
