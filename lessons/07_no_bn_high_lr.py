@@ -2,66 +2,91 @@
 
 Question
     Take the BN-free WRN (sReLU units, no final BN) and leave out the paper's ×1/T layer (T = 1).
-    At the learning rate the BN nets use, 0.1, what happens in the first 150 steps on real
-    CIFAR-10 images? And at 0.01 and 0.001? What does "diverged" look like when float32 never
-    produces a NaN?
+    At the learning rate the BN nets use, 0.1, what happens in the first steps on real CIFAR-10
+    images, seed after seed? And at 0.01 and 0.001? What does "diverged" look like when float32
+    never produces a NaN, what exactly is "dead", and why does a dead net's loss sit where it sits?
 
 Run
     python lessons/07_no_bn_high_lr.py
     (the CIFAR-10 subset shipped in datasets/; --dataset cifar10 downloads the full archive)
 
 Expected output (a full run: WRN-20-1, 1-bit, the 4000 training images of the subset, batch 125,
-cosine schedule laid out for 30 epochs, seed 0, 150 steps per run, single-threaded:
-TINYBIN_PARALLEL=0 OPENBLAS_NUM_THREADS=1)
-    srelu T=1 lr 0.1: loss per step
-       0: 21.9  1: 2.38e+06  2: 1.41e+13  3: 1.03e+18  4: 12.7  5: 13.8  10: 13.5  20: 13.8
-       50: 14  100: 13.4  149: 13.9
-       at step 0: logit std 15.72, median |dW|/|W| 9.71, the first update flipped 16.17 % of the weight signs
-       at the last step: 71.4 % of unit outputs at the floor (-1); same logits for every image: True
-    srelu T=1 lr 0.01: loss per step
-       0: 21.9  1: 156  2: 12.4  3: 5.59  4: 10.5  5: 45.7  10: 7.82  20: 4.23  50: 2.36  100: 2.33  149: 2.31
-       at step 0: logit std 15.72, median |dW|/|W| 9.71, the first update flipped 2.64 % of the weight signs
-       at the last step: 69.5 % of unit outputs at the floor (-1); same logits for every image: True
-    srelu T=1 lr 0.001: loss per step
-       0: 21.9  1: 27.9  2: 7.58  3: 6.12  4: 5.24  5: 3.94  10: 2.76  20: 2.47  50: 2.12  100: 1.98  149: 2.01
-       at step 0: logit std 15.72, median |dW|/|W| 9.71, the first update flipped 0.29 % of the weight signs
-       at the last step: 43.5 % of unit outputs at the floor (-1); same logits for every image: False
-    baseline2 lr 0.1: loss per step
-       0: 2.31  1: 2.26  2: 2.22  3: 2.25  4: 2.17  5: 2.17  10: 2.07  20: 2  50: 1.89  100: 1.65  149: 1.64
-       at step 0: logit std 0.28, median |dW|/|W| 0.0362, the first update flipped 0.09 % of the weight signs
-       at the last step: 50.0 % of unit outputs at the floor (0); same logits for every image: False
+the cosine laid out for 30 epochs, 30 steps per run, seeds 0-2 (seed: initial weights and batch
+order; every run of a seed starts from the same weights and sees the same batches); 14 minutes
+single-threaded (TINYBIN_PARALLEL=0 OPENBLAS_NUM_THREADS=1) on a 2-core machine shared with
+other jobs)
+    srelu T=1 lr 0.1 seed 0: loss 0: 21.9  1: 2.38e+06  2: 1.39e+13  3: 7.85e+16  4: 3.82e+19  5: 1.27e+17  ...  29: 2.65
+       step 0: logit std 15.72, median |dW|/|W| 9.71, 16.17 % of the signs flipped.  end: exploded, then dead
+       (exploded at 1, dead from 8), 72.3 % of unit outputs at the floor (4 of 19 units entirely; the head unit 98 %)
+       end, 250 fixed images: logits' std over images 0, range over classes 4.25, 1 class(es) predicted,
+       p(true class) 0.097, loss 2.75; head conv in the last 10 steps: 0.00 % signs flipped, ...,
+       ‖W‖ 1.08e+19× its initial norm
+    ...
+    run                  seed  loss@0  max loss last loss acc last exploded dead from  floor  verdict
+    srelu T=1 lr 0.1        0    21.9  3.82e+19      2.65    11.0%        1         8  72.3%  exploded, then dead
+    srelu T=1 lr 0.1        1    32.6  1.41e+17      4.41    10.9%        1         6  77.7%  exploded, then dead
+    srelu T=1 lr 0.1        2    16.9  1.03e+17      5.87    10.3%        1        14  71.0%  exploded, then dead
+    srelu T=1 lr 0.01       0    21.9       156      3.25     8.9%     None        29  74.8%  dead
+    srelu T=1 lr 0.01       1    32.6       517      2.88     9.9%     None        28  76.6%  dead
+    srelu T=1 lr 0.01       2    16.9       191      2.42    10.7%     None        25  71.0%  dead
+    srelu T=1 lr 0.001      0    21.9      27.9      2.29    13.7%     None      None  42.6%  at chance
+    ...
+    baseline2 lr 0.1        2    2.38      2.38      2.01    21.9%     None      None  49.8%  learning
 
-    run                      loss@0  max loss acc last  exploded dead from  verdict
-    srelu T=1 lr 0.1           21.9  1.03e+18    10.7%         1         4  exploded, then dead
-    srelu T=1 lr 0.01          21.9       156    10.4%      None        14  dead
-    srelu T=1 lr 0.001         21.9      27.9    22.6%      None      None  learning
-    baseline2 lr 0.1           2.31      2.31    39.4%      None      None  learning
-
-    An independent PyTorch implementation of the same experiment saw: max loss 5.6e17, 6.7e7 and
-    24.1 for lr 0.1, 0.01 and 0.001, training accuracy 10 %, 10 % and 24 %; baseline2 42 %.
+    CLAIM srelu T=1 lr 0.1 explodes (tinybin.train.divergence: ...): holds in 3 of 3 seeds  (range 1.03e+17–3.82e+19)
+    CLAIM srelu T=1 lr 0.1 ends dead (...); % of unit outputs at the floor: holds in 3 of 3 seeds  (mean 73.7 %, range 71–77.7 %)
+    CLAIM srelu T=1 lr 0.01 explodes (...): holds in 0 of 3 seeds  (max loss 156–517)
+    CLAIM srelu T=1 lr 0.01 ends dead (...): holds in 3 of 3 seeds  (mean 74.1 %, range 71–76.6 %)
+    CLAIM srelu T=1 lr 0.001 ends dead (...): holds in 0 of 3 seeds  (mean 43 %, range 42.5–43.9 %)
+    CLAIM baseline2 lr 0.1 neither explodes nor dies: holds in 3 of 3 seeds
+    CLAIM srelu T=1 starts with a loss above 3 × ln 10 (...): holds in 3 of 3 seeds  (mean 23.8, range 16.9–32.6)
+    CLAIM srelu T=1 lr 0.1: its head conv flips no sign in the last 10 steps (...): holds in 1 of 3 seeds  (0–2.5 %)
+    CLAIM baseline2 lr 0.1 ends with a higher training accuracy than srelu T=1 lr 0.001: holds in 3 of 3
+          seeds  (mean 10.6 points, range 8.35–12.7 points)
+    CLAIM srelu T=1 lr 0.001 ends learning (training accuracy above 15 %, alive): holds in 0 of 3 seeds  (11–13.7 %)
 
 Takeaway
     Without any normalisation the signal grows ×√2 per residual block (lesson 06): the logits
-    start at a std of ~16, the softmax is saturated, the loss starts at 22 instead of ln 10 and
-    the relative weight gradient ‖dW‖/‖W‖ is ~10, 270× the BN net's. One step at lr 0.1 moves the
-    latent weights by about their own norm and flips 16 % of the 1-bit signs; the signal explodes
-    (loss 1.0e18 by step 3, never a NaN in float32), and from step 4 so many sReLUs sit at their
-    floor −1 that every image gets the same logits. sReLU passes no gradient below −1, so the net
-    is dead for good — while its loss settles at 14. A NaN check alone would see nothing wrong.
-    Lowering the learning rate to 0.01 does not save it: the first steps still jump (loss 156
-    after one step), and from step 14 every image gets the same logits again, with 70 % of the
-    units at the floor — a dead net whose loss, 2.31, sits at ln 10 and looks harmless. How it
-    dies at lr 0.01 depends on the float32 rounding of the run: an earlier release of this
-    code, which rounded a few sums differently, saw it explode at step 32 (max loss 2.8e9) and
-    die at step 50, and the PyTorch implementation saw 6.7e7; the end is the same. lr 0.001
-    survives and learns, slower than the BN net at lr 0.1 (23 % vs 39 %). Lesson 08 shows the
-    fix.
+    start at a std of 16–23, the softmax is saturated and the loss starts at 16.9–32.6 instead
+    of ln 10 (3 of 3 seeds), with a relative weight gradient ‖dW‖/‖W‖ of 9.5–11.6, 250–380× the
+    BN net's. At lr 0.1 the first step flips 14–16 % of the 1-bit signs, and in 3 of 3 seeds
+    the loss explodes from step 1 (tinybin.train.divergence's definition: above 100 × the first
+    loss), reaching 1.0e17–3.8e19 without a NaN or inf in float32; a NaN check alone sees nothing.
+    From step 6–14 every image gets the same logits: the net is dead, in 3 of 3 seeds.
+
+    What "dead" measured: not every unit at its floor. At the last step 71–78 % of all unit
+    outputs sit at the sReLU floor −1 (mean over the 19 units), 4–6 of the 19 units entirely,
+    and the head unit, the one before the last conv, 98–100 %. That is enough: sReLU passes no
+    gradient below −1, and a head input that no longer depends on the image makes one logit
+    vector for every image (std over 250 fixed images: 0).
+
+    Why a dead net's loss is not ln 10: a net that gives every image the same logits scores the
+    cross-entropy of that one vector against the labels, ln Σ exp(l) − mean l_y. The true class
+    gets p ≈ 0.09–0.10, and the loss grows with the vector's spread over classes: spread 1.4 →
+    loss 2.42, 4.25 → 2.75, 9.9 → 5.39, 11 → 4.93 (it also depends on which class is on top).
+    ln 10 is the case of no spread. The explosion leaves the head conv's latent weights at
+    3e16–1e19 × their initial norm, so the gradient of a constant prediction, which would flatten
+    the vector, rarely flips a sign (0–2.5 % of them over the last 10 steps; 0 in 1 of 3 seeds);
+    yet the loss still drifts (seed 0: 5.8 at step 10, 2.65 at step 29). The head conv's weights
+    still move 1.4 % of their norm a step, far more than a bounded gradient can move weights
+    that large: tinybin reads this as the momentum left over from the explosion, not measured
+    here.
+
+    Lowering the lr to 0.01 does not save it: nothing explodes by the definition (max loss
+    156–517, under 100 × the first loss), but every seed ends dead (3 of 3, from step 25–29,
+    71–77 % of outputs at the floor), its loss at 2.42–3.25, near ln 10 because its one logit
+    vector is flatter (spread 1.4–4.5). "Dead" here is the library's test on the last batch;
+    on 250 fixed images seed 0's logits still differ a little (std 0.046). lr 0.001 survives in
+    3 of 3 seeds (43 % at the floor, 8–10 classes predicted) but in 30 steps learns little:
+    11–13.7 % training accuracy, "at chance" by the library's 1.5 × chance test in 3 of 3, while
+    the BN net at lr 0.1 reaches 21.9–24.4 % (ahead by 8.4–12.7 points in 3 of 3). Lesson 08
+    shows the fix: the ×1/T layer.
 
 Try next
+    --steps 150                       look longer: does the dead nets' loss keep drifting, does lr 0.001 catch up?
     --lrs 0.1 0.03 0.01 0.003 0.001   a finer sweep
-    --steps 300                       look longer: does lr 0.001 catch up with the BN net?
     --bits 32                         full-precision weights: the same story?
-    --width 2                         a wider net
+    --seeds 5                         more seeds for the k-of-n verdicts
 """
 import numpy as np
 
