@@ -2,9 +2,12 @@
 
 Question
     P2 §IV trains six variants: BN everywhere (baseline1 with learned scale and shift, baseline2
-    without), BN only before the pool (final-bn), and no BN at all (srelu and elu, each with a
-    ×1/T layer, and mean-bn: ×1/T, then a mean-only BN before the pool). Its Tables I and II
-    (§V.A) report four of them (Baseline 1, Baseline 2, Final BN only, sReLU only); ELU and the
+    without), one BN before the pool and sReLU elsewhere (final-bn), and no BN: all sReLU (srelu),
+    all ELU (elu), and all sReLU "except for a 'mean-only BN' layer at the end of the network"
+    (mean-bn). srelu has P2's scale layer ×1/T before the pool (§III.D, Fig. 4). P2 states a
+    ×1/T for neither elu nor mean-bn; tinybin gives both one, because P2 trains them at lr 0.1,
+    which without it diverges (lesson 08). Its Tables I and II report four variants (Baseline 1,
+    Baseline 2, Final BN only, sReLU only); ELU and the
     mean-only-BN net appear only in its text and Figs. 5-6. So this lesson's table is not P2's
     table: it is the six variants trained a few steps on a laptop CPU, with P2's Table I errors
     beside the four rows that have them. Which runs train at all in 16 steps, and in what order
@@ -89,7 +92,7 @@ NEEDS_DATA = True
 FIGURES = ["variant_table.png"]
 RESULT_KEYS = ["table", "config", "paper", "trains_threshold", "runs_train"]
 
-# P2 Table I (§V.A): test error (%) on CIFAR-10, ResNet 20-4 (mean of 10 runs) and 20-10 (one run).
+# P2 Table I: test error (%) on CIFAR-10, ResNet 20-4 (mean of 10 runs) and 20-10 (one run).
 # Table I has four columns: Baseline 1, Baseline 2, Final BN only, sReLU only; ELU and the
 # mean-only-BN net appear only in P2's text and Figs. 5-6.
 PAPER = {("baseline1", 32): (3.97, 3.29), ("baseline2", 32): (3.80, 3.57), ("final-bn", 32): (4.42, 3.79),
