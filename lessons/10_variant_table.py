@@ -7,11 +7,10 @@ Question
     (mean-bn). srelu has P2's scale layer ×1/T before the pool (§III.D, Fig. 4). P2 states a
     ×1/T for neither elu nor mean-bn; tinybin gives both one, because P2 trains them at lr 0.1,
     which without it diverges (lesson 08). Its Tables I and II report four variants (Baseline 1,
-    Baseline 2, Final BN only, sReLU only); ELU and the
-    mean-only-BN net appear only in its text and Figs. 5-6. So this lesson's table is not P2's
-    table: it is the six variants trained a few steps on a laptop CPU, with P2's Table I errors
-    beside the four rows that have them. Which runs train at all in 16 steps, and in what order
-    do the variants come, seed after seed?
+    Baseline 2, Final BN only, sReLU only); ELU and the mean-only-BN net appear only in its text
+    and Figs. 5-6. So this lesson's table is not P2's table: it is the six variants trained a few
+    steps on a laptop CPU, with P2's Table I errors beside the four rows that have them.
+    Which runs train at all in 16 steps, and in what order do the variants come, seed by seed?
 
 Run
     python lessons/10_variant_table.py
@@ -55,9 +54,10 @@ Takeaway
     (11.4 %), and nets that never took a step scored up to 13.0 % on the same 500 images, so a
     run counts only above 13.0 %. 17 of 18 runs pass. The one that does not is srelu, seed 1
     (12.8 %); elu passes in 3 of 3 but by 0.6–0.8 points, less than one binomial standard error
-    (1.5 points at 500 images), so "elu trains in 16 steps" is marginal. In every seed the BN
-    nets lead (baseline1/2: 24.6–26.0 %), final-bn follows (19.2–23.6 %), and srelu trails them
-    (baseline2 ahead by 8.8–12.4 points, final-bn by 5.0–9.2). Sixteen steps say nothing about
+    (1.5 points at 500 images), so "elu trains in 16 steps" is marginal. In each of the 3
+    seeds the BN nets lead (baseline1/2: 24.6–26.0 %; above final-bn seed by seed in the log),
+    final-bn follows (19.2–23.6 %), and srelu trails both (baseline2 ahead by 8.8–12.4 points,
+    final-bn by 5.0–9.2: 3 of 3 seeds each). Sixteen steps say nothing about
     P2's sub-percent differences; they show the order early training puts the variants in.
 
     P2 says: "The mean-only-BN model outperforms the All ReLU and All ELU networks for CIFAR 100
