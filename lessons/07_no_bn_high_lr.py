@@ -64,13 +64,19 @@ Takeaway
     cross-entropy of that one vector against the labels, ln Σ exp(l) − mean l_y. The true class
     gets p ≈ 0.09–0.10, and the loss grows with the vector's spread over classes: spread 1.4 →
     loss 2.42, 4.25 → 2.75, 9.9 → 5.39, 11 → 4.93 (it also depends on which class is on top).
-    ln 10 is the case of no spread. The explosion leaves the head conv's latent weights at
-    3e16–1e19 × their initial norm, so the gradient of a constant prediction, which would flatten
-    the vector, rarely flips a sign (0–2.5 % of them over the last 10 steps; 0 in 1 of 3 seeds);
-    yet the loss still drifts (seed 0: 5.8 at step 10, 2.65 at step 29). The head conv's weights
-    still move 1.4 % of their norm a step, far more than a bounded gradient can move weights
-    that large: tinybin reads this as the momentum left over from the explosion, not measured
-    here.
+    ln 10 is the case of no spread. The gradient of a constant prediction flattens the vector,
+    but with the head unit at its floor only sign flips of the head conv can move it, and at lr
+    0.1 the explosion left that conv's latent weights at 3e16–1e19 × their initial norm: 0–2.5 %
+    of its signs flip over the last 10 steps (none in 1 of 3 seeds). A longer look (--steps 150
+    --lrs 0.1 0.01 --no-baseline --seeds 2, 13 minutes) shows where each ends: at lr 0.1 the loss
+    stays spread (range 2.1 and 9.2 at step 149, loss 2.5 and 4.4; the head's weights 3e16–1e19×,
+    0–0.3 % flips), at lr 0.01 it flattens to ln 10 (range 0.35–0.56, loss 2.30–2.35; the head's
+    weights only 13–67× their initial norm, 1.25–1.41 % flips). In these runs the level a dead
+    net's loss sits at follows how far the explosion threw the head's weights; tinybin reads an
+    earlier release's 150-step run, whose loss sat at 14, the same way (a spread vector that
+    could no longer flatten; not re-measured). (Seed 0 at lr 0.1 still
+    drifts from 5.8 at step 10 to 2.5: its head unit is 98 %, not 100 %, at the floor, so
+    something upstream still moves; not dug into further.)
 
     Lowering the lr to 0.01 does not save it: nothing explodes by the definition (max loss
     156–517, under 100 × the first loss), but every seed ends dead (3 of 3, from step 25–29,
