@@ -68,7 +68,7 @@ Takeaway
     but with the head unit at its floor only sign flips of the head conv can move it, and at lr
     0.1 the explosion left that conv's latent weights at 3e16–1e19 × their initial norm: 0–2.5 %
     of its signs flip over the last 10 steps (none in 1 of 3 seeds). A longer look (--steps 150
-    --lrs 0.1 0.01 --no-baseline --seeds 2, 13 minutes) shows where each ends: at lr 0.1 the loss
+    --lrs 0.1 0.01 --no-baseline --seeds 2, 14 minutes) shows where each ends: at lr 0.1 the loss
     stays spread (range 2.1 and 9.2 at step 149, loss 2.5 and 4.4; the head's weights 3e16–1e19×,
     0–0.3 % flips), at lr 0.01 it flattens to ln 10 (range 0.35–0.56, loss 2.30–2.35; the head's
     weights only 13–67× their initial norm, 1.25–1.41 % flips). In these runs the level a dead
