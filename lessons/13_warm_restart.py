@@ -69,14 +69,14 @@ Takeaway
     one-seed reading ("what decides it is how large σ_B(z) has grown") is not supported.
 
     The restart at step 16 enlarged the updates in only 2 of 5 srelu seeds and 4 of 5 final-bn
-    seeds: with momentum 0.9 (v ← 0.9·v − lr·g) the update remembers ~10 steps of larger lr, and
-    a 16-step cosine leaves too little time to forget them; after the second restart the updates
+    seeds. tinybin's reading: with momentum 0.9 (v ← 0.9·v − lr·g) the update remembers ~10 steps
+    of larger lr, and a 16-step cosine leaves too little time to forget them. After the second restart the updates
     grew in every seed (srelu 2.2×, final-bn 1.5×). P2 gives no epoch, data size or rate for its
     divergence ("could sometimes"); this lesson tests 40 steps on 1000 images, and a divergence
     may need far more weight movement, or far more seeds, than that.
 
 Try next
-    --images 2000 --cycles 32 32 --after 16 --window 16   restarts at epochs 2 and 4 of 2000 images (~4× longer)
+    --images 2000 --cycles 32 32 --after 16 --window 16   restarts at epochs 2 and 4 of 2000 images (~2× longer)
     --cycles 16 32                 P1's doubling: restarts at epochs 2 and 6
     --temperature 100              a softer (hotter) softmax for srelu: smaller logits and gradients
     --seeds 10                     more seeds for the k-of-n verdicts
