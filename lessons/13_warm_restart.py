@@ -64,16 +64,16 @@ Takeaway
     separates the restarts that cost accuracy from the others. For srelu (divided by the fixed
     40) it is −0.60 and again no threshold separates; its σ_B(z) grows over the run (3–19 at the
     first restart, 12–40 at the second), so it mostly tells the two restarts apart (a reading,
-    not tested here). Nor are final-bn's updates reliably smaller: smaller than
-    srelu's in 1 of 5 seeds after the first restart, 3 of 5 after the second. So the earlier
+    not tested here). Nor are final-bn's updates reliably smaller: smaller than srelu's in 1 of
+    5 seeds after the first restart, 3 of 5 after the second. So the earlier
     one-seed reading ("what decides it is how large σ_B(z) has grown") is not supported.
 
     The restart at step 16 enlarged the updates in only 2 of 5 srelu seeds and 4 of 5 final-bn
     seeds. tinybin's reading: with momentum 0.9 (v ← 0.9·v − lr·g) the update remembers ~10 steps
-    of larger lr, and a 16-step cosine leaves too little time to forget them. After the second restart the updates
-    grew in every seed (srelu 2.2×, final-bn 1.5×). P2 gives no epoch, data size or rate for its
-    divergence ("could sometimes"); this lesson tests 40 steps on 1000 images, and a divergence
-    may need far more weight movement, or far more seeds, than that.
+    of larger lr, and a 16-step cosine leaves too little time to forget them. After the second
+    restart the updates grew in every seed (srelu 2.2×, final-bn 1.5×). P2 gives no epoch, data
+    size or rate for its divergence ("could sometimes"); this lesson tests 40 steps on 1000
+    images, and a divergence may need far more weight movement, or far more seeds, than that.
 
 Try next
     --images 2000 --cycles 32 32 --after 16 --window 16   restarts at epochs 2 and 4 of 2000 images (~2× longer)
