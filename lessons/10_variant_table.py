@@ -6,7 +6,7 @@ Question
     all ELU (elu), and all sReLU "except for a 'mean-only BN' layer at the end of the network"
     (mean-bn). srelu has P2's scale layer ×1/T before the pool (§III.D, Fig. 4). P2 states a
     ×1/T for neither elu nor mean-bn; tinybin gives both one, because P2 trains them at lr 0.1,
-    which without it diverges (lesson 08). Its Tables I and II report four variants (Baseline 1,
+    which without it diverges (lesson 08b). Its Tables I and II report four variants (Baseline 1,
     Baseline 2, Final BN only, sReLU only); ELU and the mean-only-BN net appear only in its text
     and Figs. 5-6. So this lesson's table is not P2's table: it is the six variants trained a few
     steps on a laptop CPU, with P2's Table I errors beside the four rows that have them.
@@ -65,7 +65,7 @@ Takeaway
     and 16 steps, mean-bn ends above elu in 3 of 3 seeds (+2.0 to +6.8 points) and above srelu
     in 2 of 3 (a tie, 15.8 % each, in seed 0): the direction of P2's remark, on a data set and at
     a scale P2 did not report it for. Without its ×1/T the same net diverges at lr 0.1
-    (`--variants mean-bn-no-scale`, lesson 08): the centring alone leaves z's scale.
+    (`--variants mean-bn-no-scale`, lesson 08b): the centring alone leaves z's scale.
 
 Try next
     --bits 1 32                           add the 32-bit rows (twice the runs)
