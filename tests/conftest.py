@@ -5,6 +5,8 @@ project root (see that folder's README). Tests that need it take the ``shared_da
 which skips them, with the reason, where the folder is absent.
 """
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -51,3 +53,23 @@ def bn_inputs(seed, shape=(3, 4, 5, 6), affine=True):
     weight = 1 + 0.3 * rng.standard_normal(C) if affine else None
     bias = 0.3 * rng.standard_normal(C) if affine else None
     return rng, x, weight, bias
+
+
+def cli(*args, cwd=None):
+    """`python -m tinybin ARGS` in a subprocess: its CompletedProcess (text)."""
+    return subprocess.run([sys.executable, "-m", "tinybin", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=300)
+
+
+def one_line(proc, status=2):
+    """The single stderr line of a refused command (exit `status`, no traceback)."""
+    assert proc.returncode == status, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def snapshot(folder):
+    """{file: (bytes, mtime)} of everything in a folder, to show that nothing was touched."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}

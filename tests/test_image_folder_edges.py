@@ -2,8 +2,6 @@
 one image of another size, an empty class folder, train/ and test/ with other class names. Each is
 one line naming the file or the classes (a warning for the empty folder), never a traceback."""
 import struct
-import subprocess
-import sys
 import zlib
 
 import numpy as np
@@ -12,6 +10,8 @@ from PIL import Image
 
 from tinybin import data
 from tinybin.train import TrainConfig, load_data
+
+from conftest import cli
 
 
 def save(path, array):
@@ -34,10 +34,6 @@ def png_header(path, width, height):
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
                      + chunk(b"IEND", b""))
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "tinybin", *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
 def test_a_symbolic_link_loop_is_named(tmp_path):

@@ -3,8 +3,6 @@ checkpoint copied in from another run. Each ends in one line (a warning for the 
 normal after a crash) and nothing the user made is changed. Tiny runs: WRN-8 on 250 + 50 images."""
 import json
 import shutil
-import subprocess
-import sys
 import uuid
 import warnings
 
@@ -14,22 +12,7 @@ import pytest
 from tinybin.train import TrainConfig, read_checkpoint, train
 
 from archives import cifar10_archive
-
-
-def cli(*args):
-    return subprocess.run([sys.executable, "-m", "tinybin", *map(str, args)], capture_output=True, text=True, timeout=300)
-
-
-def one_line(proc, status=2):
-    assert proc.returncode == status, (proc.returncode, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
-
-
-def snapshot(folder):
-    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+from conftest import cli, one_line, snapshot
 
 
 def quiet(*args, **kwargs):

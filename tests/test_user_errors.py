@@ -16,25 +16,7 @@ from tinybin.tensor import Tensor
 from tinybin.train import TrainConfig, load_checkpoint, load_data, read_checkpoint, train
 
 from archives import cifar10_archive
-
-
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "tinybin", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
-
-
-def one_line(proc, status=2):
-    """The single stderr line of a refused command (exit `status`, no traceback)."""
-    assert proc.returncode == status, (proc.returncode, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    return lines[0]
-
-
-def snapshot(folder):
-    """{file: (bytes, mtime)} of everything in a folder, to show that nothing was touched."""
-    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+from conftest import cli, one_line, snapshot
 
 
 def quiet(*args, **kwargs):
