@@ -307,3 +307,41 @@ def test_a_run_saved_before_input_norm_is_a_bn_run():
     arch = TrainConfig().arch()
     del arch["input_norm"]
     assert wrn(**arch, rng=0).config["input_norm"] == "bn"
+
+
+def test_the_eta_leaves_out_the_first_step_and_a_slow_one_is_named(monkeypatch):
+    """The first step of a new machine compiles the kernels: the ETA is timed from its end, and a
+    first step much slower than the rest is reported as compilation."""
+    from tinybin.train import run as run_module
+
+    clock = iter([0.0, 30.0, 31.0, 32.0, 33.0])          # began, then the end of each of 4 steps
+    monkeypatch.setattr(run_module.time, "perf_counter", lambda: next(clock))
+    seen = []
+
+    class Bar:
+        def update(self, step, epoch, loss, acc, rate, eta):
+            seen.append((rate, eta))
+
+    meter = run_module._Meter(epoch=0, total_steps=10, batch_size=100, progress=Bar())
+    for step in range(4):
+        meter.end_step(dict(step=step, lr=0.1, loss=2.0, acc=0.1, images=100))
+    assert seen[0] == (None, None)                       # one step: no rate, no ETA
+    assert seen[1] == (100.0, pytest.approx(8 * 100 / 100.0))   # 8 steps left at 100 images/s (after the first)
+    assert seen[3][0] == 100.0
+    assert meter.compile_seconds() == pytest.approx(29.0)       # 30 s against 1 s per step
+
+
+def test_a_first_step_like_the_others_is_not_called_compilation(monkeypatch):
+    from tinybin.train import run as run_module
+
+    clock = iter([0.0, 1.1, 2.1, 3.1])
+    monkeypatch.setattr(run_module.time, "perf_counter", lambda: next(clock))
+
+    class Bar:
+        def update(self, *args):
+            pass
+
+    meter = run_module._Meter(epoch=0, total_steps=3, batch_size=10, progress=Bar())
+    for step in range(3):
+        meter.end_step(dict(step=step, lr=0.1, loss=2.0, acc=0.1, images=10))
+    assert meter.compile_seconds() is None

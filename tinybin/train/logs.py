@@ -20,13 +20,21 @@ class Progress:
         self.last = 0.0
 
     def update(self, step, epoch, loss, acc, images_per_s, eta_s, force=False):
+        """eta_s None: not known yet (one step, which may have compiled the kernels, says nothing)."""
         now = time.perf_counter()
         if not self.live or (now - self.last < 0.2 and not force):
             return
         self.last = now
+        rate = "" if images_per_s is None else f"{images_per_s:6.0f} img/s  "
         self.stream.write(f"\r  epoch {epoch + 1} step {step + 1}/{self.total}  loss {loss:.4f}  acc {100 * acc:5.1f}%  "
-                          f"{images_per_s:6.0f} img/s  ETA {_hms(eta_s)}  \033[K")
+                          f"{rate}ETA {'…' if eta_s is None else _hms(eta_s)}  \033[K")
         self.stream.flush()
+
+    def note(self, text):
+        """A passing status on the live line (replaced by the next update)."""
+        if self.live:
+            self.stream.write(f"\r  {text}\033[K")
+            self.stream.flush()
 
     def clear(self):
         if self.live:

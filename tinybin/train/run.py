@@ -44,17 +44,33 @@ class _Meter:
         self.epoch, self.total, self.batch_size, self.progress = epoch, total_steps, batch_size, progress
         self.records, self.began = [], time.perf_counter()
         self.loss_sum = self.correct = self.seen = 0
+        self.first_step_s = self.after_first = None   # (time, images) at the end of the first step
 
     def end_step(self, record):
         self.records.append(dict(step=record["step"], epoch=self.epoch, lr=record["lr"], loss=record["loss"],
                                  acc=record["acc"]))
         n = record["images"]
+        now = self.last_end = time.perf_counter()
         self.loss_sum += record["loss"] * n
         self.correct += round(record["acc"] * n)
         self.seen += n
-        rate = self.seen / (time.perf_counter() - self.began)
-        eta = (self.total - record["step"] - 1) * self.batch_size / max(rate, 1e-9)
+        rate = eta = None
+        if self.after_first is None:   # the first step of a new process compiles the kernels: time from its end
+            self.first_step_s, self.after_first = now - self.began, (now, self.seen)
+        elif now > self.after_first[0]:
+            rate = (self.seen - self.after_first[1]) / (now - self.after_first[0])
+            eta = (self.total - record["step"] - 1) * self.batch_size / max(rate, 1e-9)
         self.progress.update(record["step"], self.epoch, record["loss"], record["acc"], rate, eta)
+
+    def compile_seconds(self):
+        """How much longer the first step took than the others (kernel compilation, once per machine),
+        or None when it was not markedly slower."""
+        rest = len(self.records) - 1
+        if self.first_step_s is None or rest < 1:
+            return None
+        per_step = (self.last_end - self.after_first[0]) / rest
+        extra = self.first_step_s - per_step
+        return extra if extra > 2 and self.first_step_s > 3 * per_step else None
 
 
 def train(cfg: TrainConfig, data=None, resume=False, log=print, hooks=(), overwrite=False, engine=None):
@@ -163,12 +179,14 @@ def epochs(run: Run, hooks=()) -> dict:
     progress = Progress(total_steps)
     progress.live = progress.live and engine.rank == 0   # one bar, on the process that logs
     history, meter = {}, None
+    progress.note("first step: a new machine compiles the kernels first (once; cached after)…")
     try:
         for epoch in range(run.start_epoch, run.end_epoch):
             meter = _Meter(epoch, total_steps, cfg.batch_size, progress)
             warned = watch.failure
             steps = engine.fit(run.loader.epoch(epoch), run.schedule, run.steps_per_epoch,
                                [*hooks, meter, watch], epoch * run.steps_per_epoch)
+            compiled = meter.compile_seconds() if epoch == run.start_epoch else None
             if watch.failure is not None and warned is None:
                 folder.append("metrics.jsonl", dict(kind="diverged", step=watch.failure.step,
                                                     loss=watch.failure.loss, reason=watch.failure.reason))
@@ -186,7 +204,9 @@ def epochs(run: Run, hooks=()) -> dict:
             run.save(epoch + 1)
             run.log(f"epoch {epoch + 1:3d}/{cfg.epochs}  loss {history['train_loss']:.4f}  train "
                     f"{100 * history['train_acc']:5.1f}%  test {100 * test_acc:5.1f}% ({len(run.evaluation[0])})  "
-                    f"lr {history['lr']:.2e}  {history['images_per_s']:.0f} img/s  {history['seconds']:.0f}s")
+                    f"lr {history['lr']:.2e}  {history['images_per_s']:.0f} img/s  {history['seconds']:.0f}s"
+                    + (f"  (the first step took {compiled:.0f}s longer: kernel compilation, once per machine)"
+                       if compiled else ""))
     except Diverged as d:
         progress.clear()
         folder.append("steps.jsonl", *meter.records)
