@@ -82,8 +82,7 @@ import numpy as np
 from tinybin.data import balanced_subset
 from tinybin.models import wrn
 from tinybin.models.wrn import ABLATIONS, VARIANTS, default_temperature, uses_temperature
-from tinybin.train import Diverged, TrainConfig, train
-from tinybin.train.bn_stats import final_test
+from tinybin.train import Diverged, TrainConfig, final_test, train
 from tinybin.train.config import train_batches
 
 import lesson
