@@ -106,6 +106,7 @@ from tinybin.models import wrn
 from tinybin.train.divergence import diagnose
 
 import lesson
+import short_runs
 
 NEEDS_DATA = True
 FIGURES = ["temperature_sweep.png", "t_vs_lr.png", "init_gradients.png"]
@@ -154,7 +155,7 @@ def train(args, seed, steps, lr, temperature, extra_decay):
     if not _DATA:
         (_DATA["x"], _DATA["y"]), _ = lesson.load_cifar10(args, quiet=True)
     model = build(args, temperature, seed)
-    hist, probe = lesson.probed_run(model, _DATA["x"], _DATA["y"], steps, lr, args.batch, seed, extra_decay)
+    hist, probe = short_runs.probed_run(model, _DATA["x"], _DATA["y"], steps, lr, args.batch, seed, extra_decay)
     r0, n, d = probe.records[0], min(steps, args.lr_steps), diagnose(hist)
     median0 = lambda key: float(np.median([v[key] for v in r0["layers"].values()]))
     d.update(first=diagnose({k: v[:n] for k, v in hist.items()}), mean_loss_first=float(np.mean(hist["loss"][:n])),
@@ -184,7 +185,7 @@ def table(first, cols, rows):
     get = lambda key, d: d[key] if isinstance(key, str) else key(d)
     print("   " + first + "".join(f" {h:>{w}s}" if w else f"  {h}" for h, w, _ in cols))
     for label, ds in rows.items():
-        print("   " + label + "".join(f" {lesson.cell(get(key, d) for d in ds):>{w}s}" if w else f"  {key(ds)}"
+        print("   " + label + "".join(f" {short_runs.cell(get(key, d) for d in ds):>{w}s}" if w else f"  {key(ds)}"
                                       for _, w, key in cols))
 
 
@@ -193,7 +194,7 @@ def verdicts(runs):
     kinds = dict.fromkeys(r["verdict"] for r in runs)
     text = ", ".join(f"{v} {sum(r['verdict'] == v for r in runs)}/{len(runs)}" for v in kinds)
     stopped = [r["stopped_at"] or r["steps"] for r in runs]
-    return text + (f" (stopped at {lesson.cell(stopped, '.0f')})" if any(r["stopped_at"] for r in runs) else "")
+    return text + (f" (stopped at {short_runs.cell(stopped, '.0f')})" if any(r["stopped_at"] for r in runs) else "")
 
 
 def main():
@@ -212,7 +213,7 @@ def main():
         args.steps = args.lr_steps = min(args.steps, 8)
         args.temperatures = [1, 30]
     args.lr_steps = min(args.lr_steps, args.steps)
-    tl, lr, seeds, claims, cell = args.lr_over_t, args.lr, args.seeds, [], lesson.cell
+    tl, lr, seeds, claims, cell = args.lr_over_t, args.lr, args.seeds, [], short_runs.cell
     temps = sorted(set(args.temperatures) | {1.0, tl})
     init_temps = sorted(set(temps) | {100.0})
     (x_train, y_train), _ = lesson.load_cifar10(args)
@@ -301,11 +302,11 @@ def main():
     # ----- figures -----------------------------------------------------------------------------
     title = f"srelu WRN-{args.depth}-{args.width} ({args.bits}-bit), lr {lr:g}, {len(seeds)} seeds (thick: seed {seeds[0]}), "
     groups = {f"T={T:g}": (list(runs[f"T={T:g}"].values()), *STYLE.get(int(T), ("k", "-"))) for T in temps}
-    lesson.save_figure(lesson.runs_over_seeds_figure(groups, title + f"{args.steps} steps per T"), args, FIGURES[0])
+    lesson.save_figure(short_runs.runs_over_seeds_figure(groups, title + f"{args.steps} steps per T"), args, FIGURES[0])
     first = [{**r, "loss": r["loss"][:args.lr_steps], "acc": r["acc"][:args.lr_steps]} for r in runs[lr_keys[0]].values()]
     groups = {f"T={tl:g}, lr {lr:g}": (first, "tab:blue", "-")}
     groups.update({k: (list(runs[k].values()), c, ls) for k, c, ls in zip(lr_keys[1:], ("tab:red", "tab:purple"), ("--", ":"))})
-    lesson.save_figure(lesson.runs_over_seeds_figure(
+    lesson.save_figure(short_runs.runs_over_seeds_figure(
         groups, title + f"first {args.lr_steps} steps: temperature T against learning rate / T"), args, FIGURES[1])
     fig, axes = lesson.pyplot().subplots(1, 2, figsize=(11, 3.9))
     x = np.array(init_temps)

@@ -83,6 +83,7 @@ from tinybin.tensor import Tensor, no_grad
 from tinybin.train.divergence import diagnose
 
 import lesson
+import short_runs
 
 NEEDS_DATA = True
 FIGURES = ["heads.png", "bn_sigma.png"]
@@ -177,7 +178,7 @@ def at_init(args, xb, yb, seed):
 
 def train(args, x, y, seed, kind):
     model = build(args, kind, args.head_temperature, seed)
-    hist, probe = lesson.probed_run(model, x, y, args.steps, args.lr, args.batch, seed)
+    hist, probe = short_runs.probed_run(model, x, y, args.steps, args.lr, args.batch, seed)
     n = len(hist["loss"])
     d = diagnose(hist)
     d.update(loss=hist["loss"], acc=hist["acc"], stopped_at=n if n < args.steps else None,
@@ -210,9 +211,9 @@ def main():
     init = {s: at_init(args, x_train[batch(s)].astype(np.float32), y_train[batch(s)], s) for s in seeds}
     per = lambda key: [init[s][key] for s in seeds]
     print(f"\n1. the final BN at init, one batch per seed; mean [range] over {len(seeds)} seeds (summed-loss convention)")
-    print(f"   std dL/dz {lesson.cell(per('std_dz'))} ≈ median 1/σ_B × std of (g − mean g − x̂·mean(g·x̂))")
-    print(f"   std g = (p − y)/(H·W) {lesson.cell(per('std_g'))}; after removing its batch mean per channel "
-          f"{lesson.cell(per('std_centred'))}; after the σ path too {lesson.cell(per('std_bracket'))}")
+    print(f"   std dL/dz {short_runs.cell(per('std_dz'))} ≈ median 1/σ_B × std of (g − mean g − x̂·mean(g·x̂))")
+    print(f"   std g = (p − y)/(H·W) {short_runs.cell(per('std_g'))}; after removing its batch mean per channel "
+          f"{short_runs.cell(per('std_centred'))}; after the σ path too {short_runs.cell(per('std_bracket'))}")
     err = {s: init[s]["closed_form_error"] for s in seeds}
     claims.append(lesson.claim("the final BN's dL/dz = (1/σ)(g − mean g − x̂·mean(g·x̂)): the closed form matches "
                                "autograd (to 1e-4)", {s: err[s] < 1e-4 for s in seeds}, err, assert_in_quick=True))
@@ -232,8 +233,8 @@ def main():
     ratio = lambda kind: {s: init[s]["logit_std /T"] / init[s][f"logit_std {kind}"] for s in seeds}
     t_div, t_bn, t_06 = ratio("sigma"), ratio("bn"), ratio("baseline2")
     print("   the T that would give the T = 1 net's logits the same std (logit std of T = 1 ÷ logit std of …):")
-    print(f"     ×1/σ_B only {lesson.cell(t_div.values())}; the final BN (centre, then ÷σ_B) {lesson.cell(t_bn.values())}; "
-          f"baseline2, lesson 06's T {lesson.cell(t_06.values())}")
+    print(f"     ×1/σ_B only {short_runs.cell(t_div.values())}; the final BN (centre, then ÷σ_B) {short_runs.cell(t_bn.values())}; "
+          f"baseline2, lesson 06's T {short_runs.cell(t_06.values())}")
     claims.append(lesson.claim("at init, dividing z by σ_B(z) alone shrinks the logits like a T below 30 (P2's "
                                "lowest)", {s: t_div[s] < 30 for s in seeds}, t_div, unit=" (T)"))
     claims.append(lesson.claim("at init, the final BN (centring, then division) shrinks the logits like a T "
@@ -253,9 +254,10 @@ def main():
         verdicts = ", ".join(f"{v} {sum(r['verdict'] == v for r in rs)}/{len(rs)}"
                              for v in dict.fromkeys(r["verdict"] for r in rs))
         stopped = [r["stopped_at"] for r in rs if r["stopped_at"]]
-        print(f"   {HEADS[k][0]:16s} {lesson.cell(r['max_loss'] for r in rs):>26s} {lesson.cell(100 * r['acc_last'] for r in rs):>20s} "
-              f"{lesson.cell(med_sigma(r, *early) for r in rs):>22s} "
-              f"{lesson.cell(med_sigma(r, len(r['loss']) - w, len(r['loss'])) for r in rs):>22s}  {verdicts}"
+        print(f"   {HEADS[k][0]:16s} {short_runs.cell(r['max_loss'] for r in rs):>26s} "
+              f"{short_runs.cell(100 * r['acc_last'] for r in rs):>20s} "
+              f"{short_runs.cell(med_sigma(r, *early) for r in rs):>22s} "
+              f"{short_runs.cell(med_sigma(r, len(r['loss']) - w, len(r['loss'])) for r in rs):>22s}  {verdicts}"
               + (f" (stopped at step {', '.join(map(str, stopped))})" if stopped else ""))
     by = lambda k: {s: done[(s, k)] for s in seeds}
     m = by("mean")
@@ -289,7 +291,7 @@ def main():
     title = (f"srelu WRN-{args.depth}-{args.width} ({args.bits}-bit), lr {args.lr:g}: {len(kinds)} heads between z "
              f"and the pool (T = {T:g}), {len(seeds)} seeds (thick: seed {seeds[0]}), {args.steps} steps")
     groups = {HEADS[k][0]: (runs[k], HEADS[k][1], HEADS[k][2]) for k in kinds}
-    lesson.save_figure(lesson.runs_over_seeds_figure(groups, title), args, FIGURES[0])
+    lesson.save_figure(short_runs.runs_over_seeds_figure(groups, title), args, FIGURES[0])
     fig, axes = lesson.pyplot().subplots(1, 2, figsize=(12, 3.9))
     d0 = bn[seeds[0]]
     for c in range(d0["sigma"].shape[1]):

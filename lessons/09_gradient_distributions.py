@@ -72,6 +72,7 @@ from tinybin.models import wrn
 from tinybin.probes import GRAD_LABELS, GRAD_POINTS, Probe, diagnose, plot_ccdf_phases, plot_over_time, short_run
 
 import lesson
+import short_runs
 
 NEEDS_DATA = True
 FIGURES = ["shape_and_scale.png", "ccdf_z.png", "ccdf_head_x.png", "ccdf_head_w.png", "ccdf_raw_z.png",
@@ -173,8 +174,8 @@ def main():
         print(f"     {'run':20s} " + " ".join(f"{f'kurtosis {a}-{b}':>24s}" for a, b in phases) +
               " " + " ".join(f"{f'std {a}-{b}':>24s}" for a, b in phases))
         for label in labels:
-            ks = [lesson.cell(get("kurtosis", label, point, f"{a}-{b}").values()) for a, b in phases]
-            ss = [lesson.cell(get("std", label, point, f"{a}-{b}").values()) for a, b in phases]
+            ks = [short_runs.cell(get("kurtosis", label, point, f"{a}-{b}").values()) for a, b in phases]
+            ss = [short_runs.cell(get("std", label, point, f"{a}-{b}").values()) for a, b in phases]
             print(f"     {label:20s} " + " ".join(f"{c:>24s}" for c in ks) + " " + " ".join(f"{c:>24s}" for c in ss))
 
     print(f"\n2. P(|g| > 4 std) in steps {early}, each step's sample divided by that step's std "
@@ -183,7 +184,7 @@ def main():
     tails = {label: {p: {s: per_seed[s][label]["tail4"][p] for s in args.seeds} for p in GRAD_POINTS}
              for label in labels}
     for label in labels:
-        print(f"   {label:20s} " + " ".join(f"{lesson.cell(tails[label][p].values()):>24s}" for p in GRAD_POINTS))
+        print(f"   {label:20s} " + " ".join(f"{short_runs.cell(tails[label][p].values()):>24s}" for p in GRAD_POINTS))
 
     # ----- 3. P2's comparison, as claims -------------------------------------------------------
     print(f"\n3. P2 §III.D, read at z (the head conv's output, where the final BN or ×1/T acts), steps {early}:")
