@@ -73,3 +73,14 @@ def one_line(proc, status=2):
 def snapshot(folder):
     """{file: (bytes, mtime)} of everything in a folder, to show that nothing was touched."""
     return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+def quiet(*args, **kwargs):
+    """A `log` that prints nothing."""
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    """A tiny CIFAR-10 archive in the official layout (250 training and 50 test images), per module."""
+    from archives import cifar10_archive
+    return cifar10_archive(tmp_path_factory.mktemp("data") / "tiny-cifar-10.tar.gz", sizes=(250,), n_test=50)[0]

@@ -11,17 +11,7 @@ import pytest
 
 from tinybin.train import TrainConfig, read_checkpoint, train
 
-from archives import cifar10_archive
-from conftest import cli, one_line, snapshot
-
-
-def quiet(*args, **kwargs):
-    pass
-
-
-@pytest.fixture(scope="module")
-def archive(tmp_path_factory):
-    return cifar10_archive(tmp_path_factory.mktemp("data") / "tiny-cifar-10.tar.gz", sizes=(250,), n_test=50)[0]
+from conftest import cli, one_line, quiet, snapshot
 
 
 def config(archive, out, **kw):

@@ -15,17 +15,7 @@ from tinybin.models import wrn
 from tinybin.tensor import Tensor
 from tinybin.train import TrainConfig, load_checkpoint, load_data, read_checkpoint, train
 
-from archives import cifar10_archive
-from conftest import cli, one_line, snapshot
-
-
-def quiet(*args, **kwargs):
-    pass
-
-
-@pytest.fixture(scope="module")
-def archive(tmp_path_factory):
-    return cifar10_archive(tmp_path_factory.mktemp("data") / "tiny-cifar-10.tar.gz", sizes=(250,), n_test=50)[0]
+from conftest import cli, one_line, quiet, snapshot
 
 
 def config(archive, out, **kw):
