@@ -151,15 +151,24 @@ def test_bench_vs_torch_without_torch_says_how_to_get_it(tmp_path):
 
 
 @pytest.mark.torch
-def test_bench_vs_torch_prints_both_engines():
+def test_bench_vs_torch_prints_every_engine_the_loads_and_the_targets():
     pytest.importorskip("torch", reason="PyTorch is the optional extra tinybin[torch]")
     proc = run("bench", "train", "--vs-torch", "--quick", "--depth", 8, "--configs", "1:baseline2", "--batch-size", 16)
     assert proc.returncode == 0, proc.stderr
+    assert "median of 2 steps after 1 warm-up, 1 round(s), PyTorch kinds bridge-nchw,bridge-cl,plain-cl" in proc.stdout
     row = next(l for l in proc.stdout.splitlines() if l.startswith("WRN-8-1 baseline2"))
-    tinybin, nchw, channels_last, ratio = row.split()[2:6]
-    assert min(float(tinybin), float(nchw), float(channels_last)) > 0
-    assert float(ratio.rstrip("x")) == pytest.approx(float(tinybin) / max(float(nchw), float(channels_last)), rel=0.02)
-    assert "target WRN-8-1 baseline2 >= 0.8x PyTorch channels_last" in proc.stdout
+    tinybin, *peers, ratio = row.split()[2:7]
+    assert min(float(tinybin), *map(float, peers)) > 0 and len(peers) == 3
+    assert float(ratio.rstrip("x")) == pytest.approx(float(tinybin) / max(map(float, peers)), rel=0.02)
+    low, high = map(float, row.split()[-1].split("–"))
+    assert 0 <= low <= high
+    assert "target WRN-8-1 baseline2 >= 1.05x the best PyTorch" in proc.stdout
+    assert "target WRN-8-1 baseline2 peak memory <= the fastest PyTorch's" in proc.stdout
+
+
+def test_bench_vs_torch_names_a_bad_peer_kind():
+    line = one_line_error(run("bench", "train", "--vs-torch", "--peers", "plain-cl,gpu"))
+    assert "--peers" in line and "'gpu'" in line
 
 
 def test_bench_conv_prints_every_stage():

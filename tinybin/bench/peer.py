@@ -1,12 +1,14 @@
 """PyTorch beside tinybin: the same training step timed in PyTorch (`bench train --vs-torch`).
 
-The peer network is `tinybin.torch.to_torch` of the tinybin model (same weights, same 1-bit
-conv, same ops), with PyTorch's own fused batch-norm kernel switched on
-(`tinybin.torch.layers.use_native_batch_norm`): the fastest faithful PyTorch version, not a
-handicapped one. It runs
-NCHW or channels_last (`model.to(memory_format=torch.channels_last)`, which PyTorch's CPU
-convolutions prefer). Each measurement is a fresh process, so its peak memory is its own and
-the two engines never share a thread pool.
+Two PyTorch networks, each NCHW or channels_last (`model.to(memory_format=torch.channels_last)`,
+which PyTorch's CPU convolutions prefer):
+  bridge   `tinybin.torch.to_torch` of the tinybin model (same weights, same 1-bit conv, same ops),
+           with PyTorch's fused batch-norm kernel switched on (`use_native_batch_norm`): what a
+           tinybin user trains on a GPU;
+  plain    `bench.peer_plain.PlainWRN`, the same network written as a PyTorch user would, without
+           tinybin: the fastest idiomatic PyTorch, so that the comparison does not flatter tinybin.
+Each measurement is a fresh process, so its peak memory is its own and the two engines never
+share a thread pool.
 """
 from __future__ import annotations
 
@@ -15,7 +17,10 @@ from statistics import median
 
 import numpy as np
 
-LAYOUTS = ("nchw", "channels_last")
+# peer kind -> (network, memory layout); the --vs-torch table's default kinds are PEERS
+KINDS = {"bridge-nchw": ("bridge", "nchw"), "bridge-cl": ("bridge", "channels_last"),
+         "plain-nchw": ("plain", "nchw"), "plain-cl": ("plain", "channels_last")}
+PEERS = ("bridge-nchw", "bridge-cl", "plain-cl")
 
 
 def torch_available() -> bool:
@@ -26,29 +31,50 @@ def torch_available() -> bool:
     return True
 
 
+def build(kind, width, variant, bits=1, depth=20, seed=0):
+    """The PyTorch network of peer `kind` (a key of KINDS), in training mode and its layout."""
+    import torch
+
+    from ..models import wrn
+    from ..models.wrn import temperature_for
+
+    if kind not in KINDS:
+        raise ValueError(f"peer kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    network, layout = KINDS[kind]
+    temperature = temperature_for(variant, bits)
+    if network == "bridge":
+        from ..torch import to_torch
+        from ..torch.layers import use_native_batch_norm
+
+        net = use_native_batch_norm(to_torch(wrn(depth, width, variant=variant, bits=bits, rng=seed,
+                                                 temperature=temperature)))
+    else:
+        from .peer_plain import PlainWRN
+
+        torch.manual_seed(seed)
+        net = PlainWRN(depth, width, variant, bits, temperature or 1.0)
+    return net.to(memory_format=torch.channels_last) if layout == "channels_last" else net
+
+
 def measure_torch(width, variant, bits=1, depth=20, batch_size=125, steps=5, warmup=2, seed=0,
-                  layout="channels_last") -> dict:
+                  kind="bridge-cl") -> dict:
     """Time PyTorch training steps (forward, cross-entropy, backward, SGD) in this process."""
     import resource
 
     import torch
 
-    from ..models import wrn
-    from ..models.wrn import temperature_for
-    from ..torch import make_sgd, to_torch
-    from ..torch.layers import use_native_batch_norm
-
-    if layout not in LAYOUTS:
-        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
+    net = build(kind, width, variant, bits, depth, seed)
     rng = np.random.default_rng(seed)
-    net = use_native_batch_norm(to_torch(wrn(depth, width, variant=variant, bits=bits, rng=rng,
-                                             temperature=temperature_for(variant, bits))))
     x = torch.from_numpy(rng.integers(0, 256, (batch_size, 3, 32, 32)).astype(np.float32))
     y = torch.from_numpy(rng.integers(0, 10, batch_size))
-    if layout == "channels_last":
-        net = net.to(memory_format=torch.channels_last)
+    if KINDS[kind][1] == "channels_last":
         x = x.contiguous(memory_format=torch.channels_last)
-    opt = make_sgd(net, lr=0.01)
+    if KINDS[kind][0] == "bridge":   # the bridge's own SGD (tinybin's velocity), as its users train
+        from ..torch import make_sgd
+
+        opt = make_sgd(net, lr=0.01)
+    else:                             # torch's (foreach) SGD with tinybin's momentum and weight decay
+        opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     times = []
     for i in range(warmup + steps):
         t = time.perf_counter()
@@ -59,6 +85,6 @@ def measure_torch(width, variant, bits=1, depth=20, batch_size=125, steps=5, war
         if i >= warmup:
             times.append(1e3 * (time.perf_counter() - t))
     step = median(times)
-    return dict(width=width, variant=variant, bits=bits, depth=depth, batch_size=batch_size, layout=layout,
+    return dict(width=width, variant=variant, bits=bits, depth=depth, batch_size=batch_size, kind=kind,
                 step_ms=step, images_per_s=1e3 * batch_size / step, threads=torch.get_num_threads(),
                 peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

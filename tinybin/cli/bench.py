@@ -30,7 +30,8 @@ def _data(p):
 def _train(p):
     from ..bench.train import DEFAULT_CONFIGS
 
-    p.add_argument("--configs", default=DEFAULT_CONFIGS, help="comma-separated width:variant pairs (WRN-depth-width)")
+    p.add_argument("--configs", default=DEFAULT_CONFIGS, help="comma-separated width:variant pairs (WRN-depth-width), or "
+                   "'all' (adds WRN-20-10: 1, 4, 10 x baseline2, srelu)")
     p.add_argument("--bits", type=int, default=1, choices=[1, 32], help="bits per conv weight")
     p.add_argument("--batch-size", type=int, default=125, help="images per training step")
     p.add_argument("--steps", type=int, default=5, help="timed steps per configuration (median reported)")
@@ -41,8 +42,10 @@ def _train(p):
                    "of algorithms as TINYBIN_CONV takes it (im2col, direct, winograd2, winograd4; e.g. "
                    "im2col,winograd4+direct); default: the current one")
     p.add_argument("--vs-torch", action="store_true",
-                   help="also time the same step in PyTorch (NCHW and channels_last), alternating processes")
-    p.add_argument("--rounds", type=int, default=3, help="with --vs-torch: processes per engine and layout (median)")
+                   help="also time the same step in PyTorch (the peer kinds of --peers), alternating processes")
+    p.add_argument("--rounds", type=int, default=3, help="with --vs-torch: processes per engine and kind (median)")
+    p.add_argument("--peers", default="", help="with --vs-torch: comma-separated PyTorch kinds (bridge-nchw, "
+                   "bridge-cl, plain-nchw, plain-cl); default bridge-nchw,bridge-cl,plain-cl")
 
 
 def _ops(p):
