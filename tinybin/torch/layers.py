@@ -178,12 +178,15 @@ class NativeBatchNorm2d(BatchNorm2d):
     and only the benchmark uses this (`use_native_batch_norm`)."""
 
     def forward(self, x):
-        if self.frozen or not self.training or self.process_group is not None or self.mean_only:
+        count = x.numel() // x.shape[1]
+        if self.frozen or not self.training or self.process_group is not None or self.mean_only or count < 2:
             return super().forward(x)
-        out = TF.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
-        with torch.no_grad():   # the statistics the kernel does not return, from one pass outside the graph
-            var, mean = torch.var_mean(x, dim=(0, 2, 3), correction=0)
-            self.record_batch_statistics(mean, var)
+        # The kernel's own statistics, with no second pass over x: "running" buffers that it
+        # overwrites (momentum 1) with the batch mean and the unbiased variance.
+        mean, var = x.new_zeros(self.num_channels), x.new_ones(self.num_channels)
+        out = TF.batch_norm(x, mean, var, self.weight, self.bias, training=True, momentum=1.0, eps=self.eps)
+        with torch.no_grad():
+            self.record_batch_statistics(mean, var * ((count - 1) / count))   # biased, as tinybin's
         return out
 
 
@@ -198,8 +201,8 @@ def use_native_batch_norm(net):
 class SReLU(nn.Module):
     """max(−1, x); derivative 1 if x > −1 else 0 (0 at the kink, as tinybin)."""
 
-    def forward(self, x):
-        return torch.where(x > -1, x, x.new_tensor(-1.0))
+    def forward(self, x):   # threshold: x if x > −1 else −1, one kernel each way (a where took two, and a mask)
+        return TF.threshold(x, -1.0, -1.0)
 
 
 class Scale(nn.Module):
