@@ -255,7 +255,6 @@ class PadChannels(nn.Module):
         self.extra = int(extra)
 
     def forward(self, x):
-        if self.extra == 0:
-            return x
-        n, _, h, w = x.shape
-        return torch.cat([x, x.new_zeros((n, self.extra, h, w))], dim=1)
+        # pad, not cat with zeros: cat's result is NCHW even for channels_last inputs, and the
+        # residual add and everything after the block would then mix layouts
+        return TF.pad(x, (0, 0, 0, 0, 0, self.extra)) if self.extra else x
