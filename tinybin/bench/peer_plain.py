@@ -8,8 +8,8 @@ backward the identity to the latent W), with the layers a PyTorch user would rea
 `clamp(min=-1)` for sReLU, a small autograd Function for the straight-through sign. It carries
 its own He-normal weights, not tinybin's: same architecture, sizes and work, not the same digits.
 
-torch.compile (inductor, CPU) was tried on this module for a full training step (forward and
-backward): see `bench/peer.py`'s docstring for what it cost and gave on the machine it was tried.
+torch.compile (inductor, CPU) was tried on this module for a whole training step: a 70 s first
+compile, then slower steps than eager (bench/peer.py's docstring has the figures), so it runs eager.
 """
 from __future__ import annotations
 
