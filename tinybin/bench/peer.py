@@ -14,7 +14,8 @@ Which kinds run by default (PEERS): WRN-20-1, batch 125, 3 alternated rounds, on
 2.4–3.0 on 2 cores (noisy: compare within the run), images/s baseline2 / srelu:
 bridge-nchw 272 / 239, bridge-cl 204 / 308, plain-cl 223 / 250, plain-nchw 180 / 200. plain-nchw
 was never the fastest and is left out (`--peers` brings it back); the bridge as it was before its
-sReLU, batch-norm statistics and shortcut were made lean ran 156 / 185 in that run.
+sReLU, batch-norm statistics and shortcut were made lean ran 156 / 185 in that run. A second run
+(load 1.2–2.8): old bridge-cl 149 / 149, bridge-cl 222 / 198, bridge-nchw 219 / 174, plain-cl 222 / 169.
 
 torch.compile (inductor, CPU, torch 2.13) of the plain network, WRN-20-1 srelu, one training step
 compiled whole: the first step took 70 s (5.7 s with the compile cache warm), and afterwards a step
