@@ -7,7 +7,6 @@ import argparse
 import sys
 
 from ..io import check_writable_folder
-from ..kernels import warm
 from ..models.wrn import ABLATIONS, INPUT_NORMS, PADDINGS, VARIANTS
 from ..train import DATASETS, Diverged, TrainConfig, load_data, read_checkpoint, train
 from ..train.config import resume_config
@@ -124,7 +123,6 @@ def config(args) -> TrainConfig:
 
 def run(args) -> int:
     cfg, data = config(args), None
-    warm.helper()   # on a new machine a second process starts compiling kernels (kernels/warm.py)
     if not args.resume:
         with reported():  # the data's mistakes too, before any training
             data = load_data(cfg)[:2]

@@ -85,8 +85,6 @@ _helper = None   # the process started, kept so that it is not reported as aband
 def helper():
     """Start the compiling process when it can help (see above); returns it, or None."""
     global _helper
-    if _helper is not None:
-        return _helper
     if (numba.config.DISABLE_JIT or current().reference or not current().parallel
             or numba.config.NUMBA_NUM_THREADS < 2 or _cached(HELPER[-1])):
         return None

@@ -33,8 +33,8 @@ class Engine:
         return ""
 
     def load_data(self, cfg):
-        # On a new machine a second process starts compiling the kernels the first step needs
-        # last (kernels/warm.py) while this one reads the data (the CLI starts it earlier).
+        # A run's first call here: on a new machine a second process starts compiling the
+        # kernels the first step needs last (kernels/warm.py), while this one reads the data.
         warm.helper()
         return load_data(cfg)[:2]
 
