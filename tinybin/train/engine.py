@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 
-from ..kernels import warm
 from .bn_stats import bn_layers, recalibrate_bn, set_bn_stats
 from .config import load_data
 from .loop import evaluate, fit
@@ -33,9 +32,6 @@ class Engine:
         return ""
 
     def load_data(self, cfg):
-        # A run's first call here: on a new machine a second process starts compiling the
-        # kernels the first step needs last (kernels/warm.py), while this one reads the data.
-        warm.helper()
         return load_data(cfg)[:2]
 
     def start(self, model, optimizer):
