@@ -7,7 +7,9 @@ has only 16 or 32 columns, so the layer is bound by memory traffic, not arithmet
 padded copy of the input; every product is formed in registers. What these loops rely on:
 
 - A register block: B = 16 output channels (one AVX-512 register of float32, two AVX ones) of
-  P = 4 neighbouring output pixels. For every (i, j, c) the block does P·B multiply-adds from P
+  P = 4 neighbouring output pixels. A row whose width is not a multiple of P is computed a few
+  columns wider (over zero padding) and cut: one loop body instead of a second one for the
+  row's end, which doubled the kernel's compile time. For every (i, j, c) the block does P·B multiply-adds from P
   input values and one B-vector of weights, so each loaded weight serves P pixels.
 - The weights are re-laid out blockwise, (OC/B, KH, KW, C, B), and indexed by the loop
   constant j < B in the last place: the compiler then sees B consecutive floats and loads them
@@ -84,25 +86,18 @@ def _forward_rows(xp, w_blocks, out, lo, hi):
         n = r // OH
         oh = r - n * OH
         for ob in range(NB):
-            for ow0 in range(0, OW, P):
-                pixels = min(P, OW - ow0)                # P, or fewer at the row's end
+            for ow0 in range(0, OW, P):                  # OW is a multiple of P (see forward)
                 for q in range(P):
                     for j in range(B):
                         acc[q, j] = 0
                 for i in range(KH):
                     for k in range(KW):
                         for c in range(C):
-                            if pixels == P:              # the constant P lets the compiler unroll
-                                for j in range(B):       # this loop into vector operations
-                                    wv = w_blocks[ob, i, k, c, j]
-                                    for q in range(P):
-                                        acc[q, j] += xp[n, oh + i, ow0 + k + q, c] * wv
-                            else:
-                                for j in range(B):
-                                    wv = w_blocks[ob, i, k, c, j]
-                                    for q in range(pixels):
-                                        acc[q, j] += xp[n, oh + i, ow0 + k + q, c] * wv
-                for q in range(pixels):
+                            for j in range(B):           # the constant P lets the compiler unroll
+                                wv = w_blocks[ob, i, k, c, j]   # these loops into vector operations
+                                for q in range(P):
+                                    acc[q, j] += xp[n, oh + i, ow0 + k + q, c] * wv
+                for q in range(P):
                     for j in range(B):
                         out[n, oh, ow0 + q, ob * B + j] = acc[q, j]
 
@@ -144,12 +139,14 @@ def forward(x, w, padding):
     PT, PB, PL, PR = padding
     N, H, W, _ = x.shape
     assert OC % B == 0, f"direct convolution needs C_out % {B} == 0, got {OC}"
-    xp = np.empty((N, H + PT + PB, W + PL + PR, C), x.dtype)
+    OW = W + PL + PR - KW + 1
+    extra = -OW % P     # output columns computed (from zero padding) and dropped: whole blocks only
+    xp = np.empty((N, H + PT + PB, W + PL + PR + extra, C), x.dtype)
     split(_pad_images, N, np.ascontiguousarray(x), xp, PT, PL)
     w_blocks = np.ascontiguousarray(w.reshape(KH, KW, C, OC // B, B).transpose(3, 0, 1, 2, 4))
-    out = np.empty((N, H + PT + PB - KH + 1, W + PL + PR - KW + 1, OC), x.dtype)
+    out = np.empty((N, H + PT + PB - KH + 1, OW + extra, OC), x.dtype)
     split(_forward_rows, out.shape[0] * out.shape[1], xp, w_blocks, out)
-    return out
+    return np.ascontiguousarray(out[:, :, :OW]) if extra else out
 
 
 def grad_input(dout, w, padding):
