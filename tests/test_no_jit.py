@@ -20,8 +20,8 @@ SCRIPT = textwrap.dedent("""
     from tinybin.tensor import Tensor
 
     assert numba.config.DISABLE_JIT
-    assert not hasattr(bn_numba._stats_parallel, "py_func")      # plain Python functions, not compiled
-    assert not hasattr(direct_numba._forward_row, "py_func")
+    assert not hasattr(bn_numba._stats, "py_func")               # plain Python functions, not compiled
+    assert not hasattr(direct_numba._forward_rows, "py_func")
     warnings.simplefilter("ignore")
     rng = np.random.default_rng(0)
     model = wrn(depth=8, width=1, variant="baseline2", rng=0)

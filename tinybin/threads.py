@@ -1,8 +1,9 @@
 """Thread settings for the two thread pools that share the cores, applied before NumPy loads.
 
-The matrix products run on OpenBLAS's threads (inside NumPy), im2col / col2im on Numba's. By
-default, a thread of either pool that runs out of work keeps spinning for a while, waiting for
-more: an OpenBLAS thread for about 2^28 cycles (~0.1 s), a GNU OpenMP thread similarly. A
+The matrix products run on OpenBLAS's threads (inside NumPy), the Numba kernels on a pool of
+tinybin's own (kernels/workers.py), whose idle threads sleep. By default, a thread of OpenBLAS
+that runs out of work keeps spinning for a while, waiting for more: about 2^28 cycles (~0.1 s);
+a GNU OpenMP thread (Numba's own pool, which earlier kernels used) similarly. A
 convolution alternates products and kernels every few milliseconds, so on a machine with few
 cores the idle pool spins on the core the busy pool needs. Measured on 2 cores (`python -m
 tinybin bench conv`): with parallel kernels and the default spinning, the kernels gained

@@ -21,11 +21,12 @@ as ordinary (slow) Python, and a training step still runs (tests/test_no_jit.py)
 Workspace (columns.py). The column matrix is large; `im2col` writes into one buffer per dtype
 that every conv layer shares, valid until the next kernel call.
 
-Threads. The matrix products run on OpenBLAS's threads, the Numba kernels on Numba's when the
-`parallel` setting is on (by default when both pools were told to sleep when idle; see
+Threads. The matrix products run on OpenBLAS's threads, the Numba kernels on a small pool of
+tinybin's (workers.py: NUMBA_NUM_THREADS threads, the Numba kernels compiled with nogil) when
+the `parallel` setting is on (by default when OpenBLAS was told to let idle threads sleep; see
 `tinybin/threads.py` for why that matters on a machine with few cores). TINYBIN_PARALLEL=0
-keeps the kernels serial; to limit OpenBLAS itself, set OPENBLAS_NUM_THREADS before Python
-starts.
+keeps the kernels on the calling thread; to limit OpenBLAS itself, set OPENBLAS_NUM_THREADS
+before Python starts.
 
 Element-wise and pooling kernels. The activations (pointwise_numba.py) and the average pool
 (pool_numba.py) also have Numba versions, used unless the reference setting is on; their
@@ -43,11 +44,11 @@ mask) under the reference setting; it saves only x and two per-channel vectors. 
 (TINYBIN_FUSED_BN=0) goes back to ops/norm.py's BN and a separate ReLU op.
 """
 from .columns import clear_workspaces, col2im, im2col, workspace
-from .config import Settings, current, driver, implementation, settings
+from .config import Settings, current, implementation, settings
 from .conv_algorithms import ALGORITHMS, ConvPlan
 from .conv_algorithms import plan as conv_plan
 
-__all__ = ["Settings", "settings", "current", "driver", "implementation", "conv_plan", "ConvPlan", "ALGORITHMS",
+__all__ = ["Settings", "settings", "current", "implementation", "conv_plan", "ConvPlan", "ALGORITHMS",
            "im2col", "col2im", "workspace", "clear_workspaces", "pointwise", "pooling", "use_reference", "use_conv"]
 
 

@@ -8,7 +8,7 @@
 
 Field                     environment variable (read on first use)   default
 reference                 TINYBIN_REFERENCE=1        the NumPy reference kernels (*_ref.py) everywhere
-parallel                  TINYBIN_PARALLEL=0|1       Numba kernels on Numba's threads (see below)
+parallel                  TINYBIN_PARALLEL=0|1       Numba kernels shared among threads (see below)
 fused_bn                  TINYBIN_FUSED_BN=0         training BN (+ ReLU) as one op (ops/norm_act.py)
 conv                      TINYBIN_CONV=a+b+...       rows of conv_algorithms.ALGORITHMS, tried in order
 winograd_min_channels     TINYBIN_CONV_MIN_CHANNELS  the fewest in/out channels Winograd takes (64)
@@ -21,9 +21,9 @@ that fits the layer runs it, and im2col, which fits every layer, ends every list
 the narrow ones, im2col for the rest; "im2col" runs everything by im2col). kernels/conv_algorithms.py explains the measurements
 behind the defaults.
 
-parallel: by default on when Numba has more than one thread and both thread pools were told to
-sleep when idle (tinybin/threads.py explains why that matters on a machine with few cores);
-`driver(parallel_kernel, serial_kernel)` is how every kernel picks its loop driver.
+parallel: by default on when Numba is given more than one thread (NUMBA_NUM_THREADS) and
+OpenBLAS's threads were told to sleep when idle (tinybin/threads.py explains why that matters on
+a machine with few cores); kernels/workers.py shares a kernel's work among the threads.
 
 No other module reads a kernel TINYBIN_* variable: a bad value is reported here, naming the
 variable, when the settings are first used.
@@ -149,12 +149,6 @@ class settings:
         global _current
         _current = self.previous
         return False
-
-
-def driver(parallel_kernel, serial_kernel):
-    """The loop driver of a kernel to run now: its parallel one (prange over Numba's threads) when
-    the `parallel` setting is on, else its serial one."""
-    return parallel_kernel if current().parallel else serial_kernel
 
 
 def implementation(kind: str = "im2col"):

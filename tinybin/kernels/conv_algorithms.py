@@ -36,7 +36,7 @@ changes, and the authors' released model keeps its 96.30 % (963/1000). Narrow la
 32×32×16 3.35×, 16×16×32 2.49×, 8×8×64 1.24× (F(4×4) there: 1.30×, so it keeps that stage); on
 WRN-20-4's wide layers direct loses to F(4×4) (0.84–1.11× against 1.46–2.31×). The 3-channel
 stem runs its forward direct and its weight gradient by im2col (C_in % DIRECT_Q). The direct
-kernels' first use compiles for 10–25 s, once (Numba's cache).
+kernels' first use compiles them, once (Numba's cache; `bench conv` prints how long).
 
 A Winograd layer's weight gradient runs by im2col unless winograd_weight_gradient="winograd".
 Serial, Winograd's is the faster (whole conv 1.37, 1.75, 4.73× im2col's), but its (m+2)²

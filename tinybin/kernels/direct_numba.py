@@ -7,7 +7,9 @@ has only 16 or 32 columns, so the layer is bound by memory traffic, not arithmet
 padded copy of the input; every product is formed in registers. What these loops rely on:
 
 - A register block: B = 16 output channels (one AVX-512 register of float32, two AVX ones) of
-  P = 4 neighbouring output pixels. For every (i, j, c) the block does P·B multiply-adds from P
+  P = 4 neighbouring output pixels. A row whose width is not a multiple of P is computed a few
+  columns wider (over zero padding) and cut: one loop body instead of a second one for the
+  row's end, which doubled the kernel's compile time. For every (i, j, c) the block does P·B multiply-adds from P
   input values and one B-vector of weights, so each loaded weight serves P pixels.
 - The weights are re-laid out blockwise, (OC/B, KH, KW, C, B), and indexed by the loop
   constant j < B in the last place: the compiler then sees B consecutive floats and loads them
@@ -23,21 +25,21 @@ padded copy of the input; every product is formed in registers. What these loops
 - Work split for threads where writes are disjoint: forward, one output row (n, oh) per unit;
   weight gradient, a fixed chunk of IMAGES images per unit with its own partial sum, summed in
   chunk order afterwards -- so the result does not depend on the number of threads.
-- Serial and parallel drivers compiled from one loop body; `config.driver` picks one by the
-  `parallel` setting (kernels/config.py) on every call.
+- Each kernel does a range of units and is compiled once per dtype; `workers.split` runs it
+  on one thread or shares the units among threads by the `parallel` setting (kernels/config.py).
 
 Run with NUMBA_DISABLE_JIT=1 to step through these loops as ordinary Python.
 """
 import numba
 import numpy as np
-from numba import carray, njit, prange, types
+from numba import carray, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .config import driver
 from .conv_algorithms import DIRECT_BLOCK as B  # the table checks the same multiples
 from .conv_algorithms import DIRECT_Q as Q
 from .direct_ref import input_gradient_as_forward
+from .workers import split
 
 P = 4                 # output pixels of one register block (B output channels each)
 IMAGES = 2            # images per unit of the weight gradient (its x and dout stay in L2)
@@ -63,112 +65,72 @@ if numba.config.DISABLE_JIT:
         return block.reshape(shape)
 
 
-@njit(cache=True)
-def _pad_image(x, xp, n, PT, PL):
+@njit(cache=True, nogil=True)
+def _pad_images(x, xp, PT, PL, lo, hi):
     N, H, W, C = x.shape
-    xp[n] = 0
-    for h in range(H):
-        for w in range(W):
-            for c in range(C):
-                xp[n, h + PT, w + PL, c] = x[n, h, w, c]
+    for n in range(lo, hi):
+        xp[n] = 0
+        for h in range(H):
+            for w in range(W):
+                for c in range(C):
+                    xp[n, h + PT, w + PL, c] = x[n, h, w, c]
 
 
-@njit(cache=True, fastmath=_FMA)
-def _forward_row(xp, w_blocks, out, r):
-    """Output row r = n*OH + oh: out[n, oh, ow, ob*B + j] = sum_{i, k, c} xp[n, oh+i, ow+k, c] w_blocks[ob, i, k, c, j]."""
+@njit(cache=True, nogil=True, fastmath=_FMA)
+def _forward_rows(xp, w_blocks, out, lo, hi):
+    """Output rows r = n*OH + oh, lo <= r < hi: out[n, oh, ow, ob*B + j] = sum_{i, k, c} xp[n, oh+i, ow+k, c] w_blocks[ob, i, k, c, j]."""
     NB, KH, KW, C, _ = w_blocks.shape
     N, OH, OW, OC = out.shape
-    n = r // OH
-    oh = r - n * OH
     acc = carray(_stack_block(xp.dtype), (P, B))
-    for ob in range(NB):
-        for ow0 in range(0, OW, P):
-            pixels = min(P, OW - ow0)                    # P, or fewer at the row's end
-            for q in range(P):
-                for j in range(B):
-                    acc[q, j] = 0
-            for i in range(KH):
-                for k in range(KW):
-                    for c in range(C):
-                        if pixels == P:                  # the constant P lets the compiler unroll
-                            for j in range(B):           # this loop into vector operations
-                                wv = w_blocks[ob, i, k, c, j]
+    for r in range(lo, hi):
+        n = r // OH
+        oh = r - n * OH
+        for ob in range(NB):
+            for ow0 in range(0, OW, P):                  # OW is a multiple of P (see forward)
+                for q in range(P):
+                    for j in range(B):
+                        acc[q, j] = 0
+                for i in range(KH):
+                    for k in range(KW):
+                        for c in range(C):
+                            for j in range(B):           # the constant P lets the compiler unroll
+                                wv = w_blocks[ob, i, k, c, j]   # these loops into vector operations
                                 for q in range(P):
                                     acc[q, j] += xp[n, oh + i, ow0 + k + q, c] * wv
-                        else:
-                            for j in range(B):
-                                wv = w_blocks[ob, i, k, c, j]
-                                for q in range(pixels):
-                                    acc[q, j] += xp[n, oh + i, ow0 + k + q, c] * wv
-            for q in range(pixels):
-                for j in range(B):
-                    out[n, oh, ow0 + q, ob * B + j] = acc[q, j]
+                for q in range(P):
+                    for j in range(B):
+                        out[n, oh, ow0 + q, ob * B + j] = acc[q, j]
 
 
-@njit(cache=True, fastmath=_FMA)
-def _weights_chunk(x, dout_blocks, part, u, PT, PL):
-    """part[u] = this chunk's images' share of dw; dout_blocks is dout as (N, OH, OW, OC/B, B)."""
+@njit(cache=True, nogil=True, fastmath=_FMA)
+def _weights_chunks(x, dout_blocks, part, PT, PL, lo, hi):
+    """part[u], lo <= u < hi = chunk u's images' share of dw; dout_blocks is dout as (N, OH, OW, OC/B, B)."""
     N, H, W, C = x.shape
     _, OH, OW, NB, _ = dout_blocks.shape
     _, KH, KW, _, OC = part.shape
     acc = carray(_stack_block(x.dtype), (Q, B))
-    for i in range(KH):
-        oh0, oh1 = max(0, PT - i), min(OH, H + PT - i)   # rows whose window row i is inside x
-        for k in range(KW):
-            ow0, ow1 = max(0, PL - k), min(OW, W + PL - k)
-            for c0 in range(0, C, Q):
-                for ob in range(NB):
-                    for q in range(Q):
-                        for j in range(B):
-                            acc[q, j] = 0
-                    for n in range(u * IMAGES, min(N, (u + 1) * IMAGES)):
-                        for oh in range(oh0, oh1):
-                            h = oh + i - PT
-                            for ow in range(ow0, ow1):
-                                w = ow + k - PL
-                                for j in range(B):
-                                    gv = dout_blocks[n, oh, ow, ob, j]
-                                    for q in range(Q):
-                                        acc[q, j] += x[n, h, w, c0 + q] * gv
-                    for q in range(Q):
-                        for j in range(B):
-                            part[u, i, k, c0 + q, ob * B + j] = acc[q, j]
-
-
-@njit(cache=True)
-def _pad_serial(x, xp, PT, PL):
-    for n in range(x.shape[0]):
-        _pad_image(x, xp, n, PT, PL)
-
-
-@njit(parallel=True, cache=True)
-def _pad_parallel(x, xp, PT, PL):
-    for n in prange(x.shape[0]):
-        _pad_image(x, xp, n, PT, PL)
-
-
-@njit(cache=True)
-def _forward_serial(xp, w_blocks, out):
-    for r in range(out.shape[0] * out.shape[1]):
-        _forward_row(xp, w_blocks, out, r)
-
-
-@njit(parallel=True, cache=True)
-def _forward_parallel(xp, w_blocks, out):
-    for r in prange(out.shape[0] * out.shape[1]):     # disjoint output rows per iteration
-        _forward_row(xp, w_blocks, out, r)
-
-
-@njit(cache=True)
-def _weights_serial(x, dout_blocks, part, PT, PL):
-    for u in range(part.shape[0]):
-        _weights_chunk(x, dout_blocks, part, u, PT, PL)
-
-
-@njit(parallel=True, cache=True)
-def _weights_parallel(x, dout_blocks, part, PT, PL):
-    for u in prange(part.shape[0]):                   # one partial sum per chunk
-        _weights_chunk(x, dout_blocks, part, u, PT, PL)
+    for u in range(lo, hi):
+        for i in range(KH):
+            oh0, oh1 = max(0, PT - i), min(OH, H + PT - i)   # rows whose window row i is inside x
+            for k in range(KW):
+                ow0, ow1 = max(0, PL - k), min(OW, W + PL - k)
+                for c0 in range(0, C, Q):
+                    for ob in range(NB):
+                        for q in range(Q):
+                            for j in range(B):
+                                acc[q, j] = 0
+                        for n in range(u * IMAGES, min(N, (u + 1) * IMAGES)):
+                            for oh in range(oh0, oh1):
+                                h = oh + i - PT
+                                for ow in range(ow0, ow1):
+                                    w = ow + k - PL
+                                    for j in range(B):
+                                        gv = dout_blocks[n, oh, ow, ob, j]
+                                        for q in range(Q):
+                                            acc[q, j] += x[n, h, w, c0 + q] * gv
+                        for q in range(Q):
+                            for j in range(B):
+                                part[u, i, k, c0 + q, ob * B + j] = acc[q, j]
 
 
 def forward(x, w, padding):
@@ -177,12 +139,14 @@ def forward(x, w, padding):
     PT, PB, PL, PR = padding
     N, H, W, _ = x.shape
     assert OC % B == 0, f"direct convolution needs C_out % {B} == 0, got {OC}"
-    xp = np.empty((N, H + PT + PB, W + PL + PR, C), x.dtype)
-    driver(_pad_parallel, _pad_serial)(np.ascontiguousarray(x), xp, PT, PL)
+    OW = W + PL + PR - KW + 1
+    extra = -OW % P     # output columns computed (from zero padding) and dropped: whole blocks only
+    xp = np.empty((N, H + PT + PB, W + PL + PR + extra, C), x.dtype)
+    split(_pad_images, N, np.ascontiguousarray(x), xp, PT, PL)
     w_blocks = np.ascontiguousarray(w.reshape(KH, KW, C, OC // B, B).transpose(3, 0, 1, 2, 4))
-    out = np.empty((N, H + PT + PB - KH + 1, W + PL + PR - KW + 1, OC), x.dtype)
-    driver(_forward_parallel, _forward_serial)(xp, w_blocks, out)
-    return out
+    out = np.empty((N, H + PT + PB - KH + 1, OW + extra, OC), x.dtype)
+    split(_forward_rows, out.shape[0] * out.shape[1], xp, w_blocks, out)
+    return np.ascontiguousarray(out[:, :, :OW]) if extra else out
 
 
 def grad_input(dout, w, padding):
@@ -197,6 +161,5 @@ def grad_weights(x, dout, padding, KH, KW):
     assert C % Q == 0 and OC % B == 0, f"direct weight gradient needs C % {Q} == 0, C_out % {B} == 0"
     dout_blocks = np.ascontiguousarray(dout).reshape(dout.shape[:3] + (OC // B, B))
     part = np.empty(((N + IMAGES - 1) // IMAGES, KH, KW, C, OC), x.dtype)
-    driver(_weights_parallel, _weights_serial)(
-        np.ascontiguousarray(x), dout_blocks, part, padding[0], padding[2])
+    split(_weights_chunks, part.shape[0], np.ascontiguousarray(x), dout_blocks, part, padding[0], padding[2])
     return part.sum(axis=0)

@@ -13,9 +13,9 @@ defines N, H, W, C, KH, KW, SH, SW, PT, PB, PL, PR, OH, OW). What these versions
     belongs to one thread alone; its dx (256 KB for 32×32×64 float32) stays in cache while
     cols, the big array, is read strictly front to back. This scatter measured 1.5× faster
     than a gather in which each dx cell collects its <= KH*KW entries from scattered rows.
-- Each kernel is compiled twice from the same loop body (`_im2col_row`, `_col2im_image`):
-  a serial driver and a parallel one (`prange`); `config.driver` picks one by the `parallel`
-  setting (kernels/config.py; see `tinybin/threads.py` for when the parallel ones win).
+- Each kernel does a range of those units (`_im2col_rows`, `_col2im_images`); `workers.split`
+  runs it on one thread or shares the units among threads by the `parallel` setting
+  (kernels/config.py; see `tinybin/threads.py` for when threads win).
 - The caller passes the output buffer, so a workspace can be reused across calls (allocating
   a fresh, page-faulting column matrix on every call costs far more than filling it).
 - `cache=True`: the machine code is stored in `__pycache__` (or NUMBA_CACHE_DIR) and the next
@@ -23,91 +23,69 @@ defines N, H, W, C, KH, KW, SH, SW, PT, PB, PL, PR, OH, OW). What these versions
 
 Run with NUMBA_DISABLE_JIT=1 to step through these loops as ordinary Python.
 """
-from numba import njit, prange
+from numba import njit
 
-from .config import driver
 from .im2col_ref import output_size
+from .workers import split
 
 
-@njit(cache=True)
-def _im2col_row(x, cols, nr, KH, KW, SH, SW, PT, PL, OH, OW):
-    """Fill the OW rows of cols that belong to output row oh of image n (nr = n*OH + oh)."""
+@njit(cache=True, nogil=True)
+def _im2col_rows(x, cols, KH, KW, SH, SW, PT, PL, OH, OW, lo, hi):
+    """Fill the rows of cols that belong to output rows lo..hi-1, output row nr = n*OH + oh of image n."""
     N, H, W, C = x.shape
-    n = nr // OH
-    oh = nr - n * OH
-    for ow in range(OW):
-        row = nr * OW + ow                     # == (n*OH + oh)*OW + ow
-        for i in range(KH):
-            h = oh * SH - PT + i
-            for j in range(KW):
-                w = ow * SW - PL + j
-                base = (i * KW + j) * C
-                if 0 <= h < H and 0 <= w < W:
-                    for c in range(C):
-                        cols[row, base + c] = x[n, h, w, c]
-                else:                          # a padding cell
-                    for c in range(C):
-                        cols[row, base + c] = 0
-
-
-@njit(cache=True)
-def _col2im_image(cols, dx, n, KH, KW, SH, SW, PT, PL, OH, OW):
-    """Fill dx[n] with the sum of the column entries of image n copied from each cell."""
-    N, H, W, C = dx.shape
-    for h in range(H):
-        for w in range(W):
-            for c in range(C):
-                dx[n, h, w, c] = 0
-    for oh in range(OH):
+    for nr in range(lo, hi):
+        n = nr // OH
+        oh = nr - n * OH
         for ow in range(OW):
-            row = (n * OH + oh) * OW + ow      # cols is read front to back
+            row = nr * OW + ow                 # == (n*OH + oh)*OW + ow
             for i in range(KH):
                 h = oh * SH - PT + i
-                if h < 0 or h >= H:            # a padding row: its gradient is dropped
-                    continue
                 for j in range(KW):
                     w = ow * SW - PL + j
-                    if w < 0 or w >= W:
-                        continue
                     base = (i * KW + j) * C
-                    # Overlapping windows saw this cell more than once: add, never assign.
-                    for c in range(C):
-                        dx[n, h, w, c] += cols[row, base + c]
+                    if 0 <= h < H and 0 <= w < W:
+                        for c in range(C):
+                            cols[row, base + c] = x[n, h, w, c]
+                    else:                      # a padding cell
+                        for c in range(C):
+                            cols[row, base + c] = 0
 
 
-@njit(cache=True)
-def _im2col_serial(x, cols, KH, KW, SH, SW, PT, PL, OH, OW):
-    for nr in range(x.shape[0] * OH):
-        _im2col_row(x, cols, nr, KH, KW, SH, SW, PT, PL, OH, OW)
-
-
-@njit(parallel=True, cache=True)
-def _im2col_parallel(x, cols, KH, KW, SH, SW, PT, PL, OH, OW):
-    for nr in prange(x.shape[0] * OH):         # disjoint rows of cols per iteration
-        _im2col_row(x, cols, nr, KH, KW, SH, SW, PT, PL, OH, OW)
-
-
-@njit(cache=True)
-def _col2im_serial(cols, dx, KH, KW, SH, SW, PT, PL, OH, OW):
-    for n in range(dx.shape[0]):
-        _col2im_image(cols, dx, n, KH, KW, SH, SW, PT, PL, OH, OW)
-
-
-@njit(parallel=True, cache=True)
-def _col2im_parallel(cols, dx, KH, KW, SH, SW, PT, PL, OH, OW):
-    for n in prange(dx.shape[0]):              # one image per iteration: its dx is its own
-        _col2im_image(cols, dx, n, KH, KW, SH, SW, PT, PL, OH, OW)
+@njit(cache=True, nogil=True)
+def _col2im_images(cols, dx, KH, KW, SH, SW, PT, PL, OH, OW, lo, hi):
+    """Fill dx[n], n = lo..hi-1, with the sum of the column entries of image n copied from each cell."""
+    N, H, W, C = dx.shape
+    for n in range(lo, hi):
+        for h in range(H):
+            for w in range(W):
+                for c in range(C):
+                    dx[n, h, w, c] = 0
+        for oh in range(OH):
+            for ow in range(OW):
+                row = (n * OH + oh) * OW + ow  # cols is read front to back
+                for i in range(KH):
+                    h = oh * SH - PT + i
+                    if h < 0 or h >= H:        # a padding row: its gradient is dropped
+                        continue
+                    for j in range(KW):
+                        w = ow * SW - PL + j
+                        if w < 0 or w >= W:
+                            continue
+                        base = (i * KW + j) * C
+                        # Overlapping windows saw this cell more than once: add, never assign.
+                        for c in range(C):
+                            dx[n, h, w, c] += cols[row, base + c]
 
 
 def im2col(x, cols, KH, KW, SH, SW, PT, PB, PL, PR):
     """Fill cols (N*OH*OW, KH*KW*C) with the windows of x (N, H, W, C); return cols."""
     OH, OW = output_size(x.shape[1], x.shape[2], KH, KW, SH, SW, PT, PB, PL, PR)
-    driver(_im2col_parallel, _im2col_serial)(x, cols, KH, KW, SH, SW, PT, PL, OH, OW)
+    split(_im2col_rows, x.shape[0] * OH, x, cols, KH, KW, SH, SW, PT, PL, OH, OW)
     return cols
 
 
 def col2im(cols, dx, KH, KW, SH, SW, PT, PB, PL, PR):
     """Fill dx (N, H, W, C) with the sum of the column entries copied from each cell; return dx."""
     OH, OW = output_size(dx.shape[1], dx.shape[2], KH, KW, SH, SW, PT, PB, PL, PR)
-    driver(_col2im_parallel, _col2im_serial)(cols, dx, KH, KW, SH, SW, PT, PL, OH, OW)
+    split(_col2im_images, dx.shape[0], cols, dx, KH, KW, SH, SW, PT, PL, OH, OW)
     return dx

@@ -13,96 +13,74 @@ output, and the single core: one unit of parallel work is one output row (n, oh)
 row (n, h) in the backward, each written by one thread only.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .config import driver
+from .workers import split
 
 
-@njit(cache=True)
-def _forward_row(x, count, out, r, KH, KW, SH, SW, PT, PL):
+@njit(cache=True, nogil=True)
+def _forward_rows(x, count, out, KH, KW, SH, SW, PT, PL, lo, hi):
+    """Output rows r = n*OH + oh, lo <= r < hi."""
     N, H, W, C = x.shape
     OH, OW = out.shape[1], out.shape[2]
-    n = r // OH
-    oh = r - n * OH
     zero = x.dtype.type(0)
-    for ow in range(OW):
-        for c in range(C):
-            out[n, oh, ow, c] = zero
-        for i in range(KH):
-            h = oh * SH - PT + i
-            for j in range(KW):
-                w = ow * SW - PL + j
-                if 0 <= h < H and 0 <= w < W:
-                    for c in range(C):
-                        out[n, oh, ow, c] += x[n, h, w, c]
-                else:                                   # a padding cell adds its zero, as in NumPy
-                    for c in range(C):
-                        out[n, oh, ow, c] += zero
-        d = count[oh, ow]
-        for c in range(C):
-            out[n, oh, ow, c] /= d
+    for r in range(lo, hi):
+        n = r // OH
+        oh = r - n * OH
+        for ow in range(OW):
+            for c in range(C):
+                out[n, oh, ow, c] = zero
+            for i in range(KH):
+                h = oh * SH - PT + i
+                for j in range(KW):
+                    w = ow * SW - PL + j
+                    if 0 <= h < H and 0 <= w < W:
+                        for c in range(C):
+                            out[n, oh, ow, c] += x[n, h, w, c]
+                    else:                               # a padding cell adds its zero, as in NumPy
+                        for c in range(C):
+                            out[n, oh, ow, c] += zero
+            d = count[oh, ow]
+            for c in range(C):
+                out[n, oh, ow, c] /= d
 
 
-@njit(cache=True)
-def _backward_row(g, dx, r, KH, KW, SH, SW, PT, PL):
-    """dx row (n, h): each cell the sum of g over the windows that contain it."""
+@njit(cache=True, nogil=True)
+def _backward_rows(g, dx, KH, KW, SH, SW, PT, PL, lo, hi):
+    """dx rows r = n*H + h, lo <= r < hi: each cell the sum of g over the windows that contain it."""
     N, H, W, C = dx.shape
     OH, OW = g.shape[1], g.shape[2]
-    n = r // H
-    h = r - n * H
-    for w in range(W):
-        for c in range(C):
-            dx[n, h, w, c] = 0
-        for i in range(KH):
-            a = h + PT - i                              # oh * SH, if this window exists
-            if a < 0 or a % SH != 0 or a // SH >= OH:
-                continue
-            oh = a // SH
-            for j in range(KW):
-                b = w + PL - j
-                if b < 0 or b % SW != 0 or b // SW >= OW:
+    for r in range(lo, hi):
+        n = r // H
+        h = r - n * H
+        for w in range(W):
+            for c in range(C):
+                dx[n, h, w, c] = 0
+            for i in range(KH):
+                a = h + PT - i                          # oh * SH, if this window exists
+                if a < 0 or a % SH != 0 or a // SH >= OH:
                     continue
-                ow = b // SW
-                for c in range(C):
-                    dx[n, h, w, c] += g[n, oh, ow, c]
-
-
-@njit(parallel=True, cache=True)
-def _forward_parallel(x, count, out, KH, KW, SH, SW, PT, PL):
-    for r in prange(out.shape[0] * out.shape[1]):
-        _forward_row(x, count, out, r, KH, KW, SH, SW, PT, PL)
-
-
-@njit(cache=True)
-def _forward_serial(x, count, out, KH, KW, SH, SW, PT, PL):
-    for r in range(out.shape[0] * out.shape[1]):
-        _forward_row(x, count, out, r, KH, KW, SH, SW, PT, PL)
-
-
-@njit(parallel=True, cache=True)
-def _backward_parallel(g, dx, KH, KW, SH, SW, PT, PL):
-    for r in prange(dx.shape[0] * dx.shape[1]):
-        _backward_row(g, dx, r, KH, KW, SH, SW, PT, PL)
-
-
-@njit(cache=True)
-def _backward_serial(g, dx, KH, KW, SH, SW, PT, PL):
-    for r in range(dx.shape[0] * dx.shape[1]):
-        _backward_row(g, dx, r, KH, KW, SH, SW, PT, PL)
+                oh = a // SH
+                for j in range(KW):
+                    b = w + PL - j
+                    if b < 0 or b % SW != 0 or b // SW >= OW:
+                        continue
+                    ow = b // SW
+                    for c in range(C):
+                        dx[n, h, w, c] += g[n, oh, ow, c]
 
 
 def avg_pool_forward(x, count, KH, KW, SH, SW, PT, PL, OH, OW):
     """out (N, OH, OW, C): each window's sum over its real cells of x (N, H, W, C), divided by
     count (OH, OW), the number of those cells."""
     out = np.empty((x.shape[0], OH, OW, x.shape[3]), x.dtype)
-    run = driver(_forward_parallel, _forward_serial)
-    run(np.ascontiguousarray(x), count.astype(x.dtype), out, KH, KW, SH, SW, PT, PL)
+    split(_forward_rows, out.shape[0] * OH, np.ascontiguousarray(x), count.astype(x.dtype), out,
+          KH, KW, SH, SW, PT, PL)
     return out
 
 
 def avg_pool_backward(g, x_shape, KH, KW, SH, SW, PT, PL):
     """dx (x_shape): each cell the sum of g = dout / count over the windows that contain it."""
     dx = np.empty(x_shape, g.dtype)
-    run = driver(_backward_parallel, _backward_serial)
-    run(np.ascontiguousarray(g), dx, KH, KW, SH, SW, PT, PL)
+    split(_backward_rows, dx.shape[0] * dx.shape[1], np.ascontiguousarray(g), dx, KH, KW, SH, SW, PT, PL)
     return dx

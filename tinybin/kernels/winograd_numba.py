@@ -10,148 +10,124 @@ Bᵀ, G, Aᵀ, T = m + 2, TH, TW, P and the tile layout). What these versions re
   channels with unit stride, and the compiler vectorises it.
 - The transform matrices are small and partly zero (Bᵀ of F(4, 3) has 22 non-zeros of 36):
   a zero coefficient skips its whole channel loop, the test costs one branch per C values.
-- One gather kernel, `_gather_tiles`, serves two transforms: the input's Bᵀ d B (T×T tiles
+- One gather kernel, `_gather_rows`, serves two transforms: the input's Bᵀ d B (T×T tiles
   overlapping by 2) and the output gradient's A dY Aᵀ (m×m tiles, no overlap) -- both read
   a square tile at stride m and multiply it by one matrix from both sides.
 - Work split for threads where writes are disjoint: one unit is one row of tiles of one image,
   (n, th). It writes its own TW tiles of V (or its own m output rows in `output_tiles`).
-- Serial and parallel drivers compiled from one loop body; `config.driver` picks one by the
-  `parallel` setting (kernels/config.py) on every call.
+- Each kernel does a range of units; `workers.split` runs it on one thread or shares the units
+  among threads by the `parallel` setting (kernels/config.py) on every call.
 - `cache=True`: compiled once per dtype, loaded from the cache by later processes.
 
 Run with NUMBA_DISABLE_JIT=1 to step through these loops as ordinary Python.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .config import driver
 from .winograd_ref import matrices
+from .workers import split
 
 
-@njit(cache=True)
-def _gather_row(src, dst, L, r, m, S, PT, PL, TH, TW):
+@njit(cache=True, nogil=True)
+def _gather_rows(src, dst, L, m, S, PT, PL, TH, TW, lo, hi):
     """dst[a*T + b, p] = sum_{u,v} L[a, u] L[b, v] src[n, th*m + u - PT, tw*m + v - PL]
-    for the TW tiles p of tile row r = n*TH + th; L is (T, S), tiles are S×S, zero outside src."""
+    for the TW tiles p of each tile row r = n*TH + th, lo <= r < hi; L is (T, S), tiles are
+    S×S, zero outside src."""
     N, H, W, C = src.shape
     T = L.shape[0]
-    n = r // TH
-    th = r - n * TH
     d = np.empty((S, S, C), src.dtype)                # one tile
     t = np.empty((T, S, C), src.dtype)                # L d
-    for tw in range(TW):
-        p = r * TW + tw
-        for u in range(S):                            # gather, zeros outside src
-            h = th * m + u - PT
-            for v in range(S):
-                w = tw * m + v - PL
-                if 0 <= h < H and 0 <= w < W:
-                    for c in range(C):
-                        d[u, v, c] = src[n, h, w, c]
-                else:
-                    for c in range(C):
-                        d[u, v, c] = 0
-        for a in range(T):                            # t = L d       (rows)
-            for v in range(S):
-                for c in range(C):
-                    t[a, v, c] = 0
-            for u in range(S):
-                k = L[a, u]
-                if k != 0:
-                    for v in range(S):
-                        for c in range(C):
-                            t[a, v, c] += k * d[u, v, c]
-        for a in range(T):                            # dst = t Lᵀ   (columns)
-            for b in range(T):
-                row = a * T + b
-                for c in range(C):
-                    dst[row, p, c] = 0
+    for r in range(lo, hi):
+        n = r // TH
+        th = r - n * TH
+        for tw in range(TW):
+            p = r * TW + tw
+            for u in range(S):                        # gather, zeros outside src
+                h = th * m + u - PT
                 for v in range(S):
-                    k = L[b, v]
-                    if k != 0:
+                    w = tw * m + v - PL
+                    if 0 <= h < H and 0 <= w < W:
                         for c in range(C):
-                            dst[row, p, c] += k * t[a, v, c]
+                            d[u, v, c] = src[n, h, w, c]
+                    else:
+                        for c in range(C):
+                            d[u, v, c] = 0
+            for a in range(T):                        # t = L d       (rows)
+                for v in range(S):
+                    for c in range(C):
+                        t[a, v, c] = 0
+                for u in range(S):
+                    k = L[a, u]
+                    if k != 0:
+                        for v in range(S):
+                            for c in range(C):
+                                t[a, v, c] += k * d[u, v, c]
+            for a in range(T):                        # dst = t Lᵀ   (columns)
+                for b in range(T):
+                    row = a * T + b
+                    for c in range(C):
+                        dst[row, p, c] = 0
+                    for v in range(S):
+                        k = L[b, v]
+                        if k != 0:
+                            for c in range(C):
+                                dst[row, p, c] += k * t[a, v, c]
 
 
-@njit(cache=True)
-def _output_row(M, out, AT, r, m, TH, TW):
-    """out tile rows of r = n*TH + th: Y = Aᵀ M[., p] A for its TW tiles, cropped to OH, OW."""
+@njit(cache=True, nogil=True)
+def _output_rows(M, out, AT, m, TH, TW, lo, hi):
+    """out tile rows r = n*TH + th, lo <= r < hi: Y = Aᵀ M[., p] A for their TW tiles, cropped to OH, OW."""
     N, OH, OW, OC = out.shape
     T = AT.shape[1]
-    n = r // TH
-    th = r - n * TH
     t = np.empty((m, T, OC), M.dtype)                 # Aᵀ M
-    for tw in range(TW):
-        p = r * TW + tw
-        for u in range(m):
-            for b in range(T):
-                for c in range(OC):
-                    t[u, b, c] = 0
-            for a in range(T):
-                k = AT[u, a]
-                if k != 0:
-                    for b in range(T):
-                        for c in range(OC):
-                            t[u, b, c] += k * M[a * T + b, p, c]
-        for u in range(m):
-            oh = th * m + u
-            if oh >= OH:                               # an edge tile: drop the extra rows
-                break
-            for v in range(m):
-                ow = tw * m + v
-                if ow >= OW:
-                    break
-                for c in range(OC):
-                    out[n, oh, ow, c] = 0
+    for r in range(lo, hi):
+        n = r // TH
+        th = r - n * TH
+        for tw in range(TW):
+            p = r * TW + tw
+            for u in range(m):
                 for b in range(T):
-                    k = AT[v, b]
+                    for c in range(OC):
+                        t[u, b, c] = 0
+                for a in range(T):
+                    k = AT[u, a]
                     if k != 0:
-                        for c in range(OC):
-                            out[n, oh, ow, c] += k * t[u, b, c]
-
-
-@njit(cache=True)
-def _gather_serial(src, dst, L, m, S, PT, PL, TH, TW):
-    for r in range(src.shape[0] * TH):
-        _gather_row(src, dst, L, r, m, S, PT, PL, TH, TW)
-
-
-@njit(parallel=True, cache=True)
-def _gather_parallel(src, dst, L, m, S, PT, PL, TH, TW):
-    for r in prange(src.shape[0] * TH):               # disjoint tiles of dst per iteration
-        _gather_row(src, dst, L, r, m, S, PT, PL, TH, TW)
-
-
-@njit(cache=True)
-def _output_serial(M, out, AT, m, TH, TW):
-    for r in range(out.shape[0] * TH):
-        _output_row(M, out, AT, r, m, TH, TW)
-
-
-@njit(parallel=True, cache=True)
-def _output_parallel(M, out, AT, m, TH, TW):
-    for r in prange(out.shape[0] * TH):               # disjoint output rows per iteration
-        _output_row(M, out, AT, r, m, TH, TW)
+                        for b in range(T):
+                            for c in range(OC):
+                                t[u, b, c] += k * M[a * T + b, p, c]
+            for u in range(m):
+                oh = th * m + u
+                if oh >= OH:                           # an edge tile: drop the extra rows
+                    break
+                for v in range(m):
+                    ow = tw * m + v
+                    if ow >= OW:
+                        break
+                    for c in range(OC):
+                        out[n, oh, ow, c] = 0
+                    for b in range(T):
+                        k = AT[v, b]
+                        if k != 0:
+                            for c in range(OC):
+                                out[n, oh, ow, c] += k * t[u, b, c]
 
 
 def input_tiles(x, V, m, PT, PL, TH, TW):
     """Fill V (T*T, N*TH*TW, C) with the transformed input tiles Bᵀ d B; return V."""
     BT, _, _ = matrices(m, x.dtype)
-    run = driver(_gather_parallel, _gather_serial)
-    run(x, V, BT, m, m + 2, PT, PL, TH, TW)
+    split(_gather_rows, x.shape[0] * TH, x, V, BT, m, m + 2, PT, PL, TH, TW)
     return V
 
 
 def dout_tiles(dout, dM, m, TH, TW):
     """Fill dM (T*T, N*TH*TW, OC) with A dY Aᵀ for each m×m tile dY of dout; return dM."""
     _, _, AT = matrices(m, dout.dtype)
-    run = driver(_gather_parallel, _gather_serial)
-    run(dout, dM, np.ascontiguousarray(AT.T), m, m, 0, 0, TH, TW)
+    split(_gather_rows, dout.shape[0] * TH, dout, dM, np.ascontiguousarray(AT.T), m, m, 0, 0, TH, TW)
     return dM
 
 
 def output_tiles(M, out, m, TH, TW):
     """Fill out (N, OH, OW, OC) with the output tiles Aᵀ M A; return out."""
     _, _, AT = matrices(m, M.dtype)
-    run = driver(_output_parallel, _output_serial)
-    run(M, out, AT, m, TH, TW)
+    split(_output_rows, out.shape[0] * TH, M, out, AT, m, TH, TW)
     return out

@@ -179,7 +179,7 @@ def epochs(run: Run, hooks=()) -> dict:
     progress = Progress(total_steps)
     progress.live = progress.live and engine.rank == 0   # one bar, on the process that logs
     history, meter = {}, None
-    progress.note("first step: a new machine compiles the kernels first (once; cached after)…")
+    progress.note("first step: compiling kernels, once per machine (from the cache later: seconds)…")
     try:
         for epoch in range(run.start_epoch, run.end_epoch):
             meter = _Meter(epoch, total_steps, cfg.batch_size, progress)
