@@ -20,6 +20,7 @@ from tinybin.models import wrn  # noqa: E402
 pytestmark = pytest.mark.torch
 
 ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = str(Path(sys.modules["tinybin"].__file__).resolve().parent)   # where a traceback of ours points
 ARCHIVE = ROOT / "datasets" / "cifar-10-subset-python.tar.gz"
 
 
@@ -153,8 +154,9 @@ def torchrun(*flags, nproc=2):
 
 def our_lines(text):
     """What the processes printed (messages, or a traceback through tinybin's files), without
-    torchrun's own log lines and failure report (which has a traceback of its own)."""
-    return [l for l in text.splitlines() if l.startswith(("error:", "warning:", "diverged")) or "tinybin/" in l]
+    torchrun's own log lines and failure report (which has a traceback of its own; a checkout
+    folder named tinybin appears in its paths too, so a traceback line is matched by the package's path)."""
+    return [l for l in text.splitlines() if l.startswith(("error:", "warning:", "diverged")) or f'"{PACKAGE}/' in l]
 
 
 def test_under_torchrun_a_bad_flag_is_one_line_from_rank_0():
@@ -196,7 +198,7 @@ def test_a_killed_process_ends_the_others_with_one_line_and_the_run_resumes_unde
     assert run.returncode != 0
     errors = [l for l in our_lines(stderr) if l.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: rank 1 ended") and "--resume" in errors[0], stderr
-    assert not [l for l in our_lines(stderr) if "tinybin/" in l], stderr     # no traceback of ours
+    assert not [l for l in our_lines(stderr) if PACKAGE in l], stderr     # no traceback of ours
     with np.load(out / "checkpoint.npz") as f:
         done = json.loads(str(f["meta"]))["epoch"]
     assert 1 <= done < 40 and f"holds epoch {done}" in errors[0]
