@@ -21,6 +21,17 @@ def fake_engine(speeds, peaks=None):
     return run_one, calls
 
 
+def fixed_ticks(steal_share=0.0, per_process=1000):
+    """cpu_ticks() of a machine whose host takes steal_share of the CPU time: (stolen, total), read in pairs."""
+    state = {"stolen": 0, "total": 0}
+
+    def ticks():
+        state["stolen"] += int(steal_share * per_process / 2)
+        state["total"] += per_process // 2
+        return state["stolen"], state["total"]
+    return ticks
+
+
 def fixed_loads(values):
     it = itertools.cycle(values)
     return lambda: next(it)
@@ -32,7 +43,7 @@ def test_the_fastest_peer_kind_is_the_reference_and_targets_follow_it(capsys):
               (10, "srelu"): {"": 10.0, "bridge-nchw": 9.0, "bridge-cl": 10.0, "plain-cl": 9.5}}
     run_one, calls = fake_engine(speeds, peaks={"": 90.0, "plain-cl": 95.0, "bridge-cl": 80.0, "bridge-nchw": 50.0})
     table = versus.compare_with_torch([(1, "baseline2"), (1, "srelu"), (10, "srelu")], run_one, rounds=2,
-                                      peers=PEERS, loadavg=fixed_loads([0.2, 0.4]), cpus=2)
+                                      peers=PEERS, loadavg=fixed_loads([0.2, 0.4]), cpus=2, ticks=fixed_ticks())
     out = capsys.readouterr().out
     b2, sr, wide = table["WRN-20-1 baseline2"], table["WRN-20-1 srelu"], table["WRN-20-10 srelu"]
     assert b2["best"] == "plain-cl" and b2["ratio"] == pytest.approx(1.10)
@@ -56,7 +67,8 @@ def test_the_fastest_peer_kind_is_the_reference_and_targets_follow_it(capsys):
 def test_rounds_alternate_and_the_median_is_taken():
     speeds = {(4, "srelu"): {"": [10.0, 30.0, 20.0], "bridge-nchw": 5.0, "bridge-cl": 5.0, "plain-cl": [1.0, 9.0, 2.0]}}
     run_one, calls = fake_engine(speeds)
-    row = versus.compare_with_torch([(4, "srelu")], run_one, rounds=3, peers=PEERS, loadavg=fixed_loads([0.1]))["WRN-20-4 srelu"]
+    row = versus.compare_with_torch([(4, "srelu")], run_one, rounds=3, peers=PEERS, loadavg=fixed_loads([0.1]),
+                                    ticks=fixed_ticks())["WRN-20-4 srelu"]
     assert row["tinybin"] == 20.0 and row["speed"]["plain-cl"] == 2.0 and row["best"] in ("bridge-nchw", "bridge-cl")
     firsts = [calls[i][2] for i in (0, 4, 8)]
     assert firsts == ["", "bridge-nchw", "bridge-cl"]                      # each round starts with the next engine
@@ -66,7 +78,8 @@ def test_a_busy_machine_is_named_with_how_far_the_load_moved(capsys):
     speeds = {(1, "srelu"): {"": 1.0, "bridge-nchw": 1.0, "bridge-cl": 1.0, "plain-cl": 1.0}}
     run_one, _ = fake_engine(speeds)
     loads = iter([0.5, 0.9, 1.0, 3.5, 3.0, 3.2, 2.0, 2.4])
-    versus.compare_with_torch([(1, "srelu")], run_one, rounds=1, peers=PEERS, loadavg=lambda: next(loads), cpus=2)
+    versus.compare_with_torch([(1, "srelu")], run_one, rounds=1, peers=PEERS, loadavg=lambda: next(loads), cpus=2,
+                             ticks=fixed_ticks())
     warning = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("warning"))
     assert "busy" in warning and "0.5–3.5" in warning and "favours tinybin" in warning
     assert "up to 2.5 during one process" in warning and "from 0.5 to 2.4" in warning
@@ -88,3 +101,25 @@ def test_config_set_all_has_the_six_rows_and_the_default_four():
     assert parse_configs(CONFIG_SETS["default"]) == parse_configs("all")[:4]
     with pytest.raises(ValueError, match="'alll'"):
         parse_configs("alll")
+
+
+def test_time_stolen_by_the_host_is_shown_and_warned_about(capsys):
+    speeds = {(1, "srelu"): {"": 1.0, "bridge-nchw": 1.0, "bridge-cl": 1.0, "plain-cl": 1.0}}
+    run_one, _ = fake_engine(speeds)
+    table = versus.compare_with_torch([(1, "srelu")], run_one, rounds=1, peers=PEERS, loadavg=fixed_loads([0.1]),
+                                      cpus=2, ticks=fixed_ticks(0.2))
+    out = capsys.readouterr().out
+    assert table["WRN-20-1 srelu"]["steal"] == pytest.approx(0.2)
+    assert next(line for line in out.splitlines() if line.startswith("WRN-20-1 srelu")).endswith("20 %")
+    warning = next(line for line in out.splitlines() if line.startswith("warning"))
+    assert "20 %" in warning and "steal" in warning and "busy" not in out   # a quiet load, a noisy host
+    quiet = versus.compare_with_torch([(1, "srelu")], run_one, rounds=1, peers=PEERS, loadavg=fixed_loads([0.1]),
+                                      cpus=2, ticks=fixed_ticks(0.01))
+    assert quiet["WRN-20-1 srelu"]["steal"] == pytest.approx(0.01) and "warning" not in capsys.readouterr().out
+
+
+def test_steal_is_unknown_without_proc_stat_or_for_a_blink():
+    assert versus.timed(lambda: 7, lambda: 0.0, lambda: None) == (7, 0.0, 0.0, None)
+    assert versus.timed(lambda: 7, lambda: 0.0, fixed_ticks(0.5, per_process=10))[3] is None   # 10 ticks
+    stolen, total = versus.cpu_ticks() or (0, 1)                          # the real one, where it exists
+    assert 0 <= stolen <= total
