@@ -160,8 +160,10 @@ def test_bench_vs_torch_prints_every_engine_the_loads_and_the_targets():
     tinybin, *peers, ratio = row.split()[2:7]
     assert min(float(tinybin), *map(float, peers)) > 0 and len(peers) == 3
     assert float(ratio.rstrip("x")) == pytest.approx(float(tinybin) / max(map(float, peers)), rel=0.02)
-    low, high = map(float, row.split()[-1].split("–"))
-    assert 0 <= low <= high
+    tokens = row.split()                                                   # ... load "a–b", steal "n %" or "n/a"
+    load = tokens[-2] if tokens[-1] == "n/a" else tokens[-3]
+    low, high = map(float, load.split("–"))
+    assert 0 <= low <= high and (tokens[-1] == "n/a" or (tokens[-1] == "%" and 0 <= float(tokens[-2]) <= 100))
     assert "target WRN-8-1 baseline2 >= 1.05x the best PyTorch" in proc.stdout
     assert "target WRN-8-1 baseline2 peak memory <= the fastest PyTorch's" in proc.stdout
 
