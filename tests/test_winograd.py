@@ -224,3 +224,39 @@ def test_environment_read_as_typed_settings():
                                        winograd_weight_gradient="winograd", winograd_float64=True)
     with kernels.use_conv("winograd2", min_channels=16, dw="winograd", float64=True):   # earlier releases' name
         assert kernels.current().conv == ("winograd2", "im2col") and kernels.current().winograd_min_channels == 16
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("T2, P, C, OC", [(16, 700, 8, 16), (36, 40, 16, 32), (4, 3, 5, 7)])
+def test_weight_products_equal_the_reference_on_any_number_of_threads(T2, P, C, OC, dtype):
+    """The Numba products of the weight gradient (chunks of tiles, register blocks; a shape off
+    the block falls back to matmul) against winograd_ref's matmul, and serial against parallel
+    bit for bit: P = 700 tiles makes 3 chunks whose partial sums are added."""
+    rng = np.random.default_rng(60)
+    V, dM = rng.standard_normal((T2, P, C)).astype(dtype), rng.standard_normal((T2, P, OC)).astype(dtype)
+    want = winograd_ref.weight_products(V.astype(np.float64), dM.astype(np.float64))
+    with kernels.settings(parallel=False):
+        serial = winograd_numba.weight_products(V, dM)
+    with kernels.settings(parallel=True):
+        parallel = winograd_numba.weight_products(V, dM)
+    assert serial.shape == (T2, C, OC) and serial.dtype == dtype
+    np.testing.assert_allclose(serial, want, rtol=1e-12 if dtype == np.float64 else 2e-4, atol=1e-9 if dtype == np.float64 else 2e-3)
+    assert np.array_equal(serial, parallel)
+    if P > winograd_numba.MIN_ROWS:
+        assert -(-P // max(winograd_numba.MIN_ROWS, -(-P // winograd_numba.CHUNKS))) > 1   # several chunks ran
+
+
+def test_gradcheck_of_the_winograd_weight_gradient_through_the_products_kernel():
+    """dw of a Winograd layer wide enough for the products' register block (C 8, OC 16), float64,
+    against central differences with a random upstream gradient."""
+    rng = np.random.default_rng(61)
+    x_data, w_data = rng.standard_normal((2, 6, 7, 8)), rng.standard_normal((3, 3, 8, 16))
+    with kernels.settings(conv="winograd4", winograd_min_channels=8, winograd_weight_gradient="winograd",
+                          winograd_float64=True):
+        w = Tensor(w_data, requires_grad=True)
+        out = F.conv2d(Tensor(x_data), w, stride=1, padding=1)
+        dout = rng.standard_normal(out.shape)
+        out.backward(dout)
+        assert kernels.conv_plan(w_data.shape, (1, 1), (1, 1, 1, 1), np.float64).weight_gradient.algorithm == "winograd4"
+        f = lambda: F.conv2d(Tensor(x_data), Tensor(w_data), stride=1, padding=1).data  # noqa: E731
+        assert rel_error(w.grad, numerical_grad(f, w_data, dout, eps=1e-3)) < 1e-6

@@ -88,5 +88,5 @@ def weight_gradient(x, dout, padding, m):
     V, dM = _buffers([(T * T, P, C), (T * T, P, OC)], x.dtype)
     impl.input_tiles(np.ascontiguousarray(x), V, m, PT, PL, TH, TW)        # T*T, P, C
     impl.dout_tiles(np.ascontiguousarray(dout), dM, m, TH, TW)             # T*T, P, OC
-    dU = np.matmul(V.transpose(0, 2, 1), dM)                               # T*T, C, OC
+    dU = impl.weight_products(V, dM)                                       # T*T, C, OC
     return winograd_ref.weights_gradient(dU, m)                            # 3, 3, C, OC

@@ -18,10 +18,7 @@ padded copy of the input; every product is formed in registers. What these loops
 - The weights are re-laid out blockwise, (OC/B, KH, KW, C, B), and indexed by the loop
   constant j < B in the last place: the compiler then sees B consecutive floats and loads them
   as one vector (indexing w[..., ob*B + j] hides that behind the negative-index check).
-- The accumulator block lives on the stack (`_stack_block`), not the heap: the compiler can
-  prove stack memory distinct from the arrays read, and keeps the block close (measured
-  10–15 % faster than an np.empty block). Under NUMBA_DISABLE_JIT=1 there is no compiler to
-  place it: an ordinary array of the same size stands in.
+- The accumulator block lives on the stack (registers.py says why), not the heap.
 - Loop order j (the B lanes) outside, q (pixels or input channels) inside: the compiler turns
   the B iterations into vector operations in this order and not in the other (measured: the
   weight gradient took 11× longer with q outside).
@@ -34,15 +31,13 @@ padded copy of the input; every product is formed in registers. What these loops
 
 Run with NUMBA_DISABLE_JIT=1 to step through these loops as ordinary Python.
 """
-import numba
 import numpy as np
-from numba import carray, njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
+from numba import njit
 
 from .conv_algorithms import DIRECT_BLOCK as B  # the table checks the same multiples
 from .conv_algorithms import DIRECT_Q as Q
 from .direct_ref import input_gradient_as_forward
+from .registers import ELEMENTS, block, carray
 from .workers import split
 
 P = 8                 # output pixels of one register block (B output channels each)
@@ -50,23 +45,7 @@ IMAGES = 2            # images per unit of the weight gradient (its x and dout s
 _FMA = {"contract"}
 
 
-@intrinsic
-def _stack_block(typingctx, dtype):
-    """A pointer to P*B >= Q*B elements of dtype on the stack (an LLVM alloca)."""
-    def codegen(context, builder, signature, args):
-        size = context.get_constant(types.intp, P * B)
-        return cgutils.alloca_once(builder, context.get_value_type(dtype.dtype), size=size)
-    return types.CPointer(dtype.dtype)(dtype), codegen
-
-
-if numba.config.DISABLE_JIT:
-    # As plain Python (NUMBA_DISABLE_JIT=1, for a debugger) an intrinsic cannot run, and carray
-    # wants a ctypes pointer: the block is an ordinary array there, and carray(block, shape) its view.
-    def _stack_block(dtype):
-        return np.zeros(P * B, dtype)
-
-    def carray(block, shape):
-        return block.reshape(shape)
+assert P * B <= ELEMENTS and Q * B <= ELEMENTS
 
 
 @njit(cache=True, nogil=True)
@@ -85,7 +64,7 @@ def _forward_rows(xp, w_blocks, out, lo, hi):
     """Output rows r = n*OH + oh, lo <= r < hi: out[n, oh, ow, ob*B + j] = sum_{i, k, c} xp[n, oh+i, ow+k, c] w_blocks[ob, i, k, c, j]."""
     NB, KH, KW, C, _ = w_blocks.shape
     N, OH, OW, OC = out.shape
-    acc = carray(_stack_block(xp.dtype), (P, B))
+    acc = carray(block(xp.dtype), (P, B))
     for r in range(lo, hi):
         n = r // OH
         oh = r - n * OH
@@ -112,7 +91,7 @@ def _weights_chunks(x, dout_blocks, part, PT, PL, lo, hi):
     N, H, W, C = x.shape
     _, OH, OW, NB, _ = dout_blocks.shape
     _, KH, KW, _, OC = part.shape
-    acc = carray(_stack_block(x.dtype), (Q, B))
+    acc = carray(block(x.dtype), (Q, B))
     for u in range(lo, hi):
         for i in range(KH):
             oh0, oh1 = max(0, PT - i), min(OH, H + PT - i)   # rows whose window row i is inside x

@@ -94,6 +94,13 @@ def transform_weights(w, m):
     return np.matmul(G, Gw).reshape(T * T, C, OC)                       # (a, b), c, oc  ((G w) Gᵀ)
 
 
+def weight_products(V, dM):
+    """dU[ab] = V[ab]ᵀ dM[ab] at each transform point ab, the sum over all tiles inside.
+
+    Shapes: V (T*T, P, C), dM (T*T, P, OC) -> dU (T*T, C, OC)."""
+    return np.matmul(V.transpose(0, 2, 1), dM)
+
+
 def weights_gradient(dU, m):
     """The adjoint of transform_weights: dw = Gᵀ dU[a, b] G at every (c, oc).
 
