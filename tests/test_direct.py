@@ -108,7 +108,9 @@ def test_plans_by_layer():
     with kernels.settings(conv="winograd4+direct", winograd_min_channels=64):
         assert passes((3, 3, 16, 16)) == (D, D, D)
         assert passes((3, 3, 32, 32)) == (D, D, D)
-        assert passes((3, 3, 64, 64)) == (W4, W4, I)                # Winograd, its dw by im2col
+        assert passes((3, 3, 64, 64)) == (W4, W4, W4)               # Winograd, its dw too
+        with kernels.settings(winograd_weight_gradient="im2col"):
+            assert passes((3, 3, 64, 64)) == (W4, W4, I)            # ... or its dw by im2col
         assert passes((3, 3, 64, 64), dtype=np.float64) == (D, D, D)  # float64: not Winograd
         assert passes((3, 3, 16, 32), stride=(2, 2)) == (I, I, I)   # stride 2
         assert passes((3, 3, 3, 16)) == (D, I, I)                   # the stem

@@ -183,7 +183,8 @@ def test_plans_by_layer(monkeypatch):
         out, cache = conv2d_forward(x, w, 1, 1)
         expected = conv2d_backward(out, cache)
     monkeypatch.setattr(conv_algorithms, "col2im", col2im_must_not_run)
-    with kernels.settings(conv="winograd4", winograd_min_channels=8, winograd_float64=True):
+    with kernels.settings(conv="winograd4", winograd_min_channels=8, winograd_float64=True,
+                          winograd_weight_gradient="im2col"):
         out, cache = conv2d_forward(x, w, 1, 1)
         assert [p.algorithm for p in cache.plan] == ["winograd4", "winograd4", "im2col"]  # dw im2col, dx Winograd
         for got, want in zip(conv2d_backward(out, cache), expected):
@@ -217,11 +218,12 @@ def test_bad_settings_named():
 
 def test_environment_read_as_typed_settings():
     settings = config.from_environment({"TINYBIN_CONV": "winograd2+direct", "TINYBIN_CONV_MIN_CHANNELS": "16",
-                                        "TINYBIN_CONV_DW": "winograd", "TINYBIN_CONV_FLOAT64": "1",
+                                        "TINYBIN_CONV_DW": "im2col", "TINYBIN_CONV_FLOAT64": "1",
                                         "TINYBIN_REFERENCE": "1", "TINYBIN_FUSED_BN": "0", "TINYBIN_PARALLEL": "0"})
     assert settings == config.Settings(reference=True, parallel=False, fused_bn=False,
                                        conv=("winograd2", "direct", "im2col"), winograd_min_channels=16,
-                                       winograd_weight_gradient="winograd", winograd_float64=True)
+                                       winograd_weight_gradient="im2col", winograd_float64=True)
+    assert config.Settings().winograd_weight_gradient == "winograd"        # the default, which the variable changed
     with kernels.use_conv("winograd2", min_channels=16, dw="winograd", float64=True):   # earlier releases' name
         assert kernels.current().conv == ("winograd2", "im2col") and kernels.current().winograd_min_channels == 16
 

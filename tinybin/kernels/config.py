@@ -12,7 +12,7 @@ parallel                  TINYBIN_PARALLEL=0|1       Numba kernels shared among 
 fused_bn                  TINYBIN_FUSED_BN=0         training BN (+ ReLU) as one op (ops/norm_act.py)
 conv                      TINYBIN_CONV=a+b+...       rows of conv_algorithms.ALGORITHMS, tried in order
 winograd_min_channels     TINYBIN_CONV_MIN_CHANNELS  the fewest in/out channels Winograd takes (64)
-winograd_weight_gradient  TINYBIN_CONV_DW            "im2col" or "winograd": a Winograd layer's dw
+winograd_weight_gradient  TINYBIN_CONV_DW            "winograd" or "im2col": a Winograd layer's dw
 winograd_float64          TINYBIN_CONV_FLOAT64=1     float64 layers may run by Winograd too
 
 `conv` names the algorithms a stride-1 layer may run by, in the order they are tried; the first
@@ -48,7 +48,7 @@ class Settings:
     fused_bn: bool = True
     conv: tuple = DEFAULT_CONV
     winograd_min_channels: int = 64
-    winograd_weight_gradient: str = "im2col"
+    winograd_weight_gradient: str = "winograd"
     winograd_float64: bool = False
 
     def checked(self, source: str) -> Settings:
@@ -99,10 +99,11 @@ def _default_parallel() -> bool:
 
 def from_environment(environ=os.environ) -> Settings:
     """The settings the TINYBIN_* variables of `environ` give (defaults where unset)."""
-    min_channels = environ.get("TINYBIN_CONV_MIN_CHANNELS", "").strip() or "64"
+    default = Settings()
+    min_channels = environ.get("TINYBIN_CONV_MIN_CHANNELS", "").strip() or str(default.winograd_min_channels)
     if not min_channels.isdigit():
         raise ValueError(f"TINYBIN_CONV_MIN_CHANNELS={min_channels!r}: expected an int >= 0")
-    weight_gradient = environ.get("TINYBIN_CONV_DW", "").strip() or "im2col"
+    weight_gradient = environ.get("TINYBIN_CONV_DW", "").strip() or default.winograd_weight_gradient
     if weight_gradient not in WEIGHT_GRADIENTS:
         raise ValueError(f"TINYBIN_CONV_DW={weight_gradient!r}: expected im2col or winograd")
     parallel = environ.get("TINYBIN_PARALLEL", "").strip()

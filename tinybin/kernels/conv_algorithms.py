@@ -38,16 +38,16 @@ WRN-20-4's wide layers direct loses to F(4×4) (0.84–1.11× against 1.46–2.3
 stem runs its forward direct and its weight gradient by im2col (C_in % DIRECT_Q). The direct
 kernels' first use compiles them, once (Numba's cache; `bench conv` prints how long).
 
-A Winograd layer's weight gradient runs by im2col unless winograd_weight_gradient="winograd".
-Its (m+2)² products each reduce over all tiles (a long inner dimension, a small C×OC result);
+A Winograd layer's weight gradient runs by Winograd too, unless winograd_weight_gradient=
+"im2col". Its (m+2)² products each reduce over all tiles (a long inner dimension, a small C×OC result);
 given to multi-threaded OpenBLAS as one batched matmul they collapsed on a busy machine
 (0.03-0.92× im2col's dw with two busy processes on 2 cores), so they run as a Numba kernel
 (winograd_numba.weight_products). At batch 125, calls alternated in one process, im2col's dw
 time over Winograd F(4×4)'s: 1.4-1.6× quiet on WRN-20-1's 8×8×64 and WRN-20-4's three stages,
 1.3-1.7× with two busy processes; on WRN-20-4 the dw by im2col was ~48 % of the convolutions'
-time in a training step. It stays off by default because it changes the rounding of every
-WRN-20-1 and wider run (relative RMS ~4e-6 against float64, like F(4×4)'s forward), and the
-lessons' headers quote full runs made with im2col's dw.
+time in a training step. Its float32 rounding is F(4×4)'s forward's (relative RMS ~4e-6
+against float64, im2col's dw ~3e-7); the lessons' claims were measured again over their seeds
+with it.
 
 float64 layers keep im2col where Winograd would run unless winograd_float64=True: float64 is what
 gradient checks run in, and F(4×4)'s rounding there (~1e-14 relative, against im2col's ~1e-16)
