@@ -18,8 +18,8 @@ then, for the same layers and WRN-20-1's three stages (32×32×16, 16×16×32, 8
 and forward+backward with each convolution algorithm -- im2col, the direct kernels
 (kernels/direct_numba.py), Winograd F(2×2, 3×3), Winograd F(4×4, 3×3) -- timed in turn within
 every repeat so that a busy machine slows all alike, and im2col's time over each (the
-speed-up). Winograd layers compute dw by im2col in the Winograd columns, and by Winograd
-too (the default) in the last column. The first table measures im2col, whatever the `conv` setting (TINYBIN_CONV) says.
+speed-up). The winograd2 and winograd4 columns compute dw by im2col, the last column by
+Winograd too (the default setting). The first table measures im2col, whatever the `conv` setting (TINYBIN_CONV) says.
 
 and, measured in fresh processes, how long `import` plus a first small conv by each of the three
 algorithms take: once with an empty Numba cache (compilation) and once with the cache the first
@@ -38,8 +38,9 @@ from .timer import median_ms
 STAGES = [(32, 64), (16, 128), (8, 256)]  # (H = W, C) of WRN-20-4's three stages
 NARROW = [(32, 16), (16, 32), (8, 64)]      # WRN-20-1's three stages
 # label: the kernel settings it is timed under (every layer wide enough for Winograd here)
-ALGORITHMS = {"im2col": dict(conv="im2col"), "direct": dict(conv="direct"), "winograd2": dict(conv="winograd2"),
-              "winograd4": dict(conv="winograd4"),
+ALGORITHMS = {"im2col": dict(conv="im2col"), "direct": dict(conv="direct"),
+              "winograd2": dict(conv="winograd2", winograd_weight_gradient="im2col"),
+              "winograd4": dict(conv="winograd4", winograd_weight_gradient="im2col"),
               "w4, dw w4": dict(conv="winograd4", winograd_weight_gradient="winograd")}
 
 FIRST_CONV = """
