@@ -11,7 +11,7 @@ Run
     (the CIFAR-10 subset shipped in datasets/; --dataset cifar10 downloads the full archive)
 
 Expected output (a full run, real CIFAR-10 training images, single-threaded: TINYBIN_PARALLEL=0
-OPENBLAS_NUM_THREADS=1)
+OPENBLAS_NUM_THREADS=1; 2 min 42 s on a 2-core machine shared with other runs)
     1. latent w            [-0.7, -1e-09, 0, 1e-09, 0.3]
        np.sign(w)          [-1, -1, 0, 1, 1]   <- a third value at 0
        F.binarize(w, 1.0)  [-1, -1, 1, 1, 1]   <- sign(0) = +1: always two values

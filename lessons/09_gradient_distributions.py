@@ -14,7 +14,7 @@ Question
     explodes, lesson 07, so it runs 20 steps), and baseline2 (BN everywhere) as a further reference.
 
 Run
-    python lessons/09_gradient_distributions.py   (4 seeds; 45 minutes single-threaded on a 2-core
+    python lessons/09_gradient_distributions.py   (4 seeds; 11 minutes single-threaded on a 2-core
     machine shared with other jobs; --quick: 2 seeds, 6 steps, claims on steps 0-3)
 
 Expected output (full run: WRN-20-1, 1-bit, the 4000 images of the shipped subset, batch 125, lr 0.1,
@@ -24,38 +24,38 @@ per-step values (each step's full tensor), median over steps 0-20, then mean [ra
     baseline2    8.77 [8.4–9.17]       0.0037 [0.0017–0.0056]  0.00471 [0.00427–0.00513]   4.27 [4.01–4.59]
     final-bn     12.7 [9.87–16.2]      0.012 [0.0085–0.016]    7.95e-05 [1.24e-05–1.29e-04] 27.3 [15.3–41.4]
     srelu T=40   8.07 [8–8.1]          0 in every seed         1.17e-04 (all seeds)         17.8 [13.2–21.3]
-    srelu T=1    6.12 [5.7–6.64]       0 in every seed         0.00539 [0.00512–0.00577]   11.6 [3.27–29.8]
-    (dL/dlogits: kurtosis 5.7–8.1 in every seed and run; dL/dh 1.4–2.8, below a Gaussian's 3)
-    CLAIM shape: dL/dz has a higher kurtosis in srelu T=1 than in final-bn: 0 of 4 (0.50× [0.35–0.62])
+    srelu T=1    5.93 [5.55–6.48]      0 in every seed         0.0056 [0.00518–0.00617]    6.06 [3.33–8.05]
+    (dL/dlogits: kurtosis 5.5–8.1 in every seed and run; dL/dh 1.4–2.8, below a Gaussian's 3)
+    CLAIM shape: dL/dz has a higher kurtosis in srelu T=1 than in final-bn: 0 of 4 (0.48× [0.34–0.57])
     CLAIM shape: ... in srelu T=40 than in final-bn: 0 of 4 (0.66× [0.50–0.82])
     CLAIM shape: more of dL/dz beyond 4 std in srelu T=1 / T=40 than in final-bn: 0 of 4, 0 of 4
     CLAIM shape: dL/dz has a higher kurtosis in final-bn than in baseline2: 4 of 4 (1.45× [1.13–1.85])
-    CLAIM scale: std dL/dz larger in srelu T=1 than in final-bn: 4 of 4 (163× [41.5–467])
-    CLAIM scale: std dL/dz lower in srelu T=40 than in srelu T=1: 4 of 4 (0.022× [0.020–0.023])
+    CLAIM scale: std dL/dz larger in srelu T=1 than in final-bn: 4 of 4 (164× [41.5–461])
+    CLAIM scale: std dL/dz lower in srelu T=40 than in srelu T=1: 4 of 4 (0.021× [0.019–0.0225])
     CLAIM scale: std dL/dz lower in srelu T=40 than in final-bn: 2 of 4 (3.4× [0.91–9.5])
     CLAIM shape: the head conv's weight gradient has a higher kurtosis in final-bn, srelu T=40 and
-          srelu T=1 than in baseline2: 3 of 4 (the smallest of the three 2.1× [0.79–4.5] baseline2's)
+          srelu T=1 than in baseline2: 3 of 4 (the smallest of the three 1.42× [0.80–1.86] baseline2's)
     |dW|/|W| at step 0, over the layers: baseline2 0.023–0.052, final-bn 0.032–0.073,
     srelu T=40 0.039–0.10, srelu T=1 4.9–22
 
 Takeaway
     In shape, P2's comparison goes the other way at z, in every seed: the net *with* the final BN
-    has the longer tail (kurtosis 12.7 against 8.1 at T = 40 and 6.1 at T = 1; 1.2 % of dL/dz
+    has the longer tail (kurtosis 12.7 against 8.1 at T = 40 and 5.9 at T = 1; 1.2 % of dL/dz
     beyond 4 std against none). With ×1/T, dL/dz = (p − y)/(T·H·W) copied to every position, so it
     has the shape of dL/dlogits = softmax − onehot, bounded and the same in every net; the final
     BN's backward (1/σ_B)(g − mean g − x̂·mean(g·x̂)) varies with x̂ from position to position, and
     its tail grows as training goes on (21.6 in steps 20-40).
 
-    In scale, P2's reading holds. Without ×1/T or a final BN (srelu T = 1) std dL/dz is 41–467×
+    In scale, P2's reading holds. Without ×1/T or a final BN (srelu T = 1) std dL/dz is 41–461×
     final-bn's over steps 0-20 (4 of 4; about 24× at step 0, lesson 08b, after which final-bn's
     falls as its σ_B(z) grows) and |dW|/|W| is 5–22 at step 0 against 0.03–0.07: these are the
     gradients "too high" for lr 0.1, and that run explodes at step 1 in every seed. Raising T to
-    40 lowers std dL/dz 46× (4 of 4), to the final-bn net's order: below it in 2 of 4 seeds and
+    40 lowers std dL/dz 48× (4 of 4), to the final-bn net's order: below it in 2 of 4 seeds and
     up to 9× above it in the others, depending on how fast final-bn's σ_B(z) grows in that seed.
 
     A longer tail without BN does show in 3 of 4 seeds at the head conv's weight gradient: every
     net without BN in its body, final-bn included, has a higher per-step kurtosis there than
-    baseline2 (27, 18 and 12 against 4.3); in seed 1 the exploded T = 1 run's is 3.3, below
+    baseline2 (27, 18 and 6.1 against 4.3); in seed 1 the exploded T = 1 run's is 3.3, below
     baseline2's 4.2. That is a tail of the body's unnormalised channels (dL/dW = Σ h·dL/dz), not of
     the output, and it is there with the final BN too. So: the final BN compensates for the
     *size* of the output gradient, which is what ×1/T also does; it does not shorten its tail.

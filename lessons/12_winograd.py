@@ -10,7 +10,8 @@ Run
     python lessons/12_winograd.py
 
 Expected output (a full run, 12 s; timings vary with the machine and its load — 2 cores shared
-with other work here, load average 4.2; single-threaded: TINYBIN_PARALLEL=0 OPENBLAS_NUM_THREADS=1)
+with other runs here, load average 3.3; single-threaded: TINYBIN_PARALLEL=0 OPENBLAS_NUM_THREADS=1;
+fwd+bwd: dx and dw, a Winograd row computing both by Winograd)
     1-D F(2, 3): d = [1.0, 2.0, 3.0, 4.0], g = [1.0, 2.0, -1.0]
       direct (6 multiplications): y = [2.0, 4.0]
       by hand (4 multiplications): y = [2.0, 4.0]
@@ -21,10 +22,10 @@ with other work here, load average 4.2; single-threaded: TINYBIN_PARALLEL=0 OPEN
     2-D by nesting: Y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A, one (m+2)×(m+2) input tile -> m×m outputs
       F(2×2, 3×3): 16 multiplications per tile and channel pair, not 36 (2.25× fewer); matches the direct tile to 8.9e-16
       F(4×4, 3×3): 36 multiplications per tile and channel pair, not 144 (4.00× fewer); matches the direct tile to 1.3e-14
-    WRN-20-4 stage 1 (125, 32, 32, 64), 3x3, 64 -> 64, float32, median of 3 rounds (ms); load average 4.2:
-      im2col     fwd    271.9   fwd+bwd    820.0   (im2col / this: 1.00×)
-      winograd2  fwd    168.8   fwd+bwd    606.5   (im2col / this: 1.35×)
-      winograd4  fwd    129.6   fwd+bwd    526.0   (im2col / this: 1.56×)
+    WRN-20-4 stage 1 (125, 32, 32, 64), 3x3, 64 -> 64, float32, median of 3 rounds (ms); load average 3.3:
+      im2col     fwd    262.3   fwd+bwd    908.9   (im2col / this: 1.00×)
+      winograd2  fwd    222.0   fwd+bwd    668.1   (im2col / this: 1.36×)
+      winograd4  fwd     88.6   fwd+bwd    365.4   (im2col / this: 2.49×)
     float32 against the float64 definition (16 x 16x16x64, 1-bit weights), relative RMS error:
       im2col 3.0e-07, winograd2 2.6e-07, winograd4 1.7e-06
       which step loses the digits: in float64 but one step in float32 -- U filter transform, V input
@@ -46,12 +47,15 @@ Takeaway
     per tile and channel pair instead of 144. Summed over channels, the products at each of
     the (m+2)² transform points form one matrix product, so a layer becomes 36 GEMMs with 4×
     fewer multiply-adds than im2col's one, plus transforms that read and write memory once.
-    The layer got 1.56× faster with F(4×4) and 1.35× with F(2×2) in this run, far from 4×
-    (a second run the same day, busier, 1.22× and 1.21×; one at load 20, 1.27× and 1.09×),
-    so the speed-up depends on the load, the error below does not: the weight gradient stays
-    with im2col, and the transforms are extra passes over memory (`python -m tinybin bench
-    conv` times the other stages, serial and threaded). The price is float32 accuracy: F(4×4)'s
-    error is 6× im2col's (1.7e-6 against 3.0e-7), F(2×2)'s is im2col's. Rounding any one
+    The backward pass runs by Winograd too: dx is one more Winograd forward (the flipped
+    filter), and the weight gradient sums dU = Vᵀ dM over the tiles at each transform point
+    (kernels/winograd_numba.py weight_products), then dw = Gᵀ dU G. Forward and backward
+    together, the layer got 2.49× faster with F(4×4) and 1.36× with F(2×2) in this run, far
+    from 4× (a second run minutes later, 1.78× and 1.24×), so the speed-up depends on the load,
+    the error below does not: the transforms are extra passes over memory (`python -m tinybin
+    bench conv` times every algorithm on WRN-20-4's and WRN-20-1's layers). The price is
+    float32 accuracy: the forward's error by F(4×4) is 6× im2col's (1.7e-6 against 3.0e-7),
+    F(2×2)'s is im2col's. Rounding any one
     intermediate costs F(4×4) 6.5–8× what it costs F(2×2), and the float32 sum over channels
     inside the GEMMs dominates (1.7e-6): its rounding errors leave through Aᵀ, whose last row
     holds ±8, so the error is not spread evenly over a 4×4 tile. Against its first position,
@@ -66,6 +70,7 @@ Try next
                                  winograd4+direct; default winograd4+direct: Winograd from 64
                                  channels, direct below, im2col for the rest), e.g. for
                                  `python -m tinybin train`
+    TINYBIN_CONV_DW=im2col       a Winograd layer's weight gradient by im2col instead
 """
 import os
 import time
