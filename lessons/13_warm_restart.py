@@ -18,8 +18,10 @@ Expected output (a full run: WRN-20-1, 1-bit, a class-balanced 1000 of the subse
 images (8 steps of 125 an epoch), seeds 0-4, both nets on every seed; a cosine from 0.1 to 1e-5
 over 16 steps (2 epochs, P1's first cycle), the lr back at 0.1 for a second cosine of 16 steps,
 a restart at step 32 (epoch 4; P1's second cycle would be twice as long), then 8 steps. Each
-restart compares the 8 steps after it with the 8 before. 28 minutes single-threaded
-(TINYBIN_PARALLEL=0 OPENBLAS_NUM_THREADS=1) on a 2-core machine shared with other jobs.)
+restart compares the 8 steps after it with the 8 before. 8.3 minutes single-threaded
+(TINYBIN_PARALLEL=0 OPENBLAS_NUM_THREADS=1) on a 2-core machine shared with two other full runs.
+With stage 3's weight gradient by Winograd rather than im2col, one number of the 20 restarts
+moved: srelu seed 0 at step 32, −2.0 → −2.4 points; no verdict changed.)
     seed 0 srelu    restart at step  16: acc 13.8 → 13.7 % (-0.1), |ΔW|/|W| 0.0022 → 0.0027, σ_B(z) 7.23 ...
     seed 0 final-bn restart at step  16: acc 22.3 → 25.3 % (+3.0), |ΔW|/|W| 0.0033 → 0.004, σ_B(z) 164 ...
     ...
@@ -30,13 +32,14 @@ restart compares the 8 steps after it with the 8 before. 28 minutes single-threa
           (mean 1.8 points, range 0–3.6 points)
     CLAIM the restart at step 16 (epoch 2) costs srelu more accuracy than final-bn: holds in 4 of 5 seeds
           (mean -1.16 points, range -3.1–1.5 points)
-    CLAIM srelu: the restart at step 32 (epoch 4) makes the updates larger: holds in 5 of 5 seeds (mean 2.22×)
+    CLAIM srelu: the restart at step 32 (epoch 4) makes the updates larger: holds in 5 of 5 seeds (mean 2.21×)
     CLAIM final-bn: the restart at step 32 (epoch 4) makes the updates larger: holds in 5 of 5 seeds (mean 1.5×)
     CLAIM srelu: the restart at step 32 (epoch 4) costs training accuracy: holds in 3 of 5 seeds
-          (mean 0.54 points, range -2–4.2 points)
+          (mean 0.46 points, range -2.4–4.2 points)
     CLAIM final-bn: the restart at step 32 (epoch 4) costs training accuracy: holds in 2 of 5 seeds
           (mean 0.66 points, range -1.1–2.1 points)
     CLAIM the restart at step 32 (epoch 4) costs srelu more accuracy than final-bn: holds in 3 of 5 seeds
+          (mean -0.2 points, range -3.9–5.3 points)
     CLAIM final-bn's updates after the restart at step 32 (epoch 4) are smaller than srelu's: holds in
           3 of 5 seeds (srelu / final-bn: mean 1.33×, range 0.741–2.09×)
     srelu: σ_B(z) at the restart against the accuracy change, 10 restarts (5 cost accuracy): rank
@@ -52,7 +55,7 @@ Takeaway
     No restart made either net explode or die, in 20 of 20 (5 seeds × 2 restarts × 2 nets; the
     divergence test of tinybin.train.divergence). Whether a restart costs accuracy varies from seed
     to seed, for both nets: srelu lost accuracy at 2 of 5 restarts after 2 epochs and 3 of 5 after
-    4; final-bn at 0 of 5 and 2 of 5. The changes are small, −2 to +4 points, against a
+    4; final-bn at 0 of 5 and 2 of 5. The changes are small, −2.4 to +4.2 points, against a
     standard error of 1.8 points for the difference of two 1000-image accuracies near 20 %; at
     this scale the nets have barely learned (srelu 11–19 %, final-bn 17–24 % before a restart).
     The restart after 2 epochs cost srelu more than final-bn in 4 of 5 seeds, the one after 4
