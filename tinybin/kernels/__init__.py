@@ -75,7 +75,8 @@ def use_reference(flag: bool = True) -> settings:
     return settings(reference=bool(flag))
 
 
-def use_conv(name: str, min_channels: int = 64, dw: str = "winograd", float64: bool = False) -> settings:
+def use_conv(name: str, min_channels: int = Settings.winograd_min_channels,
+             dw: str = Settings.winograd_weight_gradient, float64: bool = Settings.winograd_float64) -> settings:
     """settings(conv=name, winograd_min_channels=min_channels, winograd_weight_gradient=dw,
     winograd_float64=float64): `name` (or "a+b") then im2col."""
     return settings(conv=name, winograd_min_channels=min_channels, winograd_weight_gradient=dw,
