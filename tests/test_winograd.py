@@ -245,7 +245,7 @@ def test_weight_products_equal_the_reference_on_any_number_of_threads(T2, P, C, 
     np.testing.assert_allclose(serial, want, rtol=1e-12 if dtype == np.float64 else 2e-4, atol=1e-9 if dtype == np.float64 else 2e-3)
     assert np.array_equal(serial, parallel)
     if P > winograd_numba.MIN_ROWS:
-        assert -(-P // max(winograd_numba.MIN_ROWS, -(-P // winograd_numba.CHUNKS))) > 1   # several chunks ran
+        assert winograd_numba.chunking(P)[1] > 1                          # several chunks ran
 
 
 def test_gradcheck_of_the_winograd_weight_gradient_through_the_products_kernel():

@@ -34,12 +34,14 @@ Run with NUMBA_DISABLE_JIT=1 to step through these loops as ordinary Python.
 import numpy as np
 from numba import njit
 
+from .registers import LANES as B
+from .registers import ROWS as Q
 from .registers import block, carray
 from .winograd_ref import matrices
 from .winograd_ref import weight_products as _matmul_products
 from .workers import split
 
-Q, B = 8, 16          # the products' register block: input channels × output channels
+# the products' register block: Q input channels × B output channels (registers.py)
 CHUNKS = 8            # at most this many chunks of tiles (partial sums) per transform point
 MIN_ROWS = 256        # ... of at least this many tiles each
 _FMA = {"contract"}
@@ -154,14 +156,19 @@ def _tile_products(V, dM_blocks, part, rows, lo, hi):
                         part[k, ab, c0 + q, ob * B + j] = acc[q, j]
 
 
+def chunking(P):
+    """(tiles per chunk, chunks) for P tiles: at most CHUNKS chunks of at least MIN_ROWS tiles."""
+    rows = max(MIN_ROWS, -(-P // CHUNKS))
+    return rows, -(-P // rows)
+
+
 def weight_products(V, dM):
     """dU[ab] = V[ab]ᵀ dM[ab], as winograd_ref.weight_products: (T*T, C, OC)."""
     TT, P, C = V.shape
     OC = dM.shape[2]
     if C % Q or OC % B:
         return _matmul_products(V, dM)
-    rows = max(MIN_ROWS, -(-P // CHUNKS))
-    chunks = -(-P // rows)
+    rows, chunks = chunking(P)
     part = np.empty((chunks, TT, C, OC), V.dtype)
     split(_tile_products, chunks * TT, V, dM.reshape(TT, P, OC // B, B), part, rows)
     return part.sum(axis=0) if chunks > 1 else part[0]
