@@ -22,6 +22,7 @@ from tinybin.train import (
     train_step,
 )
 from tinybin.train.config import resume_config
+from tinybin.train.engine import Engine
 
 
 def tiny_data(n_train=250, n_test=50, seed=0, size=16):
@@ -113,6 +114,22 @@ def test_a_run_writes_metrics_curves_and_a_loadable_checkpoint(tmp_path):
     assert all(int(bn.calib_batches) == 2 for _, bn in model.batch_norms())
     loss, acc = evaluate(model, *data[1])
     assert acc == pytest.approx(result["test_acc"])
+
+
+def test_a_run_asks_its_engine_to_compile_ahead_before_reading_data(tmp_path):
+    """kernels/warm.py's helper must start before anything else, so that it runs beside the set-up."""
+    calls = []
+
+    class Recording(Engine):
+        def compile_ahead(self):
+            calls.append("compile_ahead")
+
+        def load_data(self, cfg):
+            calls.append("load_data")
+            return tiny_data()
+
+    train(tiny_config(tmp_path, epochs=1), log=quiet, engine=Recording())
+    assert calls == ["compile_ahead", "load_data"]
 
 
 def test_same_seed_same_run(tmp_path):

@@ -62,6 +62,9 @@ class TorchEngine(Engine):
     def describe(self):
         return f"; PyTorch, {self.world} process{'es' if self.world > 1 else ''}, {self.device}"
 
+    def compile_ahead(self):
+        pass  # PyTorch's steps use none of tinybin's kernels
+
     def load_data(self, cfg):
         """The run's data, read (or downloaded) first by one process per node while the others
         wait; an error in any process ends them all (the one that failed says why)."""

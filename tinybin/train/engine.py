@@ -5,6 +5,7 @@ both: it prepares a tinybin model and SGD (the seed's initial weights, or a chec
 them to `start`, and then asks the engine only for what is written here.
 
     rank, world      this process and how many train together (rank 0 writes the run folder)
+    compile_ahead()  called first: anything the engine can prepare while the run sets up
     load_data(cfg)   the run's training and test images
     start(model, optimizer)                      take the prepared tinybin model and SGD
     fit(batches, schedule, steps, hooks, start)  SGD steps, one record each (as tinybin.train.fit)
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import time
 
+from ..kernels import warm
 from .bn_stats import bn_layers, recalibrate_bn, set_bn_stats
 from .config import load_data
 from .loop import evaluate, fit
@@ -30,6 +32,11 @@ class Engine:
     def describe(self) -> str:
         """What the run's first line adds about where it trains (nothing: the CPU, one process)."""
         return ""
+
+    def compile_ahead(self):
+        """A run's first call: on a new machine with a free core, a second process starts
+        compiling the kernels the first step needs last (kernels/warm.py)."""
+        warm.helper()
 
     def load_data(self, cfg):
         return load_data(cfg)[:2]

@@ -124,6 +124,7 @@ def prepare(cfg, data, resume, overwrite, engine, log) -> Run:
     """The config (a resumed run's own), the data, the model and SGD (the seed's initial weights,
     or the checkpoint's) handed to the engine, the batches, the schedule and the run folder."""
     cfg, saved = resolve(cfg, resume, overwrite)
+    engine.compile_ahead()
     folder = RunFolder(cfg.run_dir(), writes=engine.rank == 0)
     (xtr, ytr), (xte, yte) = engine.load_data(cfg) if data is None else data
     if saved is not None:
