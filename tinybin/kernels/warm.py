@@ -51,7 +51,7 @@ SIGNATURES = {
     "bn_numba._backward_sums": "f2 f2 f1 f1 f1 f1 b i d2 d2 i i",
     "bn_numba._backward_dx": "f2 f2 f2 f1 f1 f1 f1 b f1 f1 i i i",
     "im2col_numba._col2im_images": "f2 f4" + " i" * 10,
-    "winograd_numba._tile_products": "f3 f4 f4 i i i",
+    "winograd_numba._tile_products": "f2 f2 f4 i i i",
     "pool_numba._backward_rows": "f4 f4" + " i" * 8,
     "direct_numba._weights_chunks": "f3 f3 f5 i i i i",
 }
