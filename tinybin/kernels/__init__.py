@@ -28,6 +28,11 @@ the `parallel` setting is on (by default when OpenBLAS was told to let idle thre
 keeps the kernels on the calling thread; to limit OpenBLAS itself, set OPENBLAS_NUM_THREADS
 before Python starts.
 
+Compilation. Each Numba kernel compiles on its first call, once per machine (then Numba's cache
+loads it). On a new machine with a core free, warm.py starts a second process at the beginning
+of a run that compiles the kernels from the step's last one back while the step compiles them
+from its first.
+
 Element-wise and pooling kernels. The activations (pointwise_numba.py) and the average pool
 (pool_numba.py) also have Numba versions, used unless the reference setting is on; their
 readable versions are the NumPy lines in tinybin/ops/activations.py and ops/pool.py. Unlike the

@@ -7,7 +7,8 @@ is kept and grown to the largest size asked for; every conv layer shares it. The
 makes sharing safe: the columns are valid only until the next kernel call. Nothing may keep
 them: a layer's backward recomputes im2col from its saved input instead of storing columns
 (storing them for every layer would take ~3 GB for WRN-20-4 at batch 125; recomputing costs a
-few percent).
+few percent). How large it may grow is bounded by conv_algorithms.WORKSPACE_LIMIT: a larger
+batch runs in groups of images.
 """
 import numpy as np
 
