@@ -60,6 +60,7 @@ gradient checks run in, and F(4×4)'s rounding there (~1e-14 relative, against i
 makes central differences noisier -- a whole-network check of WRN-8-1 at step 1e-6 measured
 2.4e-5 with it against 7.7e-6 with im2col (8.9e-8 and 7.2e-8 at step 1e-4).
 """
+import functools
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -224,42 +225,50 @@ def image_groups(N, per_image) -> list:
     return [(a, min(N, a + size)) for a in range(0, N, size)]
 
 
+def _forward_in_groups(run, groups, x, w, stride, padding):
+    parts = groups(x.shape)
+    if len(parts) == 1:
+        return run(x, w, stride, padding)
+    out = None
+    for a, b in parts:
+        part = run(x[a:b], w, stride, padding)
+        out = np.empty((x.shape[0],) + part.shape[1:], part.dtype) if out is None else out
+        out[a:b] = part
+    return out
+
+
+def _input_gradient_in_groups(run, groups, dout, w, x_shape, stride, padding):
+    parts = groups(x_shape)
+    if len(parts) == 1:
+        return run(dout, w, x_shape, stride, padding)
+    dx = np.empty(x_shape, dout.dtype)
+    for a, b in parts:
+        dx[a:b] = run(dout[a:b], w, (b - a,) + tuple(x_shape[1:]), stride, padding)
+    return dx
+
+
+def _weight_gradient_in_groups(run, groups, x, dout, w_shape, stride, padding):
+    (a, b), *rest = groups(x.shape)
+    dw = run(x[a:b], dout[a:b], w_shape, stride, padding)
+    for a, b in rest:
+        dw = dw + run(x[a:b], dout[a:b], w_shape, stride, padding)
+    return dw
+
+
+_IN_GROUPS = {"forward": _forward_in_groups, "input_gradient": _input_gradient_in_groups,
+              "weight_gradient": _weight_gradient_in_groups}
+
+
 def in_image_groups(kind, name, run, layer) -> Callable:
-    """The pass `run` over groups of images when the whole batch would take more workspace than
-    WORKSPACE_LIMIT (WRN-20-10's 32×32×160 layers at batch 125: 368 MB by Winograd). Every
-    image's output and input gradient depend on that image alone, so they are the same either
-    way; the weight gradient is the sum of the groups' in group order (rounded differently from
-    one pass over the batch, the same on every run). Below the limit, `run` itself."""
+    """The pass `run` (kind: "forward", "input_gradient" or "weight_gradient") over groups of
+    images when the whole batch would take more workspace than WORKSPACE_LIMIT (WRN-20-10's
+    32×32×160 layers at batch 125: 368 MB by Winograd). Every image's output and input gradient
+    depend on that image alone, so they are the same either way; the weight gradient is the sum
+    of the groups' in group order (rounded differently from one pass over the batch, the same on
+    every run). Below the limit, `run` itself on the whole batch."""
     def groups(x_shape):
         return image_groups(x_shape[0], workspace_per_image(name, layer, x_shape))
-
-    def forward(x, w, stride, padding):
-        parts = groups(x.shape)
-        if len(parts) == 1:
-            return run(x, w, stride, padding)
-        out = None
-        for a, b in parts:
-            part = run(x[a:b], w, stride, padding)
-            out = np.empty((x.shape[0],) + part.shape[1:], part.dtype) if out is None else out
-            out[a:b] = part
-        return out
-
-    def input_gradient(dout, w, x_shape, stride, padding):
-        parts = groups(x_shape)
-        if len(parts) == 1:
-            return run(dout, w, x_shape, stride, padding)
-        dx = np.empty(x_shape, dout.dtype)
-        for a, b in parts:
-            dx[a:b] = run(dout[a:b], w, (b - a,) + tuple(x_shape[1:]), stride, padding)
-        return dx
-
-    def weight_gradient(x, dout, w_shape, stride, padding):
-        parts = groups(x.shape)
-        dw = run(x[parts[0][0]:parts[0][1]], dout[parts[0][0]:parts[0][1]], w_shape, stride, padding)
-        for a, b in parts[1:]:
-            dw = dw + run(x[a:b], dout[a:b], w_shape, stride, padding)
-        return dw
-    return {"forward": forward, "input_gradient": input_gradient, "weight_gradient": weight_gradient}[kind]
+    return functools.partial(_IN_GROUPS[kind], run, groups)
 
 
 def plan(w_shape, stride, padding, dtype) -> ConvPlan:

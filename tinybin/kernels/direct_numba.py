@@ -126,7 +126,7 @@ def _weights_chunks(x, dout, part, PT, PL, lo, hi):
                                 grow = dout[n, oh]
                                 for ow in range(ow0, ow1):
                                     xo = (ow + k - PL) * C + c0
-                                    go = (ow * NB + ob) * B
+                                    go = ow * OC + ob * B
                                     for j in range(B):
                                         gv = grow[np.uintp(go + j)]
                                         for q in range(Q):

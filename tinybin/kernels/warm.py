@@ -19,7 +19,7 @@ average 3: first step 12.4 s with it, 10.8 s without), so then it stays away.
 `python -m tinybin.kernels.warm [MODULE.KERNEL ...]` compiles every kernel (or those named) in
 this process, last first.
 SIGNATURES are those of training in float32, in the order a step first calls them;
-tests/test_warm.py checks that WRN-20-1 steps compile exactly these.
+tests/test_workers.py checks that WRN-20-1 steps compile exactly these.
 """
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ class Engine:
 
     def compile_ahead(self):
         """A run's first call: on a new machine with a free core, a second process starts
-        compiling the kernels the first step needs last (kernels/warm.py)."""
+        compiling the kernels from the one the first step needs last (kernels/warm.py)."""
         warm.helper()
 
     def load_data(self, cfg):
