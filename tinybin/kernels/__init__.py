@@ -48,10 +48,14 @@ op (tinybin/ops/norm_act.py) on bn_numba.py, or bn_ref.py (ops/norm.py's formula
 mask) under the reference setting; it saves only x and two per-channel vectors. fused_bn=False
 (TINYBIN_FUSED_BN=0) goes back to ops/norm.py's BN and a separate ReLU op.
 """
-from .columns import clear_workspaces, col2im, im2col, workspace
-from .config import Settings, current, implementation, settings
-from .conv_algorithms import ALGORITHMS, ConvPlan
-from .conv_algorithms import plan as conv_plan
+from .config import wide_vectors
+
+wide_vectors()   # before any kernel compiles (config.py: "Vector width")
+
+from .columns import clear_workspaces, col2im, im2col, workspace  # noqa: E402
+from .config import Settings, current, implementation, settings  # noqa: E402
+from .conv_algorithms import ALGORITHMS, ConvPlan  # noqa: E402
+from .conv_algorithms import plan as conv_plan  # noqa: E402
 
 __all__ = ["Settings", "settings", "current", "implementation", "conv_plan", "ConvPlan", "ALGORITHMS",
            "im2col", "col2im", "workspace", "clear_workspaces", "pointwise", "pooling", "use_reference", "use_conv"]

@@ -70,8 +70,9 @@ from ..geometry import output_size
 from . import conv_winograd
 from .columns import col2im, im2col, workspace
 from .config import current, implementation
+from .registers import LANES, ROWS
 
-DIRECT_BLOCK, DIRECT_Q = 16, 8  # the direct kernels' register blocks (direct_numba.B, .Q): C_out, C_in multiples
+DIRECT_BLOCK, DIRECT_Q = LANES, ROWS  # the direct kernels' register blocks (direct_numba.B, .Q): C_out, C_in multiples
 
 
 class Layer(NamedTuple):

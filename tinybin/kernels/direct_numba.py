@@ -9,8 +9,10 @@ padded copy of the input; every product is formed in registers. What these loops
 - A register block: B = 16 output channels (one AVX-512 register of float32, two AVX ones) of
   P = 8 neighbouring output pixels: 16 AVX accumulators, enough independent multiply-adds to
   hide their latency (P = 4 left it exposed: 1.12-1.21x slower forward on WRN-20-1's three
-  stages, P = 12 spilled registers: 0.63-0.73x; the weight gradient's Q = 8 input channels
-  likewise, 1.14-1.35x over Q = 4; same bits, calls alternated in one process).
+  stages, P = 12 spilled registers: 0.63-0.73x; same bits, calls alternated in one process).
+  The weight gradient's block is Q = registers.ROWS input channels of B: 16 with 512-bit
+  vectors, 8 with 256-bit ones (registers.py has the measurements; at 256 bits Q = 8 was
+  1.14-1.35x over Q = 4).
   A row whose width is not a multiple of P is computed a few columns wider (over zero padding)
   and cut: one loop body instead of a second one for the row's end, which doubled the
   kernel's compile time. For every (i, t, j) the block does P·B multiply-adds from P
