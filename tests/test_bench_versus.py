@@ -123,3 +123,46 @@ def test_steal_is_unknown_without_proc_stat_or_for_a_blink():
     assert versus.timed(lambda: 7, lambda: 0.0, fixed_ticks(0.5, per_process=10))[3] is None   # 10 ticks
     stolen, total = versus.cpu_ticks() or (0, 1)                          # the real one, where it exists
     assert 0 <= stolen <= total
+
+
+def ticks_stealing(shares, per_process=1000):
+    """cpu_ticks() whose host takes shares[k] of the CPU time during the k-th measured process."""
+    state, it = {"stolen": 0, "total": 0, "reads": 0}, iter(shares)
+
+    def ticks():
+        if state["reads"] % 2 == 0:
+            state["share"] = next(it)
+        state["reads"] += 1
+        state["stolen"] += int(state["share"] * per_process / 2)
+        state["total"] += per_process // 2
+        return state["stolen"], state["total"]
+    return ticks
+
+
+def test_a_process_the_host_stole_from_is_measured_again_and_the_clean_try_counts(capsys):
+    speeds = {(1, "srelu"): {"": [50.0, 100.0], "bridge-nchw": 80.0, "bridge-cl": 80.0, "plain-cl": 80.0}}
+    run_one, calls = fake_engine(speeds)
+    # tinybin's first try loses 30 % to the host (and runs at half speed), its second is clean
+    table = versus.compare_with_torch([(1, "srelu")], run_one, rounds=1, peers=PEERS, loadavg=fixed_loads([0.1]),
+                                      cpus=2, ticks=ticks_stealing([0.3, 0.0, 0.0, 0.0, 0.0]))
+    out = capsys.readouterr().out
+    row = table["WRN-20-1 srelu"]
+    assert calls.count((1, "srelu", "")) == 2 and len(calls) == 5
+    assert row["tinybin"] == 100.0 and row["steal"] == 0.0 and "warning" not in out
+    assert "(1 process(es) measured again" in out
+
+
+def test_retries_are_bounded_and_a_host_that_keeps_stealing_is_still_warned_about(capsys):
+    speeds = {(1, "srelu"): {"": [60.0, 50.0, 70.0, 99.0], "bridge-nchw": 80.0, "bridge-cl": 80.0,
+                             "plain-cl": 80.0}}
+    run_one, calls = fake_engine(speeds)
+    steals = [0.3, 0.2, 0.25] + [0.0] * 3             # tinybin: three stolen tries, the least stolen counts
+    table = versus.compare_with_torch([(1, "srelu")], run_one, rounds=1, peers=PEERS, loadavg=fixed_loads([0.1]),
+                                      cpus=2, ticks=ticks_stealing(steals), steal_retries=2)
+    out = capsys.readouterr().out
+    assert calls.count((1, "srelu", "")) == 3 and table["WRN-20-1 srelu"]["tinybin"] == 50.0
+    assert table["WRN-20-1 srelu"]["steal"] == pytest.approx(0.2) and "20 %" in out and "warning: the host" in out
+    run_one, calls = fake_engine(speeds)
+    versus.compare_with_torch([(1, "srelu")], run_one, rounds=1, peers=PEERS, loadavg=fixed_loads([0.1]),
+                              cpus=2, ticks=ticks_stealing(steals), steal_retries=0)
+    assert calls.count((1, "srelu", "")) == 1 and "measured again" not in capsys.readouterr().out

@@ -173,6 +173,12 @@ def test_bench_vs_torch_names_a_bad_peer_kind():
     assert "--peers" in line and "'gpu'" in line
 
 
+def test_bench_vs_torch_names_a_bad_count():
+    for flag in ("--rounds", "--steal-retries"):
+        line = one_line_error(run("bench", "train", "--vs-torch", flag, -1))
+        assert flag in line and "-1" in line
+
+
 def test_bench_conv_prints_every_stage():
     proc = run("bench", "conv", "--batch", 2, "--repeats", 1, "--ref-repeats", 1, "--no-startup")
     assert proc.returncode == 0, proc.stderr

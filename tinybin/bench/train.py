@@ -107,12 +107,14 @@ def _run_one(width, variant, bits, depth, batch_size, steps, warmup, conv="", pe
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _versus(configs, bits, batch_size, steps, warmup, depth, rounds, peers) -> dict:
+def _versus(configs, bits, batch_size, steps, warmup, depth, rounds, peers, steal_retries) -> dict:
     from .peer import KINDS, PEERS, torch_available
     from .versus import compare_with_torch
 
     if rounds < 1:
         raise ValueError(f"--rounds must be >= 1, got {rounds}")
+    if steal_retries < 0:
+        raise ValueError(f"--steal-retries must be >= 0, got {steal_retries}")
     peers = [p.strip() for p in peers.split(",") if p.strip()] or list(PEERS)
     bad = [p for p in peers if p not in KINDS]
     if bad:
@@ -127,7 +129,7 @@ def _versus(configs, bits, batch_size, steps, warmup, depth, rounds, peers) -> d
     def run_one(width, variant, peer):
         return _run_one(width, variant, bits, depth, batch_size, steps, warmup, peer=peer)
 
-    return compare_with_torch(configs, run_one, depth, rounds, peers)
+    return compare_with_torch(configs, run_one, depth, rounds, peers, steal_retries=steal_retries)
 
 
 def parse_configs(text):
@@ -148,7 +150,7 @@ def parse_configs(text):
 
 
 def run(configs=DEFAULT_CONFIGS, bits=1, batch_size=125, steps=5, warmup=2, depth=20, quick=False, conv="",
-        vs_torch=False, rounds=3, peers="") -> dict:
+        vs_torch=False, rounds=3, peers="", steal_retries=2) -> dict:
     """Print the table of the module docstring; returns {"WRN-20-4 srelu": figures, ...}.
     conv: comma-separated convolution settings to compare, each a TINYBIN_CONV value ("im2col,winograd4+direct")."""
     convs = [c.strip() for c in conv.split(",") if c.strip()]
@@ -156,7 +158,7 @@ def run(configs=DEFAULT_CONFIGS, bits=1, batch_size=125, steps=5, warmup=2, dept
         steps, warmup, rounds = 2, 1, 1
     configs = parse_configs(configs)
     if vs_torch:
-        return _versus(configs, bits, batch_size, steps, warmup, depth, rounds, peers)
+        return _versus(configs, bits, batch_size, steps, warmup, depth, rounds, peers, steal_retries)
     print(f"training step: forward + loss + backward + SGD, batch {batch_size}, {bits}-bit, "
           f"median of {steps} steps after {warmup} warm-up; threads: "
           f"NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', 'default')}, {os.cpu_count()} CPUs")

@@ -14,7 +14,10 @@ The load average sees only this machine. On a virtual machine the host may also 
 from it ("steal" in /proc/stat), which slows whichever process runs then: a quiet load with
 20-30 % steal measured the same WRN-20-1 step at 98-195 images/s. Each row also shows the
 largest share of CPU time stolen during one of its processes, and the table warns above
-STEAL_LIMIT: such figures are noisy whatever the load.
+STEAL_LIMIT: such figures are noisy whatever the load. The host's steal comes in bursts of a
+minute or more, so a process during which it took more than STEAL_LIMIT is measured again, up
+to `steal_retries` more times (`--steal-retries`, default 2), and the least-stolen try counts;
+the table says how many processes were measured again.
 
 Targets (issue 23 §2, for a quiet machine and >= 3 rounds):
   speed    tinybin >= 1.05x the best PyTorch for widths below 10 (WRN-20-1, WRN-20-4),
@@ -30,6 +33,7 @@ from statistics import median
 SPEED_TARGET, WIDE_SPEED_TARGET, WIDE = 1.05, 1.0, 10
 MIN_TICKS = 100        # CPU ticks (all CPUs; 100 per CPU-second) a process must span for its steal share
 STEAL_LIMIT = 0.05     # the share of CPU time the host may take before the figures count as noisy
+STEAL_RETRIES = 2      # more tries of a process the host stole more than STEAL_LIMIT from
 
 
 def speed_target(width) -> float:
@@ -61,6 +65,19 @@ def timed(measure, loadavg=None, ticks=None):
     end, after = ticks(), loadavg()
     known = start and end and end[1] - start[1] >= MIN_TICKS     # too short a process: a tick is noise
     return result, before, after, (end[0] - start[0]) / (end[1] - start[1]) if known else None
+
+
+def least_stolen(measure, loadavg=None, ticks=None, retries=STEAL_RETRIES):
+    """timed(measure), tried again while the host stole more than STEAL_LIMIT, at most `retries`
+    more times: (the least-stolen try's (result, before, after, steal), how many tries were repeated)."""
+    best = None
+    for repeated in range(retries + 1):
+        tried = timed(measure, loadavg, ticks)
+        if best is None or (tried[3] or 0.0) < (best[3] or 0.0):
+            best = tried
+        if tried[3] is None or tried[3] <= STEAL_LIMIT:
+            break
+    return best, repeated
 
 
 def summarise(seen: dict, loads: list, width: int, peers, steals=()) -> dict:
@@ -116,7 +133,7 @@ def busy_warning(table: dict, cpus=None):
 
 
 def compare_with_torch(configs, run_one, depth=20, rounds=3, peers=None, loadavg=None, cpus=None,
-                       ticks=None) -> dict:
+                       ticks=None, steal_retries=STEAL_RETRIES) -> dict:
     """The --vs-torch table. run_one(width, variant, peer) measures one configuration in a fresh
     process (peer "" is tinybin, else a kind of bench.peer) and returns its figures."""
     from .peer import PEERS
@@ -127,12 +144,14 @@ def compare_with_torch(configs, run_one, depth=20, rounds=3, peers=None, loadavg
           f"{'peak MB':>9}{'peak MB':>9}  load     steal\n{'':<22}{'img/s':>9}"
           + "".join(f"{'img/s':>13}" for _ in peers)
           + f"{'best PT':>11}{'tinybin':>9}{'best PT':>9}  (1-min)  (max)")
-    table = {}
+    table, repeated = {}, 0
     for width, variant in configs:
         seen, loads, steals = {k: [] for k in kinds}, [], []
         for r in range(rounds):
             for kind in kinds[r % len(kinds):] + kinds[:r % len(kinds)]:
-                result, before, after, steal = timed(lambda: run_one(width, variant, kind), loadavg, ticks)
+                (result, before, after, steal), again = least_stolen(lambda: run_one(width, variant, kind),
+                                                                     loadavg, ticks, steal_retries)
+                repeated += again
                 seen[kind].append(result)
                 loads += [before, after]
                 steals.append(steal)
@@ -146,6 +165,9 @@ def compare_with_torch(configs, run_one, depth=20, rounds=3, peers=None, loadavg
     threads = next(iter(table.values()))["torch_threads"] if table else None
     print(f"(median images/s of {rounds} alternated processes each; best PT: the fastest PyTorch kind of the row, "
           f"whose peak memory is shown; PyTorch on {threads} threads)")
+    if repeated:
+        print(f"({repeated} process(es) measured again: the host took more than {100 * STEAL_LIMIT:.0f} % of the "
+              f"CPU time during them; the least-stolen try counts)")
     for warning in (busy_warning(table, cpus), steal_warning(table)):
         if warning:
             print(warning)

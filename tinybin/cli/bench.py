@@ -44,6 +44,8 @@ def _train(p):
     p.add_argument("--vs-torch", action="store_true",
                    help="also time the same step in PyTorch (the peer kinds of --peers), alternating processes")
     p.add_argument("--rounds", type=int, default=3, help="with --vs-torch: processes per engine and kind (median)")
+    p.add_argument("--steal-retries", type=int, default=2, help="with --vs-torch: measure a process again, up to "
+                   "this many times, while the host takes more than 5 %% of the CPU time (steal)")
     p.add_argument("--peers", default="", help="with --vs-torch: comma-separated PyTorch kinds (bridge-nchw, "
                    "bridge-cl, plain-nchw, plain-cl); default bridge-nchw,bridge-cl,plain-cl")
 
