@@ -32,8 +32,10 @@ Vector width (TINYBIN_WIDE_VECTORS=0|1, default 1; read when tinybin.kernels is 
 On an AVX-512 machine LLVM's tuning prefers 256-bit vectors (early AVX-512 chips slowed their
 clock for 512-bit work), so by default Numba's loops use half the register width the machine
 has. `wide_vectors` asks for 512-bit vectors instead, by adding -prefer-256-bit to the CPU
-features Numba compiles for, before Numba compiles anything: the direct convolution 1.2-1.5x
-faster on WRN-20-1's layers, its weight gradient 1.1-1.4x. It changes no bit of a result: no
+features Numba compiles for, before Numba compiles anything: the direct convolution 1.15-1.5x
+faster on WRN-20-1's layers, its weight gradient 1.2-1.5x, Winograd's weight products 1.2-1.5x;
+a WRN-20-1 training step 1.16-1.19x (baseline2), WRN-20-4's 1.0-1.16x (alternated processes
+without steal). It changes no bit of a result: no
 kernel lets the compiler reorder a sum (the fused multiply-adds are formed the same at either
 width; tests/test_vectors.py trains a step both ways). It applies to every Numba function the
 process compiles, and it steps aside when NUMBA_CPU_NAME or NUMBA_CPU_FEATURES is set, or when

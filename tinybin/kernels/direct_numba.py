@@ -7,9 +7,11 @@ has only 16 or 32 columns, so the layer is bound by memory traffic, not arithmet
 padded copy of the input; every product is formed in registers. What these loops rely on:
 
 - A register block: B = 16 output channels (one AVX-512 register of float32, two AVX ones) of
-  P = 8 neighbouring output pixels: 16 AVX accumulators, enough independent multiply-adds to
-  hide their latency (P = 4 left it exposed: 1.12-1.21x slower forward on WRN-20-1's three
-  stages, P = 12 spilled registers: 0.63-0.73x; same bits, calls alternated in one process).
+  P = 8 neighbouring output pixels: 16 AVX accumulators (8 AVX-512 ones), enough independent
+  multiply-adds to hide their latency (P = 4 left it exposed: 1.12-1.21x slower forward on
+  WRN-20-1's three stages, P = 12 spilled registers: 0.63-0.73x; with 512-bit vectors P = 16
+  was 0.81-0.87x, and 32 output channels per block 1.01-1.03x; same bits, calls alternated in
+  one process).
   The weight gradient's block is Q = registers.ROWS input channels of B: 16 with 512-bit
   vectors, 8 with 256-bit ones (registers.py has the measurements; at 256 bits Q = 8 was
   1.14-1.35x over Q = 4).
