@@ -35,12 +35,12 @@ has. `wide_vectors` asks for 512-bit vectors instead, by adding -prefer-256-bit 
 features Numba compiles for, before Numba compiles anything: the direct convolution 1.15-1.5x
 faster on WRN-20-1's layers, its weight gradient 1.2-1.5x, Winograd's weight products 1.2-1.5x;
 a WRN-20-1 training step 1.16-1.19x (baseline2), WRN-20-4's 1.0-1.16x (alternated processes
-without steal). It changes no bit of a result: no
-kernel lets the compiler reorder a sum (the fused multiply-adds are formed the same at either
-width; tests/test_vectors.py trains a step both ways). It applies to every Numba function the
-process compiles, and it steps aside when NUMBA_CPU_NAME or NUMBA_CPU_FEATURES is set, or when
-another library had Numba compile before tinybin.kernels was imported. Numba's cache keeps the
-two widths' machine code apart.
+without steal). It changes no bit of a result: no kernel lets the compiler reorder a sum (the
+fused multiply-adds are formed the same at either width; tests/test_vectors.py trains a step
+both ways). It applies to every Numba function the process compiles, and it steps aside when
+NUMBA_CPU_NAME or NUMBA_CPU_FEATURES is set, or when Numba had compiled something before
+tinybin.kernels was imported (its target is fixed by then). Numba's cache keeps the two widths'
+machine code apart.
 """
 from __future__ import annotations
 
@@ -141,7 +141,11 @@ def wide_vectors(environ=os.environ) -> bool:
         return False
     import llvmlite.binding as llvm
     from numba.core import config as numba_config
+    from numba.core.registry import cpu_target
 
+    made = vars(cpu_target).get("_toplevel_target_context")   # Numba compiled already: its width is fixed
+    if made is not None:
+        return getattr(made.codegen(), "_tm_features", "").endswith(",-prefer-256-bit")
     if numba_config.CPU_FEATURES is None:
         features = llvm.get_host_cpu_features()
         if not features.get("avx512f"):
