@@ -28,9 +28,9 @@ def direct_dw(module, C):
     return module is direct_ref or C % direct_numba.Q == 0
 
 
-def im2col_conv(x, w, padding, dout):
+def im2col_conv(x, w, padding, dout, stride=1):
     with kernels.settings(conv="im2col"):
-        out, cache = conv2d_forward(x, w, 1, padding)
+        out, cache = conv2d_forward(x, w, stride, padding)
         dx, dw = conv2d_backward(dout, cache)
     return out, dx, dw
 
@@ -52,6 +52,50 @@ def test_direct_equals_im2col_in_float64(shape, module):
             module.grad_weights(x, dout, padding, K, K)
     if C % direct_numba.B == 0:
         np.testing.assert_allclose(module.grad_input(dout, w, padding), ref_dx, rtol=0, atol=1e-12)
+
+
+# (N, H, W, C, OC, K, padding, stride): WRN's stride-2 layers and odd sizes, pads and strides
+STRIDED = [
+    (3, 8, 8, 16, 32, 3, (1, 1, 1, 1), (2, 2)),
+    (2, 7, 9, 16, 16, 3, (0, 1, 1, 0), (2, 2)),
+    (2, 9, 6, 32, 16, 3, (1, 1, 0, 0), (2, 1)),
+    (2, 6, 7, 16, 16, 1, (0, 0, 0, 0), (2, 2)),
+    (1, 11, 10, 16, 16, 5, (2, 2, 2, 2), (3, 2)),
+]
+
+
+@pytest.mark.parametrize("shape", STRIDED)
+@pytest.mark.parametrize("module", [direct_ref, direct_numba])
+def test_strided_direct_equals_im2col_in_float64(shape, module):
+    N, H, W, C, OC, K, padding, stride = shape
+    rng = np.random.default_rng(3)
+    x, w = rng.standard_normal((N, H, W, C)), rng.standard_normal((K, K, C, OC))
+    out = module.forward(x, w, padding, stride)
+    dout = rng.standard_normal(out.shape)
+    ref_out, _, ref_dw = im2col_conv(x, w, padding, dout, stride)
+    assert out.shape == ref_out.shape
+    np.testing.assert_allclose(out, ref_out, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(module.grad_weights(x, dout, padding, K, K, stride), ref_dw, rtol=0, atol=1e-12)
+    if module is direct_numba:   # threads split the work, never a sum
+        with kernels.settings(parallel=False):
+            assert np.array_equal(module.forward(x, w, padding, stride), out)
+
+
+def test_a_strided_layer_runs_direct_through_the_op():
+    """conv2d's forward and dw of a stride-2 layer by the direct kernels, its dx by col2im: the
+    three gradients against central differences, float64."""
+    rng = np.random.default_rng(4)
+    x, w = rng.standard_normal((2, 6, 7, 16)), rng.standard_normal((3, 3, 16, 16))
+    padding = (1, 1, 1, 0)
+    assert passes(w.shape, (2, 2), padding, x.dtype) == ("direct", "im2col", "direct")
+    out, cache = conv2d_forward(x, w, 2, padding)
+    dout = rng.standard_normal(out.shape)
+    dx, dw = conv2d_backward(dout, cache)
+
+    def f():
+        return conv2d_forward(x, w, 2, padding)[0]
+    assert rel_error(dx, numerical_grad(f, x, dout, eps=1e-4)) < 1e-7
+    assert rel_error(dw, numerical_grad(f, w, dout, eps=1e-4)) < 1e-7
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -111,9 +155,9 @@ def passes(w_shape, stride=(1, 1), padding=(1, 1, 1, 1), dtype=np.float32):
 
 
 def test_plans_by_layer():
-    """WRN-20-1's layers under the default order: the stride-1 ones run direct, stride 2 keeps
-    im2col, Winograd keeps the wide ones, the 3-channel stem runs its forward direct but its
-    gradients by im2col."""
+    """WRN-20-1's layers under the default order: the stride-1 ones run direct, stride 2 its
+    forward and dw direct and dx by im2col, Winograd keeps the wide ones, the 3-channel stem
+    runs its forward direct but its gradients by im2col."""
     D, I, W4 = "direct", "im2col", "winograd4"
     with kernels.settings(conv="winograd4+direct", winograd_min_channels=64):
         assert passes((3, 3, 16, 16)) == (D, D, D)
@@ -122,7 +166,10 @@ def test_plans_by_layer():
         with kernels.settings(winograd_weight_gradient="im2col"):
             assert passes((3, 3, 64, 64)) == (W4, W4, I)            # ... or its dw by im2col
         assert passes((3, 3, 64, 64), dtype=np.float64) == (D, D, D)  # float64: not Winograd
-        assert passes((3, 3, 16, 32), stride=(2, 2)) == (I, I, I)   # stride 2
+        assert passes((3, 3, 16, 32), stride=(2, 2)) == (D, I, D)   # stride 2
+        assert passes((3, 3, 32, 64), stride=(2, 2), padding=(0, 1, 0, 1)) == (D, I, D)
+        assert passes((3, 3, 64, 128), stride=(2, 2)) == (I, I, I)  # wider: im2col
+        assert passes((3, 3, 16, 32), stride=(3, 3)) == (I, I, I)   # stride 3
         assert passes((3, 3, 3, 16)) == (D, I, I)                   # the stem
         assert passes((3, 3, 16, 24)) == (I, I, I)                  # 24 % 16
         assert passes((3, 3, 16, 16), padding=(3, 0, 0, 0)) == (D, I, D)

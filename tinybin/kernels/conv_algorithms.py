@@ -14,7 +14,8 @@ layer, im2col where they do not. im2col takes every layer and ends every order.
 
   - im2col (+ one matrix product; im2col_ref.py): ops/conv.py's formula as it stands;
   - direct (direct_ref.py, direct_numba.py): register-blocked loops over the input in place,
-    stride-1 layers whose output channels are a multiple of DIRECT_BLOCK (16);
+    layers whose output channels are a multiple of DIRECT_BLOCK (16): stride 1, and stride 2
+    up to DIRECT_STRIDED_CHANNELS (32) input channels -- its input gradient by im2col then;
   - winograd2, winograd4, F(2×2, 3×3) and F(4×4, 3×3) (winograd_ref.py, conv_winograd.py):
     fewer multiplications, for 3×3 stride-1 layers with >= winograd_min_channels channels.
 
@@ -35,7 +36,10 @@ changes, and the authors' released model keeps its 96.30 % (963/1000). Narrow la
 (64). Those run by the direct kernels: im2col's forward+backward time over direct's, WRN-20-1's
 32×32×16 3.35×, 16×16×32 2.49×, 8×8×64 1.24× (F(4×4) there: 1.30×, so it keeps that stage); on
 WRN-20-4's wide layers direct loses to F(4×4) (0.84–1.11× against 1.46–2.31×). The 3-channel
-stem runs its forward direct and its weight gradient by im2col (C_in % DIRECT_Q). The direct
+stem runs its forward direct and its weight gradient by im2col (C_in % DIRECT_Q). Stride-2
+layers (no Winograd) at batch 125, im2col's time over direct's, calls alternated in one process:
+WRN-20-1's 32×32×16→32 forward 1.45×, dw 2.2×; 16×16×32→64 1.03×, 1.26×; but WRN-20-4's
+32×32×64→128 0.78×, 1.18× and 16×16×128→256 0.59×, 0.54×, hence DIRECT_STRIDED_CHANNELS. The direct
 kernels' first use compiles them, once (Numba's cache; `bench conv` prints how long).
 
 A Winograd layer's weight gradient runs by Winograd too, unless winograd_weight_gradient=
@@ -73,6 +77,7 @@ from .config import current, implementation
 from .registers import LANES, ROWS
 
 DIRECT_BLOCK, DIRECT_Q = LANES, ROWS  # the direct kernels' register blocks (direct_numba.B, .Q): C_out, C_in multiples
+DIRECT_STRIDED_CHANNELS = 32          # the widest stride-2 layer (C_in) the direct kernels take (see above)
 
 
 class Layer(NamedTuple):
@@ -106,9 +111,9 @@ def im2col_weight_gradient(x, dout, w_shape, stride, padding):
     return (cols.T @ dout.reshape(-1, OC)).reshape(w_shape)       # KH*KW*C, OC -> KH, KW, C, OC
 
 
-# ----- direct: stride 1 only, so stride is not passed on --------------------------------------
+# ----- direct: the input gradient for stride 1 only --------------------------------------------
 def direct_forward(x, w, stride, padding):
-    return implementation("direct").forward(x, w, padding)
+    return implementation("direct").forward(x, w, padding, stride)
 
 
 def direct_input_gradient(dout, w, x_shape, stride, padding):
@@ -116,7 +121,7 @@ def direct_input_gradient(dout, w, x_shape, stride, padding):
 
 
 def direct_weight_gradient(x, dout, w_shape, stride, padding):
-    return implementation("direct").grad_weights(x, dout, padding, w_shape[0], w_shape[1])
+    return implementation("direct").grad_weights(x, dout, padding, w_shape[0], w_shape[1], stride)
 
 
 # ----- Winograd F(m×m, 3×3): stride 1 only ----------------------------------------------------
@@ -139,15 +144,17 @@ def every_layer(layer, settings):
 
 
 def direct_takes(layer, settings):
-    """Stride 1, C_out a multiple of the register block."""
-    return layer.stride == (1, 1) and layer.w_shape[3] % DIRECT_BLOCK == 0
+    """C_out a multiple of the register block; stride 1, or 2 with at most DIRECT_STRIDED_CHANNELS inputs."""
+    strided = max(layer.stride) == 2 and layer.w_shape[2] <= DIRECT_STRIDED_CHANNELS
+    return (layer.stride == (1, 1) or strided) and layer.w_shape[3] % DIRECT_BLOCK == 0
 
 
 def direct_takes_input_gradient(layer, settings):
-    """The forward kernel run backwards: C_in a multiple of the block, every pad < the kernel size."""
+    """The forward kernel run backwards: stride 1, C_in a multiple of the block, every pad < the
+    kernel size."""
     KH, KW, C, _ = layer.w_shape
     PT, PB, PL, PR = layer.padding
-    return C % DIRECT_BLOCK == 0 and max(PT, PB) < KH and max(PL, PR) < KW
+    return layer.stride == (1, 1) and C % DIRECT_BLOCK == 0 and max(PT, PB) < KH and max(PL, PR) < KW
 
 
 def direct_takes_weight_gradient(layer, settings):

@@ -1,4 +1,4 @@
-"""Direct stride-1 convolution for narrow layers (NHWC, no bias), compiled by Numba.
+"""Direct convolution for narrow layers (NHWC, no bias), compiled by Numba.
 
 Same signatures, same results (to rounding) as `direct_ref.py` (read that first). Why it exists:
 with 16 or 32 channels, im2col's column matrix is 9× the input and the product that follows
@@ -78,9 +78,10 @@ def _pad_images(x, xp, PT, PL, lo, hi):
 
 
 @njit(cache=True, nogil=True, fastmath=_FMA)
-def _forward_rows(xp, w_blocks, out, C, lo, hi):
-    """Output rows r = n*OH + oh, lo <= r < hi: out[n, oh, ow, ob*B + j] = sum_{i, t} xp[n, oh+i, ow*C + t] w_blocks[ob, i, t, j],
-    t = k*C + c: xp's rows are (W, C) flattened, so a window row's KW pixels are one run of KW*C values."""
+def _forward_rows(xp, w_blocks, out, C, SH, SW, lo, hi):
+    """Output rows r = n*OH + oh, lo <= r < hi:
+    out[n, oh, ow, ob*B + j] = sum_{i, t} xp[n, oh*SH + i, ow*SW*C + t] w_blocks[ob, i, t, j], t = k*C + c:
+    xp's rows are (W, C) flattened, so a window row's KW pixels are one run of KW*C values."""
     NB, KH, KWC, _ = w_blocks.shape
     N, OH, OW, OC = out.shape
     acc = carray(block(xp.dtype), (P, B))
@@ -93,19 +94,26 @@ def _forward_rows(xp, w_blocks, out, C, lo, hi):
                     for j in range(B):
                         acc[q, j] = 0
                 for i in range(KH):
-                    row = xp[n, oh + i]
+                    row = xp[n, oh * SH + i]
                     for t in range(KWC):
                         for j in range(B):           # the constant P lets the compiler unroll
                             wv = w_blocks[ob, i, t, j]   # these loops into vector operations
                             for q in range(P):       # (an unsigned index: no negative-index check)
-                                acc[q, j] += row[np.uintp((ow0 + q) * C + t)] * wv
+                                acc[q, j] += row[np.uintp((ow0 + q) * SW * C + t)] * wv
                 for q in range(P):
                     for j in range(B):
                         out[n, oh, ow0 + q, ob * B + j] = acc[q, j]
 
 
+@njit(cache=True, inline="always")
+def _inside(i, pad, stride, size, out_size):
+    """(first, end) outputs o whose window offset i reads inside the input: 0 <= o*stride + i - pad < size."""
+    first = max(0, -(-(pad - i) // stride))
+    return first, max(first, min(out_size, (size + pad - i - 1) // stride + 1))
+
+
 @njit(cache=True, nogil=True, fastmath=_FMA)
-def _weights_chunks(x, dout, part, PT, PL, lo, hi):
+def _weights_chunks(x, dout, part, PT, PL, SH, SW, lo, hi):
     """part[u], lo <= u < hi = chunk u's images' share of dw; x is (N, H, W*C) and dout (N, OH, OW*OC),
     rows flattened and indexed unsigned, like the forward's input."""
     N, H, WC = x.shape
@@ -116,9 +124,9 @@ def _weights_chunks(x, dout, part, PT, PL, lo, hi):
     acc = carray(block(x.dtype), (Q, B))
     for u in range(lo, hi):
         for i in range(KH):
-            oh0, oh1 = max(0, PT - i), min(OH, H + PT - i)   # rows whose window row i is inside x
+            oh0, oh1 = _inside(i, PT, SH, H, OH)             # rows whose window row i is inside x
             for k in range(KW):
-                ow0, ow1 = max(0, PL - k), min(OW, W + PL - k)
+                ow0, ow1 = _inside(k, PL, SW, W, OW)
                 for c0 in range(0, C, Q):
                     for ob in range(NB):
                         for q in range(Q):
@@ -126,10 +134,10 @@ def _weights_chunks(x, dout, part, PT, PL, lo, hi):
                                 acc[q, j] = 0
                         for n in range(u * IMAGES, min(N, (u + 1) * IMAGES)):
                             for oh in range(oh0, oh1):
-                                xrow = x[n, oh + i - PT]
+                                xrow = x[n, oh * SH + i - PT]
                                 grow = dout[n, oh]
                                 for ow in range(ow0, ow1):
-                                    xo = (ow + k - PL) * C + c0
+                                    xo = (ow * SW + k - PL) * C + c0
                                     go = ow * OC + ob * B
                                     for j in range(B):
                                         gv = grow[np.uintp(go + j)]
@@ -140,33 +148,35 @@ def _weights_chunks(x, dout, part, PT, PL, lo, hi):
                                 part[u, i, k, c0 + q, ob * B + j] = acc[q, j]
 
 
-def forward(x, w, padding):
-    """out = direct_ref.forward(x, w, padding); needs OC % B == 0."""
+def forward(x, w, padding, stride=(1, 1)):
+    """out = direct_ref.forward(x, w, padding, stride); needs OC % B == 0."""
     KH, KW, C, OC = w.shape
     PT, PB, PL, PR = padding
+    SH, SW = stride
     N, H, W, _ = x.shape
     assert OC % B == 0, f"direct convolution needs C_out % {B} == 0, got {OC}"
-    OW = W + PL + PR - KW + 1
+    OH, OW = (H + PT + PB - KH) // SH + 1, (W + PL + PR - KW) // SW + 1
     extra = -OW % P     # output columns computed (from zero padding) and dropped: whole blocks only
-    xp = np.empty((N, H + PT + PB, W + PL + PR + extra, C), x.dtype)
+    WP = max(W + PL + PR, (OW + extra - 1) * SW + KW)
+    xp = np.empty((N, H + PT + PB, WP, C), x.dtype)
     split(_pad_images, N, np.ascontiguousarray(x), xp, PT, PL)
     w_blocks = np.ascontiguousarray(w.reshape(KH, KW * C, OC // B, B).transpose(2, 0, 1, 3))
-    out = np.empty((N, H + PT + PB - KH + 1, OW + extra, OC), x.dtype)
-    split(_forward_rows, out.shape[0] * out.shape[1], xp.reshape(xp.shape[:2] + (-1,)), w_blocks, out, C)
+    out = np.empty((N, OH, OW + extra, OC), x.dtype)
+    split(_forward_rows, N * OH, xp.reshape(xp.shape[:2] + (-1,)), w_blocks, out, C, SH, SW)
     return np.ascontiguousarray(out[:, :, :OW]) if extra else out
 
 
 def grad_input(dout, w, padding):
-    """dx = direct_ref.grad_input(dout, w, padding); needs C % B == 0 and every pad <= K-1."""
+    """dx = direct_ref.grad_input(dout, w, padding) of a stride-1 layer; needs C % B == 0 and every pad <= K-1."""
     return forward(dout, *input_gradient_as_forward(w, padding))
 
 
-def grad_weights(x, dout, padding, KH, KW):
-    """dw = direct_ref.grad_weights(x, dout, padding, KH, KW); needs C % Q == 0, OC % B == 0."""
+def grad_weights(x, dout, padding, KH, KW, stride=(1, 1)):
+    """dw = direct_ref.grad_weights(x, dout, padding, KH, KW, stride); needs C % Q == 0, OC % B == 0."""
     N, H, W, C = x.shape
     OC = dout.shape[3]
     assert C % Q == 0 and OC % B == 0, f"direct weight gradient needs C % {Q} == 0, C_out % {B} == 0"
     part = np.empty(((N + IMAGES - 1) // IMAGES, KH, KW, C, OC), x.dtype)
     split(_weights_chunks, part.shape[0], np.ascontiguousarray(x).reshape(N, H, W * C),
-          np.ascontiguousarray(dout).reshape(N, dout.shape[1], -1), part, padding[0], padding[2])
+          np.ascontiguousarray(dout).reshape(N, dout.shape[1], -1), part, padding[0], padding[2], *stride)
     return part.sum(axis=0)

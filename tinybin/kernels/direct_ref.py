@@ -1,15 +1,16 @@
-"""Direct stride-1 convolution (NHWC, no bias) in NumPy: the readable version of direct_numba.py.
+"""Direct convolution (NHWC, no bias) in NumPy: the readable version of direct_numba.py.
 
-A stride-1 correlation is a sum of KH*KW shifted matrix products. With xp the input padded by
-(PT, PB, PL, PR) zeros, the window offset (i, j) sees the slab xp[:, i:i+OH, j:j+OW, :], and
+A correlation is a sum of KH*KW shifted matrix products. With xp the input padded by
+(PT, PB, PL, PR) zeros, the window offset (i, j) sees the slab xp[:, i:i+OH, j:j+OW, :] at
+stride 1, every SH-th row and SW-th column of xp[:, i:, j:, :] at stride (SH, SW), and
 
-    out = sum over (i, j) of  xp[:, i:i+OH, j:j+OW, :] @ w[i, j]          (C, OC) per offset
+    out = sum over (i, j) of  slab(i, j) @ w[i, j]          (C, OC) per offset
 
 No column matrix is formed: each product reads the input once, in place. The weight gradient
 is the same sum turned around, dw[i, j] = slab(i, j)ᵀ @ dout over all N*OH*OW positions, and the
-input gradient is the forward correlation of dout with the filter flipped and its channels
-swapped (see grad_input). Shapes as in im2col_ref.py: x (N, H, W, C), w (KH, KW, C, OC),
-padding (PT, PB, PL, PR), out (N, OH, OW, OC), OH = H + PT + PB - KH + 1 (OW likewise).
+input gradient of a stride-1 layer is the forward correlation of dout with the filter flipped
+and its channels swapped (see grad_input; a strided layer's runs by col2im). Shapes as in im2col_ref.py: x (N, H, W, C), w (KH, KW, C, OC),
+padding (PT, PB, PL, PR), out (N, OH, OW, OC), OH = (H + PT + PB - KH) // SH + 1 (OW likewise).
 """
 import numpy as np
 
@@ -19,16 +20,22 @@ def _padded(x, padding):
     return np.pad(x, ((0, 0), (PT, PB), (PL, PR), (0, 0)))
 
 
-def forward(x, w, padding):
-    """out[n, oh, ow, oc] = sum_{i, j, c} xp[n, oh + i, ow + j, c] * w[i, j, c, oc]"""
+def _slab(xp, i, j, OH, OW, stride):
+    """xp[:, oh*SH + i, ow*SW + j, :] for every output cell (oh, ow): (N, OH, OW, C)."""
+    SH, SW = stride
+    return xp[:, i:i + SH * (OH - 1) + 1:SH, j:j + SW * (OW - 1) + 1:SW, :]
+
+
+def forward(x, w, padding, stride=(1, 1)):
+    """out[n, oh, ow, oc] = sum_{i, j, c} xp[n, oh*SH + i, ow*SW + j, c] * w[i, j, c, oc]"""
     KH, KW, C, OC = w.shape
     xp = _padded(x, padding)
     N, HP, WP, _ = xp.shape
-    OH, OW = HP - KH + 1, WP - KW + 1
+    OH, OW = (HP - KH) // stride[0] + 1, (WP - KW) // stride[1] + 1
     out = np.zeros((N, OH, OW, OC), x.dtype)
     for i in range(KH):
         for j in range(KW):
-            out += xp[:, i:i + OH, j:j + OW, :] @ w[i, j]             # N, OH, OW, OC
+            out += _slab(xp, i, j, OH, OW, stride) @ w[i, j]           # N, OH, OW, OC
     return out
 
 
@@ -47,12 +54,12 @@ def input_gradient_as_forward(w, padding):
 
 
 def grad_input(dout, w, padding):
-    """dx = dout ⋆ w' with w' the flipped filter (input_gradient_as_forward)."""
+    """dx = dout ⋆ w' with w' the flipped filter (input_gradient_as_forward), stride 1."""
     return forward(dout, *input_gradient_as_forward(w, padding))
 
 
-def grad_weights(x, dout, padding, KH, KW):
-    """dw[i, j] = sum over (n, oh, ow) of xp[n, oh + i, ow + j, :]ᵀ dout[n, oh, ow, :]   (C, OC)"""
+def grad_weights(x, dout, padding, KH, KW, stride=(1, 1)):
+    """dw[i, j] = sum over (n, oh, ow) of xp[n, oh*SH + i, ow*SW + j, :]ᵀ dout[n, oh, ow, :]   (C, OC)"""
     xp = _padded(x, padding)
     N, OH, OW, OC = dout.shape
     C = x.shape[3]
@@ -60,5 +67,5 @@ def grad_weights(x, dout, padding, KH, KW):
     dw = np.empty((KH, KW, C, OC), x.dtype)
     for i in range(KH):
         for j in range(KW):
-            dw[i, j] = xp[:, i:i + OH, j:j + OW, :].reshape(-1, C).T @ G
+            dw[i, j] = _slab(xp, i, j, OH, OW, stride).reshape(-1, C).T @ G
     return dw
