@@ -19,13 +19,10 @@ SHAPES = [
     (3, 6, 6, 16, 16, 3, (2, 2, 2, 2)),
     (2, 8, 5, 16, 16, 1, (0, 0, 0, 0)),
     (1, 9, 8, 16, 16, 5, (4, 0, 1, 2)),
-    (5, 4, 4, 8, 16, 3, (1, 1, 1, 1)),   # C = 8: dx by col2im; dw direct where Q = 8 (256-bit vectors)
+    (5, 4, 4, 8, 16, 3, (1, 1, 1, 1)),   # C = 8: dx by col2im; dw in place where Q = 8 (256-bit vectors)
+    (3, 7, 6, 3, 16, 3, (1, 1, 1, 1)),   # the stem's 3 channels: dw over a padded copy
+    (2, 6, 9, 5, 32, 5, (2, 1, 0, 2)),   # KW*C = 25: two blocks of 16 (four of 8)
 ]
-
-
-def direct_dw(module, C):
-    """Whether `module` computes this C's weight gradient (direct_numba needs C % Q == 0)."""
-    return module is direct_ref or C % direct_numba.Q == 0
 
 
 def im2col_conv(x, w, padding, dout, stride=1):
@@ -45,11 +42,7 @@ def test_direct_equals_im2col_in_float64(shape, module):
     dout = rng.standard_normal(out.shape)
     ref_out, ref_dx, ref_dw = im2col_conv(x, w, padding, dout)
     np.testing.assert_allclose(out, ref_out, rtol=0, atol=1e-12)
-    if direct_dw(module, C):
-        np.testing.assert_allclose(module.grad_weights(x, dout, padding, K, K), ref_dw, rtol=0, atol=1e-12)
-    else:
-        with pytest.raises(AssertionError, match=f"C % {direct_numba.Q} == 0"):
-            module.grad_weights(x, dout, padding, K, K)
+    np.testing.assert_allclose(module.grad_weights(x, dout, padding, K, K), ref_dw, rtol=0, atol=1e-12)
     if C % direct_numba.B == 0:
         np.testing.assert_allclose(module.grad_input(dout, w, padding), ref_dx, rtol=0, atol=1e-12)
 
@@ -61,6 +54,7 @@ STRIDED = [
     (2, 9, 6, 32, 16, 3, (1, 1, 0, 0), (2, 1)),
     (2, 6, 7, 16, 16, 1, (0, 0, 0, 0), (2, 2)),
     (1, 11, 10, 16, 16, 5, (2, 2, 2, 2), (3, 2)),
+    (2, 9, 8, 3, 16, 3, (1, 1, 1, 1), (2, 2)),     # few channels: dw over a padded copy
 ]
 
 
@@ -110,10 +104,10 @@ def test_direct_serial_equals_parallel_bit_for_bit(shape):
     runs = []
     for parallel in (False, True):
         with kernels.settings(parallel=parallel):
-            dw = direct_numba.grad_weights(x, dout, padding, K, K) if direct_dw(direct_numba, C) else None
+            dw = direct_numba.grad_weights(x, dout, padding, K, K)
             runs.append((direct_numba.forward(x, w, padding), dw))
     (out_serial, dw_serial), (out_parallel, dw_parallel) = runs
-    assert np.array_equal(out_serial, out_parallel) and (dw_serial is None or np.array_equal(dw_serial, dw_parallel))
+    assert np.array_equal(out_serial, out_parallel) and np.array_equal(dw_serial, dw_parallel)
 
 
 def test_direct_float32_error_is_that_of_im2col():
@@ -170,7 +164,7 @@ def test_plans_by_layer():
         assert passes((3, 3, 32, 64), stride=(2, 2), padding=(0, 1, 0, 1)) == (D, I, D)
         assert passes((3, 3, 64, 128), stride=(2, 2)) == (I, I, I)  # wider: im2col
         assert passes((3, 3, 16, 32), stride=(3, 3)) == (I, I, I)   # stride 3
-        assert passes((3, 3, 3, 16)) == (D, I, I)                   # the stem
+        assert passes((3, 3, 3, 16)) == (D, I, D)                   # the stem
         assert passes((3, 3, 16, 24)) == (I, I, I)                  # 24 % 16
         assert passes((3, 3, 16, 16), padding=(3, 0, 0, 0)) == (D, I, D)
     with kernels.settings(conv="direct"):

@@ -36,7 +36,8 @@ changes, and the authors' released model keeps its 96.30 % (963/1000). Narrow la
 (64). Those run by the direct kernels: im2col's forward+backward time over direct's, WRN-20-1's
 32×32×16 3.35×, 16×16×32 2.49×, 8×8×64 1.24× (F(4×4) there: 1.30×, so it keeps that stage); on
 WRN-20-4's wide layers direct loses to F(4×4) (0.84–1.11× against 1.46–2.31×). The 3-channel
-stem runs its forward direct and its weight gradient by im2col (C_in % DIRECT_Q). Stride-2
+stem runs its forward and weight gradient direct (the latter over a padded copy: 5.1 ms against
+im2col's 11-19 at batch 125) and its input gradient by im2col (C_in % DIRECT_BLOCK). Stride-2
 layers (no Winograd) at batch 125, im2col's time over direct's, calls alternated in one process:
 WRN-20-1's 32×32×16→32 forward 1.45×, dw 2.2×; 16×16×32→64 1.03×, 1.26×; but WRN-20-4's
 32×32×64→128 0.78×, 1.18× and 16×16×128→256 0.59×, 0.54×, hence DIRECT_STRIDED_CHANNELS. The direct
@@ -76,7 +77,7 @@ from .columns import col2im, im2col, workspace
 from .config import current, implementation
 from .registers import LANES, ROWS
 
-DIRECT_BLOCK, DIRECT_Q = LANES, ROWS  # the direct kernels' register blocks (direct_numba.B, .Q): C_out, C_in multiples
+DIRECT_BLOCK, DIRECT_Q = LANES, ROWS  # the direct kernels' register blocks (direct_numba.B, .Q): C_out a multiple of B
 DIRECT_STRIDED_CHANNELS = 32          # the widest stride-2 layer (C_in) the direct kernels take (see above)
 
 
@@ -157,10 +158,6 @@ def direct_takes_input_gradient(layer, settings):
     return layer.stride == (1, 1) and C % DIRECT_BLOCK == 0 and max(PT, PB) < KH and max(PL, PR) < KW
 
 
-def direct_takes_weight_gradient(layer, settings):
-    return layer.w_shape[2] % DIRECT_Q == 0
-
-
 def winograd_takes(layer, settings):
     """3×3, stride 1, every pad <= 2 (the input gradient's padding is 2 − pad), at least
     winograd_min_channels input and output channels, float32 (float64 too if winograd_float64)."""
@@ -187,7 +184,7 @@ ALGORITHMS = {
     "im2col": Algorithm(im2col_forward, im2col_input_gradient, im2col_weight_gradient,
                         every_layer, every_layer, every_layer),
     "direct": Algorithm(direct_forward, direct_input_gradient, direct_weight_gradient,
-                        direct_takes, direct_takes_input_gradient, direct_takes_weight_gradient),
+                        direct_takes, direct_takes_input_gradient, every_layer),
     "winograd2": Algorithm(*winograd_passes(2), winograd_takes, winograd_takes, winograd_takes_weight_gradient),
     "winograd4": Algorithm(*winograd_passes(4), winograd_takes, winograd_takes, winograd_takes_weight_gradient),
 }

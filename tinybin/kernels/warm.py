@@ -54,6 +54,7 @@ SIGNATURES = {
     "winograd_numba._tile_products": "f2 f2 f4 i i i",
     "pool_numba._backward_rows": "f4 f4" + " i" * 8,
     "direct_numba._weights_chunks": "f3 f3 f5 i i i i i i",
+    "direct_numba._weights_chunks_padded": "f3 f3 f4 i i i i i",
 }
 LAST = list(SIGNATURES)[-1]
 
