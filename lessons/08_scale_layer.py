@@ -10,7 +10,7 @@ Question
     BN does, and what 1/T stands in for: lesson 08b.)
 
 Run
-    python lessons/08_scale_layer.py    (3 seeds: 12 minutes single-threaded on a 2-core machine
+    python lessons/08_scale_layer.py    (3 seeds: 13 minutes single-threaded on a 2-core machine
     shared with other runs)
     --quick: 2 seeds, T = 1 and 30 only, 8 steps; --jobs 2: two runs at a time in worker processes
 
@@ -80,7 +80,8 @@ Takeaway
     without exploding, in one) and trails T = 30 in every seed (by 4.6 points, 2.7–5.7). T = 30 and
     T = 100 each learn in 2 of 3 seeds (the third is still at chance at step 50), T = 30 ahead in 1
     of 3, though T = 100's update per step is 6.6× smaller; on average T = 100 is 0.15 points ahead
-    (−1.8 to 1.8 over the seeds; the previous full run, before Winograd's weight gradient, had T = 30
+    (−1.8 to 1.8 over the seeds; the same to the digit as the previous full run, before the direct
+    stride-2 and stem weight-gradient kernels; one before Winograd's weight gradient had T = 30
     0.3 points ahead, also 1 of 3): 50 steps do not separate 30 and 100. P2: T "between
     approximately 30 and 100" trains, "lower values of T tended to result in failure to converge
     shortly after training commenced" (§III.D): at 50 steps of this narrow net, in line with that;
