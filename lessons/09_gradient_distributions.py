@@ -14,7 +14,7 @@ Question
     explodes, lesson 07, so it runs 20 steps), and baseline2 (BN everywhere) as a further reference.
 
 Run
-    python lessons/09_gradient_distributions.py   (4 seeds; 11 minutes single-threaded on a 2-core
+    python lessons/09_gradient_distributions.py   (4 seeds; 18 minutes single-threaded on a 2-core
     machine shared with other jobs; --quick: 2 seeds, 6 steps, claims on steps 0-3)
 
 Expected output (full run: WRN-20-1, 1-bit, the 4000 images of the shipped subset, batch 125, lr 0.1,
