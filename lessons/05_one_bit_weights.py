@@ -11,7 +11,7 @@ Run
     (the CIFAR-10 subset shipped in datasets/; --dataset cifar10 downloads the full archive)
 
 Expected output (a full run, real CIFAR-10 training images, single-threaded: TINYBIN_PARALLEL=0
-OPENBLAS_NUM_THREADS=1; 2 min 42 s on a 2-core machine shared with other runs)
+OPENBLAS_NUM_THREADS=1; 2 min 40 s on a 2-core machine shared with other runs)
     1. latent w            [-0.7, -1e-09, 0, 1e-09, 0.3]
        np.sign(w)          [-1, -1, 0, 1, 1]   <- a third value at 0
        F.binarize(w, 1.0)  [-1, -1, 1, 1, 1]   <- sign(0) = +1: always two values
@@ -27,7 +27,7 @@ OPENBLAS_NUM_THREADS=1; 2 min 42 s on a 2-core machine shared with other runs)
        stem                   0.2722     2.5606e-01       6.9691e-02   0.2722
        ...
        head.conv              0.1768     2.9240e-01       5.1690e-02   0.1768
-    CLAIM |dW| with c*ste_sign / |dW| with binarize = c in every layer (to 1e-5): holds in 5 of 5 seeds  (max |ratio - c| 1e-8 to 4e-8)
+    CLAIM |dW| with c*ste_sign / |dW| with binarize = c in every layer (to 1e-5): holds in 5 of 5 seeds  (max |ratio - c| 1e-8 to 2e-8)
     4. 30 SGD steps (lr 0.1, batch 125, real images), fraction of latent weights whose sign flipped:
        seed   mean flip binarize   mean flip c*ste_sign   fewer   loss@30 binarize   loss@30 c*ste_sign
           0             2.50e-03               4.24e-04    5.9x               1.915                 2.066
