@@ -15,7 +15,7 @@ winograd_min_channels     TINYBIN_CONV_MIN_CHANNELS  the fewest in/out channels 
 winograd_weight_gradient  TINYBIN_CONV_DW            "winograd" or "im2col": a Winograd layer's dw
 winograd_float64          TINYBIN_CONV_FLOAT64=1     float64 layers may run by Winograd too
 
-`conv` names the algorithms a stride-1 layer may run by, in the order they are tried; the first
+`conv` names the algorithms a layer may run by, in the order they are tried; the first
 that fits the layer runs it, and im2col, which fits every layer, ends every list
 ("winograd4+direct" is the default: Winograd for the wide 3×3 layers, the direct kernels for
 the narrow ones, im2col for the rest; "im2col" runs everything by im2col). kernels/conv_algorithms.py explains the measurements
