@@ -12,9 +12,11 @@ Run
 
 Expected output (a full run: WRN-20-1, 1-bit, the 4000 training images of the subset, batch 125,
 the cosine laid out for 30 epochs, 30 steps per run, seeds 0-2 (seed: initial weights and batch
-order; every run of a seed starts from the same weights and sees the same batches); 7 minutes
+order; every run of a seed starts from the same weights and sees the same batches); 12 minutes
 single-threaded (TINYBIN_PARALLEL=0 OPENBLAS_NUM_THREADS=1) on a 2-core machine shared with
-other runs)
+two other runs; every digit below, and of the longer look in the takeaway, the same as in the
+previous full run, before the direct kernels took the stride-2 layers and the stem's weight
+gradient)
     srelu T=1 lr 0.1 seed 0: loss 0: 21.9  1: 2.38e+06  2: 1.39e+13  3: 9.1e+16  4: 5.66e+19  5: 4.3e+17  ...  29: 9.96
        step 0: logit std 15.72, median |dW|/|W| 9.71, 16.17 % of the signs flipped.  end: exploded, then dead
        (exploded at 1, dead from 12), 70.9 % of unit outputs at the floor (5 of 19 units entirely; the head unit 100 %)
@@ -67,12 +69,13 @@ Takeaway
     gets p ≈ 0.09–0.10, and the loss grows with the vector's spread over classes: spread 1.4 →
     loss 2.42, 3.9 → 2.83, 8.1 → 4.26, 11.3 → 5.02, 12.4 → 9.92 (it also depends on which class
     is on top). ln 10 is the case of no spread. At lr 0.1 the last loss is above 2 × ln 10 in 2
-    of 3 seeds (4.48–9.96; 1 of 3 in the previous full run, before Winograd's weight gradient).
+    of 3 seeds (4.48–9.96, as in the previous full run; 1 of 3 in the one before it, before
+    Winograd's weight gradient).
     The gradient of a constant prediction flattens the vector, but with the head unit at its
     floor only sign flips of the head conv can move it, and at lr 0.1 the explosion left that
     conv's latent weights at 3e15–1.6e19 × their initial norm: 0–2.0 % of its signs flip over
     the last 10 steps (none in 1 of 3 seeds). A longer look (--steps 150 --lrs 0.1 0.01
-    --no-baseline --seeds 2, 12 minutes) shows where each ends: at lr 0.1 the loss stays spread
+    --no-baseline --seeds 2, 11 minutes) shows where each ends: at lr 0.1 the loss stays spread
     (range 12.4 and 9.2 at step 149, loss 9.9 and 4.0; the head's weights 6e16–1.6e19×, 0–0.16 %
     flips), at lr 0.01 it flattens to ln 10 (range 0.35–0.56, loss 2.30–2.35; the head's weights
     only 13–67× their initial norm, 1.25–1.41 % flips). In these runs the level a dead net's loss
@@ -80,9 +83,9 @@ Takeaway
     run: 3e15× ends at 4.75, 6e16× at 4.48); tinybin reads an earlier
     release's 150-step run, whose loss sat at 14, the same way (a spread vector that could no
     longer flatten; not re-measured). Seed 0 at lr 0.1 no longer drifts in the longer look (10.2
-    at step 20, 9.96 at step 149, its head unit 100 % at the floor); in the previous full run,
-    before Winograd's weight gradient, its head unit sat at 98 % and its loss drifted from 5.8 at
-    step 10 to 2.5.
+    at step 20, 9.96 at step 149, its head unit 100 % at the floor); in the full run before
+    Winograd's weight gradient, its head unit sat at 98 % and its loss drifted from 5.8 at step
+    10 to 2.5.
 
     Lowering the lr to 0.01 does not save it: nothing explodes by the definition (max loss
     156–517, under 100 × the first loss), but every seed ends dead (3 of 3, from step 25–29,

@@ -10,8 +10,8 @@ Question
     T ≈ 46 relate to σ_B(z) ≈ 16 at init?
 
 Run
-    python lessons/08b_final_bn.py       (3 seeds: 7 minutes single-threaded on a 2-core machine
-    shared with other runs)
+    python lessons/08b_final_bn.py       (3 seeds: 10 minutes single-threaded on a 2-core machine
+    shared with two other runs)
     --quick: 2 seeds, 3 heads (final BN, mean-only, ×1/T alone), 8 steps, σ_B at init over 3 inits
 
 Expected output (full run: srelu WRN-20-1, 1-bit, the 4000 images of the shipped subset, batch 125,

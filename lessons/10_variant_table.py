@@ -20,13 +20,16 @@ Run
 Expected output (the default run: WRN-20-1, 1-bit weights, a class-balanced 2000 of the 4000
 training images, the first 500 test images, 1 epoch = 16 steps of 125 per run, cosine from lr
 0.1, seeds 0-2 (seed: initial weights and batch order), BN statistics recalibrated; T = 40 as
-in the authors' code (P2 gives only "between approximately 30 and 100", §III.D). 18 runs, 8.5
+in the authors' code (P2 gives only "between approximately 30 and 100", §III.D). 18 runs, 12.5
 minutes single-threaded (TINYBIN_PARALLEL=0 OPENBLAS_NUM_THREADS=1) on a 2-core machine shared
-with two other full runs. It is a smoke test of the recipe, not a reproduction: P2 trains
+with two other runs. It is a smoke test of the recipe, not a reproduction: P2 trains
 WRN-20-4/10 on 50,000 images with one cosine over 300 epochs. Every digit below is the same as
-with stage 3's weight gradient by im2col: in srelu seed 0, checked both ways, Winograd's rounding
-moved stage 3's latent weights by < 2e-7 relative and flipped no sign in 16 steps, so the 1-bit
-nets ran the same forward passes.)
+in the previous full run, before the direct kernels took the stride-2 layers and the stem's
+weight gradient: against that run's checkpoints, in all 18 runs the new rounding moved the
+latent weights of the three convs whose weight gradient it changed (the stem, the two stride-2
+convs) by < 2.3e-7 of their largest and flipped no sign in 16 steps; every other array, BN
+statistics included, came out bit for bit the same, so the 1-bit nets ran the same forward
+passes.)
     baseline1 1-bit        test accuracy 25.0 %, 26.0 %, 24.8 %   (untrained: 13.0, 7.0, 8.0 %)
     ...
     mean-bn 1-bit T=40     test accuracy 15.8 %, 16.4 %, 20.4 %   (untrained: 8.8, 8.8, 9.0 %)

@@ -18,10 +18,13 @@ Expected output (a full run: WRN-20-1, 1-bit, a class-balanced 1000 of the subse
 images (8 steps of 125 an epoch), seeds 0-4, both nets on every seed; a cosine from 0.1 to 1e-5
 over 16 steps (2 epochs, P1's first cycle), the lr back at 0.1 for a second cosine of 16 steps,
 a restart at step 32 (epoch 4; P1's second cycle would be twice as long), then 8 steps. Each
-restart compares the 8 steps after it with the 8 before. 8.3 minutes single-threaded
-(TINYBIN_PARALLEL=0 OPENBLAS_NUM_THREADS=1) on a 2-core machine shared with two other full runs.
-With stage 3's weight gradient by Winograd rather than im2col, one number of the 20 restarts
-moved: srelu seed 0 at step 32, −2.0 → −2.4 points; no verdict changed.)
+restart compares the 8 steps after it with the 8 before. 5.6 minutes single-threaded
+(TINYBIN_PARALLEL=0 OPENBLAS_NUM_THREADS=1) on a 2-core machine with no other run going.
+Every digit below is the same as in the previous full run, before the direct kernels took the
+stride-2 layers and the stem's weight gradient (in results.json only the updates' sizes
+|ΔW|/|W| and the ratios of them moved, by < 1e-7 relative). The change before that, stage 3's
+weight gradient by Winograd rather than im2col, had moved one number of the 20 restarts (srelu seed 0 at step 32, −2.0 →
+−2.4 points) and no verdict.)
     seed 0 srelu    restart at step  16: acc 13.8 → 13.7 % (-0.1), |ΔW|/|W| 0.0022 → 0.0027, σ_B(z) 7.23 ...
     seed 0 final-bn restart at step  16: acc 22.3 → 25.3 % (+3.0), |ΔW|/|W| 0.0033 → 0.004, σ_B(z) 164 ...
     ...
