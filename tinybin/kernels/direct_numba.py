@@ -112,6 +112,19 @@ def _inside(i, pad, stride, size, out_size):
     return first, max(first, min(out_size, (size + pad - i - 1) // stride + 1))
 
 
+@njit(cache=True, inline="always", fastmath=_FMA)
+def _add_row(acc, xrow, grow, ow0, ow1, x0, xstep, g0, OC):
+    """acc[q, j] += xrow[x0 + ow*xstep + q] * grow[ow*OC + g0 + j] over the output pixels ow0 <= ow < ow1:
+    one input row's share of a (Q, B) block of dw (both weight-gradient kernels; inlined, so the block stays in registers)."""
+    for ow in range(ow0, ow1):
+        xo = x0 + ow * xstep
+        go = ow * OC + g0
+        for j in range(B):
+            gv = grow[np.uintp(go + j)]
+            for q in range(Q):
+                acc[q, j] += xrow[np.uintp(xo + q)] * gv
+
+
 @njit(cache=True, nogil=True, fastmath=_FMA)
 def _weights_chunks(x, dout, part, PT, PL, SH, SW, lo, hi):
     """part[u], lo <= u < hi = chunk u's images' share of dw; x is (N, H, W*C) and dout (N, OH, OW*OC),
@@ -134,15 +147,8 @@ def _weights_chunks(x, dout, part, PT, PL, SH, SW, lo, hi):
                                 acc[q, j] = 0
                         for n in range(u * IMAGES, min(N, (u + 1) * IMAGES)):
                             for oh in range(oh0, oh1):
-                                xrow = x[n, oh * SH + i - PT]
-                                grow = dout[n, oh]
-                                for ow in range(ow0, ow1):
-                                    xo = (ow * SW + k - PL) * C + c0
-                                    go = ow * OC + ob * B
-                                    for j in range(B):
-                                        gv = grow[np.uintp(go + j)]
-                                        for q in range(Q):
-                                            acc[q, j] += xrow[np.uintp(xo + q)] * gv
+                                _add_row(acc, x[n, oh * SH + i - PT], dout[n, oh], ow0, ow1,
+                                         (k - PL) * C + c0, SW * C, ob * B, OC)
                         for q in range(Q):
                             for j in range(B):
                                 part[u, i, k, c0 + q, ob * B + j] = acc[q, j]
@@ -168,15 +174,7 @@ def _weights_chunks_padded(xp, dout, part, C, SH, SW, lo, hi):
                             acc[q, j] = 0
                     for n in range(u * IMAGES, min(N, (u + 1) * IMAGES)):
                         for oh in range(OH):
-                            xrow = xp[n, oh * SH + i]
-                            grow = dout[n, oh]
-                            for ow in range(OW):
-                                xo = ow * SW * C + t0
-                                go = ow * OC + ob * B
-                                for j in range(B):
-                                    gv = grow[np.uintp(go + j)]
-                                    for q in range(Q):
-                                        acc[q, j] += xrow[np.uintp(xo + q)] * gv
+                            _add_row(acc, xp[n, oh * SH + i], dout[n, oh], 0, OW, t0, SW * C, ob * B, OC)
                     for q in range(Q):
                         for j in range(B):
                             part[u, i, t0 + q, ob * B + j] = acc[q, j]
