@@ -36,8 +36,8 @@ changes, and the authors' released model keeps its 96.30 % (963/1000). Narrow la
 (64). Those run by the direct kernels: im2col's forward+backward time over direct's, WRN-20-1's
 32×32×16 3.35×, 16×16×32 2.49×, 8×8×64 1.24× (F(4×4) there: 1.30×, so it keeps that stage); on
 WRN-20-4's wide layers direct loses to F(4×4) (0.84–1.11× against 1.46–2.31×). The 3-channel
-stem runs its forward and weight gradient direct (the latter over a padded copy: 5.1 ms against
-im2col's 11-19 at batch 125) and its input gradient by im2col (C_in % DIRECT_BLOCK). Stride-2
+stem runs its forward and weight gradient direct (the latter over a padded copy; im2col's took
+3.7× as long at batch 125) and its input gradient by im2col (C_in % DIRECT_BLOCK). Stride-2
 layers (no Winograd) at batch 125, im2col's time over direct's, calls alternated in one process:
 WRN-20-1's 32×32×16→32 forward 1.45×, dw 2.2×; 16×16×32→64 1.03×, 1.26×; but WRN-20-4's
 32×32×64→128 0.78×, 1.18× and 16×16×128→256 0.59×, 0.54×, hence DIRECT_STRIDED_CHANNELS. The direct
