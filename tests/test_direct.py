@@ -1,4 +1,4 @@
-"""The direct stride-1 convolution (kernels/direct_ref.py, direct_numba.py): equal to im2col's,
+"""The direct convolution (kernels/direct_ref.py, direct_numba.py): equal to im2col's,
 serial equal to parallel bit for bit, gradients match central differences, chosen for the
 layers it is meant for."""
 import numpy as np
@@ -151,7 +151,7 @@ def passes(w_shape, stride=(1, 1), padding=(1, 1, 1, 1), dtype=np.float32):
 def test_plans_by_layer():
     """WRN-20-1's layers under the default order: the stride-1 ones run direct, stride 2 its
     forward and dw direct and dx by im2col, Winograd keeps the wide ones, the 3-channel stem
-    runs its forward direct but its gradients by im2col."""
+    runs its forward and dw direct and its dx by im2col."""
     D, I, W4 = "direct", "im2col", "winograd4"
     with kernels.settings(conv="winograd4+direct", winograd_min_channels=64):
         assert passes((3, 3, 16, 16)) == (D, D, D)

@@ -39,8 +39,9 @@ WRN-20-4's wide layers direct loses to F(4×4) (0.84–1.11× against 1.46–2.3
 stem runs its forward and weight gradient direct (the latter over a padded copy; im2col's took
 3.7× as long at batch 125) and its input gradient by im2col (C_in % DIRECT_BLOCK). Stride-2
 layers (no Winograd) at batch 125, im2col's time over direct's, calls alternated in one process:
-WRN-20-1's 32×32×16→32 forward 1.45×, dw 2.2×; 16×16×32→64 1.03×, 1.26×; but WRN-20-4's
-32×32×64→128 0.78×, 1.18× and 16×16×128→256 0.59×, 0.54×, hence DIRECT_STRIDED_CHANNELS. The direct
+WRN-20-1's 32×32×16→32 forward 1.45×, dw 2.2×; 16×16×32→64 1.03×, 1.26× (another run, at 33 %
+steal: 1.14×, 2.9×; 1.13×, 1.45×); but WRN-20-4's 32×32×64→128 0.78×, 1.18× and 16×16×128→256
+0.59×, 0.54×, hence DIRECT_STRIDED_CHANNELS. The direct
 kernels' first use compiles them, once (Numba's cache; `bench conv` prints how long).
 
 A Winograd layer's weight gradient runs by Winograd too, unless winograd_weight_gradient=

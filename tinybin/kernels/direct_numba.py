@@ -158,8 +158,9 @@ def _weights_chunks(x, dout, part, PT, PL, SH, SW, lo, hi):
 def _weights_chunks_padded(xp, dout, part, C, SH, SW, lo, hi):
     """The same sums over a zero-padded input xp (N, HP, WP*C), for any C: part[u, i, t, oc] with
     t = k*C + c in blocks of Q (a window row's KW pixels are one run of KW*C values, as in the
-    forward), so a 3-channel layer fills a block with 9 of its 16 rows rather than 3. No row
-    is skipped at the borders: the padding's zeros add nothing."""
+    forward), so a 3-channel layer fills 9 rows of a 16-row block rather than 3. No row is
+    skipped at the borders: the padding's zeros add nothing. A block's rows past KW*C read the
+    next pixel's values; grad_weights drops them."""
     N, HP, WPC = xp.shape
     _, OH, OWC = dout.shape
     _, KH, KWCQ, OC = part.shape
