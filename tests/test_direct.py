@@ -32,21 +32,6 @@ def im2col_conv(x, w, padding, dout, stride=1):
     return out, dx, dw
 
 
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("module", [direct_ref, direct_numba])
-def test_direct_equals_im2col_in_float64(shape, module):
-    N, H, W, C, OC, K, padding = shape
-    rng = np.random.default_rng(0)
-    x, w = rng.standard_normal((N, H, W, C)), rng.standard_normal((K, K, C, OC))
-    out = module.forward(x, w, padding)
-    dout = rng.standard_normal(out.shape)
-    ref_out, ref_dx, ref_dw = im2col_conv(x, w, padding, dout)
-    np.testing.assert_allclose(out, ref_out, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(module.grad_weights(x, dout, padding, K, K), ref_dw, rtol=0, atol=1e-12)
-    if C % direct_numba.B == 0:
-        np.testing.assert_allclose(module.grad_input(dout, w, padding), ref_dx, rtol=0, atol=1e-12)
-
-
 # (N, H, W, C, OC, K, padding, stride): WRN's stride-2 layers and odd sizes, pads and strides
 STRIDED = [
     (3, 8, 8, 16, 32, 3, (1, 1, 1, 1), (2, 2)),
@@ -58,38 +43,24 @@ STRIDED = [
 ]
 
 
-@pytest.mark.parametrize("shape", STRIDED)
+@pytest.mark.parametrize("shape", [s + ((1, 1),) for s in SHAPES] + STRIDED)
 @pytest.mark.parametrize("module", [direct_ref, direct_numba])
-def test_strided_direct_equals_im2col_in_float64(shape, module):
+def test_direct_equals_im2col_in_float64(shape, module):
+    """Forward and dw at every stride; dx (stride 1 only) where C is a multiple of the block."""
     N, H, W, C, OC, K, padding, stride = shape
-    rng = np.random.default_rng(3)
+    rng = np.random.default_rng(0)
     x, w = rng.standard_normal((N, H, W, C)), rng.standard_normal((K, K, C, OC))
     out = module.forward(x, w, padding, stride)
     dout = rng.standard_normal(out.shape)
-    ref_out, _, ref_dw = im2col_conv(x, w, padding, dout, stride)
+    ref_out, ref_dx, ref_dw = im2col_conv(x, w, padding, dout, stride)
     assert out.shape == ref_out.shape
     np.testing.assert_allclose(out, ref_out, rtol=0, atol=1e-12)
     np.testing.assert_allclose(module.grad_weights(x, dout, padding, K, K, stride), ref_dw, rtol=0, atol=1e-12)
+    if stride == (1, 1) and C % direct_numba.B == 0:
+        np.testing.assert_allclose(module.grad_input(dout, w, padding), ref_dx, rtol=0, atol=1e-12)
     if module is direct_numba:   # threads split the work, never a sum
         with kernels.settings(parallel=False):
             assert np.array_equal(module.forward(x, w, padding, stride), out)
-
-
-def test_a_strided_layer_runs_direct_through_the_op():
-    """conv2d's forward and dw of a stride-2 layer by the direct kernels, its dx by col2im: the
-    three gradients against central differences, float64."""
-    rng = np.random.default_rng(4)
-    x, w = rng.standard_normal((2, 6, 7, 16)), rng.standard_normal((3, 3, 16, 16))
-    padding = (1, 1, 1, 0)
-    assert passes(w.shape, (2, 2), padding, x.dtype) == ("direct", "im2col", "direct")
-    out, cache = conv2d_forward(x, w, 2, padding)
-    dout = rng.standard_normal(out.shape)
-    dx, dw = conv2d_backward(dout, cache)
-
-    def f():
-        return conv2d_forward(x, w, 2, padding)[0]
-    assert rel_error(dx, numerical_grad(f, x, dout, eps=1e-4)) < 1e-7
-    assert rel_error(dw, numerical_grad(f, w, dout, eps=1e-4)) < 1e-7
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -125,22 +96,32 @@ def test_direct_float32_error_is_that_of_im2col():
     assert error(direct_numba.forward(x32, w32, (1, 1, 1, 1))) < 2 * im2col_error + 1e-7
 
 
-@pytest.mark.parametrize("reference", [False, True])
-def test_conv_gradcheck_through_the_direct_kernels(reference):
-    """The whole op (dispatch included) against central differences in float64."""
-    rng = np.random.default_rng(3)
-    x, w = rng.standard_normal((2, 5, 6, 16)), rng.standard_normal((3, 3, 16, 16)) / 12
-    padding = (1, 0, 2, 1)
+# (stride, padding, the plan's passes, reference kernels, weight scale, step, tolerance)
+GRADCHECKS = [
+    ((1, 1), (1, 0, 2, 1), ("direct",) * 3, False, 1 / 12, 1e-3, 1e-6),
+    ((1, 1), (1, 0, 2, 1), ("direct",) * 3, True, 1 / 12, 1e-3, 1e-6),
+    ((2, 2), (1, 1, 1, 0), ("direct", "im2col", "direct"), False, 1, 1e-4, 1e-7),  # dx by col2im
+]
+
+
+@pytest.mark.parametrize("case", GRADCHECKS)
+def test_conv_gradcheck_through_the_direct_kernels(case):
+    """The whole op (dispatch included) against central differences in float64, stride 1 (Numba
+    and reference kernels) and stride 2."""
+    stride, padding, plan, reference, scale, eps, tol = case
+    rng = np.random.default_rng(3 if stride == (1, 1) else 4)
+    x = rng.standard_normal((2, 5, 6, 16) if stride == (1, 1) else (2, 6, 7, 16))
+    w = rng.standard_normal((3, 3, 16, 16)) * scale
     with kernels.settings(reference=reference):
-        assert passes(w.shape, padding=padding, dtype=x.dtype) == ("direct",) * 3
-        out, cache = conv2d_forward(x, w, 1, padding)
+        assert passes(w.shape, stride, padding, x.dtype) == plan
+        out, cache = conv2d_forward(x, w, stride, padding)
         dout = rng.standard_normal(out.shape)
         dx, dw = conv2d_backward(dout, cache)
 
         def f():
-            return conv2d_forward(x, w, 1, padding)[0]
-        assert rel_error(dx, numerical_grad(f, x, dout, eps=1e-3)) < 1e-6
-        assert rel_error(dw, numerical_grad(f, w, dout, eps=1e-3)) < 1e-6
+            return conv2d_forward(x, w, stride, padding)[0]
+        assert rel_error(dx, numerical_grad(f, x, dout, eps=eps)) < tol
+        assert rel_error(dw, numerical_grad(f, w, dout, eps=eps)) < tol
 
 
 def passes(w_shape, stride=(1, 1), padding=(1, 1, 1, 1), dtype=np.float32):

@@ -181,6 +181,13 @@ def _weights_chunks_padded(xp, dout, part, C, SH, SW, lo, hi):
                             part[u, i, t0 + q, ob * B + j] = acc[q, j]
 
 
+def _padded_copy(x, HP, WP, PT, PL):
+    """x (N, H, W, C) at rows PT.., columns PL.. of an (N, HP, WP, C) array of zeros (forward and dw)."""
+    xp = np.empty((x.shape[0], HP, WP, x.shape[3]), x.dtype)
+    split(_pad_images, x.shape[0], np.ascontiguousarray(x), xp, PT, PL)
+    return xp
+
+
 def forward(x, w, padding, stride=(1, 1)):
     """out = direct_ref.forward(x, w, padding, stride); needs OC % B == 0."""
     KH, KW, C, OC = w.shape
@@ -190,9 +197,7 @@ def forward(x, w, padding, stride=(1, 1)):
     assert OC % B == 0, f"direct convolution needs C_out % {B} == 0, got {OC}"
     OH, OW = (H + PT + PB - KH) // SH + 1, (W + PL + PR - KW) // SW + 1
     extra = -OW % P     # output columns computed (from zero padding) and dropped: whole blocks only
-    WP = max(W + PL + PR, (OW + extra - 1) * SW + KW)
-    xp = np.empty((N, H + PT + PB, WP, C), x.dtype)
-    split(_pad_images, N, np.ascontiguousarray(x), xp, PT, PL)
+    xp = _padded_copy(x, H + PT + PB, max(W + PL + PR, (OW + extra - 1) * SW + KW), PT, PL)
     w_blocks = np.ascontiguousarray(w.reshape(KH, KW * C, OC // B, B).transpose(2, 0, 1, 3))
     out = np.empty((N, OH, OW + extra, OC), x.dtype)
     split(_forward_rows, N * OH, xp.reshape(xp.shape[:2] + (-1,)), w_blocks, out, C, SH, SW)
@@ -220,10 +225,8 @@ def grad_weights(x, dout, padding, KH, KW, stride=(1, 1)):
         split(_weights_chunks, units, np.ascontiguousarray(x).reshape(N, H, W * C), dout_rows, part, PT, PL, SH, SW)
         return part.sum(axis=0)
     KWCQ = -(-KW * C // Q) * Q                              # KW*C rounded up to whole blocks
-    HP = max(H + PT + PB, (OH - 1) * SH + KH)
     WP = max(W + PL + PR, -(-((OW - 1) * SW * C + KWCQ) // C))   # the last block's reads stay in the row
-    xp = np.empty((N, HP, WP, C), x.dtype)
-    split(_pad_images, N, np.ascontiguousarray(x), xp, PT, PL)
+    xp = _padded_copy(x, max(H + PT + PB, (OH - 1) * SH + KH), WP, PT, PL)
     part = np.empty((units, KH, KWCQ, OC), x.dtype)
-    split(_weights_chunks_padded, units, xp.reshape(N, HP, -1), dout_rows, part, C, SH, SW)
+    split(_weights_chunks_padded, units, xp.reshape(N, xp.shape[1], -1), dout_rows, part, C, SH, SW)
     return part.sum(axis=0)[:, :KW * C].reshape(KH, KW, C, OC)

@@ -9,8 +9,9 @@ stride 1, every SH-th row and SW-th column of xp[:, i:, j:, :] at stride (SH, SW
 No column matrix is formed: each product reads the input once, in place. The weight gradient
 is the same sum turned around, dw[i, j] = slab(i, j)ᵀ @ dout over all N*OH*OW positions, and the
 input gradient of a stride-1 layer is the forward correlation of dout with the filter flipped
-and its channels swapped (see grad_input; a strided layer's runs by col2im). Shapes as in im2col_ref.py: x (N, H, W, C), w (KH, KW, C, OC),
-padding (PT, PB, PL, PR), out (N, OH, OW, OC), OH = (H + PT + PB - KH) // SH + 1 (OW likewise).
+and its channels swapped (see grad_input; a strided layer's runs by col2im). Shapes as in
+im2col_ref.py: x (N, H, W, C), w (KH, KW, C, OC), padding (PT, PB, PL, PR), out (N, OH, OW, OC),
+OH = (H + PT + PB - KH) // SH + 1 (OW likewise).
 """
 import numpy as np
 
