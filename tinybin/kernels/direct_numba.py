@@ -10,8 +10,13 @@ padded copy of the input; every product is formed in registers. What these loops
   P = 8 neighbouring output pixels: 16 AVX accumulators (8 AVX-512 ones), enough independent
   multiply-adds to hide their latency (P = 4 left it exposed: 1.12-1.21x slower forward on
   WRN-20-1's three stages, P = 12 spilled registers: 0.63-0.73x; with 512-bit vectors P = 16
-  was 0.81-0.87x, and 32 output channels per block 1.01-1.03x; same bits, calls alternated in
-  one process).
+  was 0.81-0.87x, and 32 output channels per block 1.01-1.03x; two neighbouring output rows
+  per block, each shared input row loaded once for both, 0.77-0.96x on WRN-20-1's layers and
+  0.52x on the stem; same bits, calls alternated in one process). On a quiet machine this
+  kernel does ~48 G multiply-adds a second on 2 cores (WRN-20-1's 32×32×16 layer in 6.1 ms),
+  what a bare loop of its shape does (43-54 G). A bare loop with 16 accumulators and its
+  strides fixed at compile time did 1.66x as many on one core: out of reach here without one
+  compiled kernel per channel count.
   The weight gradient's block is Q = registers.ROWS input channels of B: 16 with 512-bit
   vectors, 8 with 256-bit ones (registers.py has the measurements; at 256 bits Q = 8 was
   1.14-1.35x over Q = 4).
