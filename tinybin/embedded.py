@@ -50,6 +50,7 @@ from .geometry import as_padding, as_pair, output_size, window_counts
 from .kernels import im2col_ref
 from .models import wrn
 from .models.wrn import Block, temperature_for
+from .ops.activations import clamp_forward
 from .tensor import Tensor, no_grad
 
 # --------------------------------------------------------------------------------- add/subtract path
@@ -87,7 +88,11 @@ def addsub_forward(model, x):
 
     def addsub(conv):
         bits = conv.weight.data >= 0  # the sign the model uses: sign(0) = +1
-        return lambda inp: Tensor(conv2d_addsub(inp.data, bits, conv.multiplier, conv.stride, conv.padding))
+
+        def forward(inp, floor=None):  # floor: an activation folded into the conv (models.wrn.unit_conv)
+            x = inp.data if floor is None else clamp_forward(inp.data, floor)[0]
+            return Tensor(conv2d_addsub(x, bits, conv.multiplier, conv.stride, conv.padding))
+        return forward
 
     was_training = model.training
     model.eval()

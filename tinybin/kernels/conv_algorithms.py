@@ -118,8 +118,8 @@ def direct_forward(x, w, stride, padding):
     return implementation("direct").forward(x, w, padding, stride)
 
 
-def direct_input_gradient(dout, w, x_shape, stride, padding):
-    return implementation("direct").grad_input(dout, w, padding)
+def direct_input_gradient(dout, w, x_shape, stride, padding, keep=None, floor=0.0):
+    return implementation("direct").grad_input(dout, w, padding, keep, floor)
 
 
 def direct_weight_gradient(x, dout, w_shape, stride, padding):
@@ -172,32 +172,37 @@ def winograd_takes_weight_gradient(layer, settings):
 
 
 class Algorithm(NamedTuple):
-    """A row of the table: three passes and the layers each takes (the forward decides the row)."""
+    """A row of the table: three passes and the layers each takes (the forward decides the row).
+    masks: its input gradient takes keep=, floor= and returns dx · (keep > floor) in the same pass
+    (the backward of an activation folded into the conv: ops/conv.py); other rows' dx is masked after."""
     forward: Callable
     input_gradient: Callable
     weight_gradient: Callable
     takes: Callable
     takes_input_gradient: Callable
     takes_weight_gradient: Callable
+    masks: bool = False
 
 
 ALGORITHMS = {
     "im2col": Algorithm(im2col_forward, im2col_input_gradient, im2col_weight_gradient,
                         every_layer, every_layer, every_layer),
     "direct": Algorithm(direct_forward, direct_input_gradient, direct_weight_gradient,
-                        direct_takes, direct_takes_input_gradient, every_layer),
+                        direct_takes, direct_takes_input_gradient, every_layer, masks=True),
     "winograd2": Algorithm(*winograd_passes(2), winograd_takes, winograd_takes, winograd_takes_weight_gradient),
     "winograd4": Algorithm(*winograd_passes(4), winograd_takes, winograd_takes, winograd_takes_weight_gradient),
 }
 
 
 class Pass(NamedTuple):
-    """One pass of a plan: the algorithm's name and its function; calling the pass calls it."""
+    """One pass of a plan: the algorithm's name and its function; calling the pass calls it.
+    masks: it takes keep=, floor= (Algorithm.masks; input gradients only)."""
     algorithm: str
     run: Callable
+    masks: bool = False
 
-    def __call__(self, *args):
-        return self.run(*args)
+    def __call__(self, *args, **mask):
+        return self.run(*args, **mask)
 
 
 class ConvPlan(NamedTuple):
@@ -243,13 +248,14 @@ def _forward_in_groups(run, groups, x, w, stride, padding):
     return out
 
 
-def _input_gradient_in_groups(run, groups, dout, w, x_shape, stride, padding):
+def _input_gradient_in_groups(run, groups, dout, w, x_shape, stride, padding, **mask):
     parts = groups(x_shape)
     if len(parts) == 1:
-        return run(dout, w, x_shape, stride, padding)
+        return run(dout, w, x_shape, stride, padding, **mask)
     dx = np.empty(x_shape, dout.dtype)
     for a, b in parts:
-        dx[a:b] = run(dout[a:b], w, (b - a,) + tuple(x_shape[1:]), stride, padding)
+        part = dict(mask, keep=mask["keep"][a:b]) if mask else {}
+        dx[a:b] = run(dout[a:b], w, (b - a,) + tuple(x_shape[1:]), stride, padding, **part)
     return dx
 
 
@@ -286,5 +292,6 @@ def plan(w_shape, stride, padding, dtype) -> ConvPlan:
     row = ALGORITHMS[name]
     dx = name if row.takes_input_gradient(layer, settings) else "im2col"
     dw = name if row.takes_weight_gradient(layer, settings) else "im2col"
-    return ConvPlan(*(Pass(n, in_image_groups(kind, n, getattr(ALGORITHMS[n], kind), layer))
+    return ConvPlan(*(Pass(n, in_image_groups(kind, n, getattr(ALGORITHMS[n], kind), layer),
+                           kind == "input_gradient" and ALGORITHMS[n].masks)
                       for kind, n in (("forward", name), ("input_gradient", dx), ("weight_gradient", dw))))

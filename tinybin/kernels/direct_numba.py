@@ -83,12 +83,17 @@ def _pad_images(x, xp, PT, PL, lo, hi):
 
 
 @njit(cache=True, nogil=True, fastmath=_FMA)
-def _forward_rows(xp, w_blocks, out, C, SH, SW, lo, hi):
+def _forward_rows(xp, w_blocks, out, C, SH, SW, keep, floor, lo, hi):
     """Output rows r = n*OH + oh, lo <= r < hi:
     out[n, oh, ow, ob*B + j] = sum_{i, t} xp[n, oh*SH + i, ow*SW*C + t] w_blocks[ob, i, t, j], t = k*C + c:
-    xp's rows are (W, C) flattened, so a window row's KW pixels are one run of KW*C values."""
+    xp's rows are (W, C) flattened, so a window row's KW pixels are one run of KW*C values.
+    A `keep` with images (the input gradient of a layer whose input was max(x, floor)) multiplies
+    each sum by (keep > floor) as it is stored: the activation's backward, the same product as
+    activations.clamp_backward's, without a pass of its own. keep has no images otherwise."""
     NB, KH, KWC, _ = w_blocks.shape
     N, OH, OW, OC = out.shape
+    masked, KW_ = keep.shape[0] > 0, keep.shape[2]    # keep's columns: the output's before the cut
+    one, zero = out.dtype.type(1), out.dtype.type(0)
     acc = carray(block(xp.dtype), (P, B))
     for r in range(lo, hi):
         n = r // OH
@@ -106,8 +111,13 @@ def _forward_rows(xp, w_blocks, out, C, SH, SW, lo, hi):
                             for q in range(P):       # (an unsigned index: no negative-index check)
                                 acc[q, j] += row[np.uintp((ow0 + q) * SW * C + t)] * wv
                 for q in range(P):
-                    for j in range(B):
-                        out[n, oh, ow0 + q, ob * B + j] = acc[q, j]
+                    if masked and ow0 + q < KW_:         # (the columns cut afterwards are not)
+                        for j in range(B):
+                            m = one if keep[n, oh, ow0 + q, ob * B + j] > floor else zero
+                            out[n, oh, ow0 + q, ob * B + j] = acc[q, j] * m
+                    else:
+                        for j in range(B):
+                            out[n, oh, ow0 + q, ob * B + j] = acc[q, j]
 
 
 @njit(cache=True, inline="always")
@@ -193,8 +203,9 @@ def _padded_copy(x, HP, WP, PT, PL):
     return xp
 
 
-def forward(x, w, padding, stride=(1, 1)):
-    """out = direct_ref.forward(x, w, padding, stride); needs OC % B == 0."""
+def forward(x, w, padding, stride=(1, 1), keep=None, floor=0.0):
+    """out = direct_ref.forward(x, w, padding, stride); needs OC % B == 0.
+    With keep (an array of out's shape), out · (keep > floor), in the same pass."""
     KH, KW, C, OC = w.shape
     PT, PB, PL, PR = padding
     SH, SW = stride
@@ -205,13 +216,20 @@ def forward(x, w, padding, stride=(1, 1)):
     xp = _padded_copy(x, H + PT + PB, max(W + PL + PR, (OW + extra - 1) * SW + KW), PT, PL)
     w_blocks = np.ascontiguousarray(w.reshape(KH, KW * C, OC // B, B).transpose(2, 0, 1, 3))
     out = np.empty((N, OH, OW + extra, OC), x.dtype)
-    split(_forward_rows, N * OH, xp.reshape(xp.shape[:2] + (-1,)), w_blocks, out, C, SH, SW)
+    if keep is None:
+        keep = np.empty((0, 1, 1, OC), x.dtype)
+    else:
+        assert keep.shape == (N, OH, OW, OC), f"keep {keep.shape} is not the output's shape {(N, OH, OW, OC)}"
+    split(_forward_rows, N * OH, xp.reshape(xp.shape[:2] + (-1,)), w_blocks, out, C, SH, SW,
+          np.ascontiguousarray(keep, x.dtype), x.dtype.type(floor))
     return np.ascontiguousarray(out[:, :, :OW]) if extra else out
 
 
-def grad_input(dout, w, padding):
-    """dx = direct_ref.grad_input(dout, w, padding) of a stride-1 layer; needs C % B == 0 and every pad <= K-1."""
-    return forward(dout, *input_gradient_as_forward(w, padding))
+def grad_input(dout, w, padding, keep=None, floor=0.0):
+    """dx = direct_ref.grad_input(dout, w, padding) of a stride-1 layer; needs C % B == 0 and every pad <= K-1.
+    With keep (x's shape): dx · (keep > floor), the backward of an activation max(·, floor) whose output
+    keep was this layer's input."""
+    return forward(dout, *input_gradient_as_forward(w, padding), keep=keep, floor=floor)
 
 
 def grad_weights(x, dout, padding, KH, KW, stride=(1, 1)):

@@ -54,9 +54,12 @@ def input_gradient_as_forward(w, padding):
     return w_flipped, (KH - 1 - PT, KH - 1 - PB, KW - 1 - PL, KW - 1 - PR)
 
 
-def grad_input(dout, w, padding):
-    """dx = dout ⋆ w' with w' the flipped filter (input_gradient_as_forward), stride 1."""
-    return forward(dout, *input_gradient_as_forward(w, padding))
+def grad_input(dout, w, padding, keep=None, floor=0.0):
+    """dx = dout ⋆ w' with w' the flipped filter (input_gradient_as_forward), stride 1;
+    with keep (x's shape), dx · (keep > floor): the backward of an activation max(·, floor) whose
+    output keep was the layer's input (direct_numba applies it as it stores dx)."""
+    dx = forward(dout, *input_gradient_as_forward(w, padding))
+    return dx if keep is None else dx * (keep > floor)
 
 
 def grad_weights(x, dout, padding, KH, KW, stride=(1, 1)):

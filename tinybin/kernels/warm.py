@@ -42,7 +42,7 @@ SIGNATURES = {
     "bn_numba._forward": "f2 f2 f1 f1 f1 b i i i",
     "pointwise_numba._clamp_below": "f1 s f1 i i",
     "direct_numba._pad_images": "f4 f4 i i i i",
-    "direct_numba._forward_rows": "f3 f4 f4 i i i i i",
+    "direct_numba._forward_rows": "f3 f4 f4 i i i f4 s i i",
     "im2col_numba._im2col_rows": "f4 f2" + " i" * 10,
     "pool_numba._forward_rows": "f4 f2 f4" + " i" * 8,
     "winograd_numba._gather_rows": "f4 f3 f2" + " i" * 8,

@@ -17,7 +17,7 @@ P2's networks "use the post-activation architecture" (§III.A); tinybin's are pr
 authors' released code and weights (lesson 11). input_norm="bn" learns g, o and uses batch statistics (the
 authors' code), so it is a layer, not P2's pre-processing "provided that the shift and scale factors are not
 learned" (§III.A). A unit is BN → ReLU (baselines) or a lone sReLU / ELU (BN-free); the final layer is BN, ×1/T,
-or 1/T then mean-only BN. A variant is a row of VARIANTS naming both factories. Module names are stable
+or 1/T then mean-only BN. A variant is a row of VARIANTS naming both factories (models/units.py). Module names are stable
 (`stem`, `stage2.block0.conv_a`, `head.conv`, ...): probes and export find layers by them.
 """
 from __future__ import annotations
@@ -31,6 +31,18 @@ import numpy as np
 from .. import functional as F
 from .. import nn
 from ..tensor import Tensor
+from .units import (
+    bn_affine_final,
+    bn_affine_relu_unit,
+    bn_final,
+    bn_relu_unit,
+    elu_unit,
+    mean_bn_final,
+    scale_final,
+    scale_mean_bn_final,
+    srelu_unit,
+    unit_conv,
+)
 
 PADDINGS = ("symmetric", "tf-same")
 INPUT_NORMS = ("bn", "fixed")
@@ -40,68 +52,6 @@ def default_temperature(bits: int, num_classes: int) -> float:
     """The authors' code's T, not P2's: 25 for CIFAR-100, else 40 (1-bit) and 80 (32-bit). P2 says only
     "between approximately 30 and 100" (§III.D; 25 is below it) and gives no T for its ELU net."""
     return 25.0 if num_classes == 100 else 40.0 if bits == 1 else 80.0
-
-
-class Unit(nn.Module):
-    """The pre-activation unit before a conv: BN → ReLU (baselines) or a lone sReLU / ELU (BN-free)."""
-
-    def __init__(self, bn, act):
-        super().__init__()
-        self.bn, self.act = bn, act
-
-    def forward(self, x):  # BN → ReLU as one op (fused in training), unless hooks watch the two apart
-        fuse = self.bn is not None and type(self.act) is nn.ReLU and not (self.bn._hooks or self.act._hooks)
-        return self.bn(x, relu=True) if fuse else self.act(self.bn(x) if self.bn is not None else x)
-
-
-# ----- units: channels -> Module ------------------------------------------------------------
-def bn_relu_unit(channels):
-    """BN (g = 1, o = 0 fixed) → ReLU: baseline 2."""
-    return Unit(nn.BatchNorm2d(channels), nn.ReLU())
-
-
-def bn_affine_relu_unit(channels):
-    """BN with learned g, o → ReLU: baseline 1."""
-    return Unit(nn.BatchNorm2d(channels, affine=True), nn.ReLU())
-
-
-def srelu_unit(channels):
-    """sReLU = max(−1, x), no BN (P2 §II.C, Eq. 5; §III.C)."""
-    return Unit(None, nn.SReLU())
-
-
-def elu_unit(channels):
-    """ELU (α = 1), no BN (P2 variant 5)."""
-    return Unit(None, nn.ELU(1.0))
-
-
-# ----- final layers before the global average pool: (channels[, temperature]) -> Module ------
-# A factory that takes `temperature` gets T (the authors' value when none is given).
-def bn_final(channels):
-    """BN without g, o (baseline 2, final-bn)."""
-    return nn.BatchNorm2d(channels)
-
-
-def bn_affine_final(channels):
-    """BN with learned g, o (baseline 1)."""
-    return nn.BatchNorm2d(channels, affine=True)
-
-
-def scale_final(channels, temperature):
-    """×1/T: a softmax temperature, the paper's replacement for the final BN (P2 §III.D)."""
-    return nn.Scale(1.0 / temperature)
-
-
-def scale_mean_bn_final(channels, temperature):
-    """×1/T, then mean-only BN without bias: tinybin's reading of P2's variant 6 (§IV), whose words do
-    not name ×1/T; without it the net explodes at lr 0.1 (the ablation below)."""
-    return nn.Sequential(scale=nn.Scale(1.0 / temperature), bn=nn.BatchNorm2d(channels, mean_only=True))
-
-
-def mean_bn_final(channels):
-    """Mean-only BN without bias and *without* ×1/T. An ablation, not one of the paper's variants:
-    it exists to show why the division matters — at lr 0.1 the logits explode within a few steps."""
-    return nn.BatchNorm2d(channels, mean_only=True)
 
 
 # variant -> (unit inside blocks and head, final layer before GAP): the six listed in P2 §IV.
@@ -164,7 +114,7 @@ class Block(nn.Module):
         self.shortcut = DownsampleShortcut(c_out - c_in, stride2_padding) if stride != 1 or c_in != c_out else None
 
     def forward(self, x):
-        residual = self.conv_b(self.unit_b(self.conv_a(self.unit_a(x))))
+        residual = unit_conv(self.unit_b, self.conv_b, unit_conv(self.unit_a, self.conv_a, x))
         return residual + (self.shortcut(x) if self.shortcut is not None else x)
 
 
@@ -179,7 +129,7 @@ class Head(nn.Module):
         self.pool = nn.GlobalAvgPool()
 
     def forward(self, x):
-        return self.pool(self.final(self.conv(self.unit(x))))
+        return self.pool(self.final(unit_conv(self.unit, self.conv, x)))
 
 
 class WRN(nn.Module):

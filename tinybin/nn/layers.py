@@ -51,8 +51,9 @@ class Conv2d(Module):
             return F.binarize(self.weight, self.multiplier)
         return self.weight
 
-    def forward(self, x):
-        return F.conv2d(x, self.effective_weight(), stride=self.stride, padding=self.padding)
+    def forward(self, x, floor=None):
+        """floor: convolve max(x, floor), an activation folded in (F.conv2d)."""
+        return F.conv2d(x, self.effective_weight(), stride=self.stride, padding=self.padding, floor=floor)
 
     def extra_repr(self):
         return (f"{self.c_in}, {self.c_out}, k={self.k}, stride={self.stride}, padding={self.padding}, "
@@ -159,6 +160,7 @@ class BatchNorm2d(BatchStatisticsPolicy, Module):
 
 class ReLU(Module):
     """max(0, x)"""
+    floor = 0.0    # max(x, floor): what a conv takes in when this is folded into it (F.conv2d)
 
     def forward(self, x):
         return F.relu(x)
@@ -166,6 +168,7 @@ class ReLU(Module):
 
 class SReLU(Module):
     """sReLU(x) = max(−1, x): the BN-free variants' activation (P2 §II.C, Eq. 5)."""
+    floor = -1.0
 
     def forward(self, x):
         return F.srelu(x)

@@ -24,20 +24,31 @@ def _fast(*arrays):
     return impl
 
 
+def clamp_forward(x, floor):
+    """out = max(floor, x): ReLU (floor 0) and sReLU (floor -1). d out/dx = 1 if x > floor else 0.
+    Shapes: any; out has x's shape."""
+    impl = _fast(x)
+    out = impl.clamp_below(x, floor) if impl else np.maximum(x, x.dtype.type(floor))
+    return out, out
+
+
+def clamp_backward(dout, out, floor):
+    """dout · (out > floor), read off the output (out > floor exactly where x > floor)."""
+    impl = _fast(dout, out)
+    return impl.pass_above(dout, out, floor) if impl else dout * (out > floor)
+
+
 def relu_forward(x):
     """out = max(0, x).
 
     d out/dx = 1 if x > 0 else 0 (0 at x = 0).
     Shapes: any; out has x's shape.
     """
-    impl = _fast(x)
-    out = impl.clamp_below(x, 0) if impl else np.maximum(x, x.dtype.type(0))   # same shape as x
-    return out, out
+    return clamp_forward(x, 0)
 
 
 def relu_backward(dout, out):
-    impl = _fast(dout, out)
-    return impl.pass_above(dout, out, 0) if impl else dout * (out > 0)
+    return clamp_backward(dout, out, 0)
 
 
 def srelu_forward(x):
@@ -46,14 +57,11 @@ def srelu_forward(x):
     Keeps the unit's output mean near zero without BN (ReLU's output is all >= 0).
     d out/dx = 1 if x > -1 else 0 (0 at x = -1).
     """
-    impl = _fast(x)
-    out = impl.clamp_below(x, -1) if impl else np.maximum(x, x.dtype.type(-1))
-    return out, out
+    return clamp_forward(x, -1)
 
 
 def srelu_backward(dout, out):
-    impl = _fast(dout, out)
-    return impl.pass_above(dout, out, -1) if impl else dout * (out > -1)
+    return clamp_backward(dout, out, -1)
 
 
 def elu_forward(x, alpha=1.0):

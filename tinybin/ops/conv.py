@@ -16,6 +16,7 @@ import numpy as np
 from .. import kernels
 from ..geometry import as_padding, as_pair, output_size
 from ..tensor import Function
+from .activations import clamp_backward, clamp_forward
 
 
 class ConvCache(NamedTuple):
@@ -24,6 +25,7 @@ class ConvCache(NamedTuple):
     stride: tuple
     padding: tuple
     plan: kernels.ConvPlan   # the passes the forward chose: the backward runs the same plan
+    floor: float | None      # an activation max(·, floor) folded in: x is its output
 
 
 def _check_conv_inputs(x, w):
@@ -42,7 +44,7 @@ def _check_conv_inputs(x, w):
                          f"{x.dtype} and w {w.shape} {w.dtype}: cast one with .astype()")
 
 
-def conv2d_forward(x, w, stride=1, padding=0):
+def conv2d_forward(x, w, stride=1, padding=0, floor=None):
     """out[n, oh, ow, oc] = sum_{i, j, c} xp[n, oh*SH + i, ow*SW + j, c] * w[i, j, c, oc]
 
     xp is x with PT, PB zero rows above and below and PL, PR zero columns left and right.
@@ -57,6 +59,11 @@ def conv2d_forward(x, w, stride=1, padding=0):
     Shapes: x (N, H, W, C), w (KH, KW, C, OC), stride int or (SH, SW), padding int or
     (PT, PB, PL, PR) -> out (N, OH, OW, OC). The cache keeps x, w and the plan, not the
     columns (see conv2d_backward).
+
+    floor: the conv of max(x, floor) instead (a ReLU, floor 0, or sReLU, floor -1, folded in;
+    the model does it where nothing watches the activation's output): the same numbers as the
+    two ops, one pass fewer in the backward, where the direct kernels apply the activation's
+    mask to dx as they store it.
     Reference: Chellapilla, Puri & Simard, "High performance convolutional neural networks for
     document processing" (2006) -- convolution unrolled into a matrix product.
     """
@@ -68,7 +75,9 @@ def conv2d_forward(x, w, stride=1, padding=0):
         raise ValueError(f"conv2d output would be {OH}x{OW}: input x {x.shape} with padding {padding} is "
                          f"smaller than the kernel of w {w.shape}")
     plan = kernels.conv_plan(w.shape, stride, padding, x.dtype)
-    return plan.forward(x, w, stride, padding), ConvCache(x, w, stride, padding, plan)
+    if floor is not None:
+        x, _ = clamp_forward(x, floor)                              # the activation's output
+    return plan.forward(x, w, stride, padding), ConvCache(x, w, stride, padding, plan, floor)
 
 
 def conv2d_backward(dout, cache, needs=(True, True)):
@@ -95,19 +104,23 @@ def conv2d_backward(dout, cache, needs=(True, True)):
     nothing (the first layer's input needs no gradient).
     Shapes: dout (N, OH, OW, OC) -> dx (N, H, W, C), dw (KH, KW, C, OC).
     """
-    x, w, stride, padding, plan = cache
+    x, w, stride, padding, plan, floor = cache
     dout = np.ascontiguousarray(dout, dtype=x.dtype)                # N, OH, OW, OC
     dw = plan.weight_gradient(x, dout, w.shape, stride, padding) if needs[1] else None
-    dx = plan.input_gradient(dout, w, x.shape, stride, padding) if needs[0] else None
-    return dx, dw
+    if not needs[0]:
+        return None, dw
+    if floor is not None and plan.input_gradient.masks:             # the mask applied as dx is stored
+        return plan.input_gradient(dout, w, x.shape, stride, padding, keep=x, floor=floor), dw
+    dx = plan.input_gradient(dout, w, x.shape, stride, padding)
+    return (dx if floor is None else clamp_backward(dx, x, floor)), dw
 
 
 class Conv2d(Function):
     """conv2d as an autograd Function; skips dx when the input needs no gradient."""
 
     @staticmethod
-    def forward(ctx, x, w, stride=1, padding=0):
-        out, ctx.cache = conv2d_forward(x, w, stride, padding)
+    def forward(ctx, x, w, stride=1, padding=0, floor=None):
+        out, ctx.cache = conv2d_forward(x, w, stride, padding, floor)
         return out
 
     @staticmethod
@@ -115,8 +128,9 @@ class Conv2d(Function):
         return conv2d_backward(dout, ctx.cache, needs=ctx.needs_input_grad)
 
 
-def conv2d(x, w, stride=1, padding=0):
+def conv2d(x, w, stride=1, padding=0, floor=None):
     """NHWC convolution without bias: x (N, H, W, C), w (KH, KW, C_in, C_out) -> (N, OH, OW, C_out).
 
-    padding is an int or (top, bottom, left, right); stride an int or (SH, SW)."""
-    return Conv2d.apply(x, w, stride=stride, padding=padding)
+    padding is an int or (top, bottom, left, right); stride an int or (SH, SW). floor: convolve
+    max(x, floor) (ReLU: 0, sReLU: -1) as one op (conv2d_forward)."""
+    return Conv2d.apply(x, w, stride=stride, padding=padding, floor=floor)

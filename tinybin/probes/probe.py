@@ -56,7 +56,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models.wrn import Block, Unit
+from ..models.units import Unit
+from ..models.wrn import Block
 from ..tensor import is_grad_enabled
 from .points import POINTS, final_batch_norms, unit_floor
 from .statistics import pooled, tail_stats

@@ -19,10 +19,11 @@ import torch
 
 from .. import nn as tnn
 from ..models import wrn as build_wrn
+from ..models.units import Unit
 from ..models.wrn import WRN as TbWRN
 from ..models.wrn import Block as TbBlock
 from ..models.wrn import DownsampleShortcut as TbShortcut
-from ..models.wrn import Head, Unit
+from ..models.wrn import Head
 from . import layers as L
 from .wrn import WRN, Block, Chain, DownsampleShortcut
 
