@@ -92,7 +92,7 @@ def _forward_rows(xp, w_blocks, out, C, SH, SW, keep, floor, lo, hi):
     activations.clamp_backward's, without a pass of its own. keep has no images otherwise."""
     NB, KH, KWC, _ = w_blocks.shape
     N, OH, OW, OC = out.shape
-    masked, KW_ = keep.shape[0] > 0, keep.shape[2]    # keep's columns: the output's before the cut
+    masked, kept_width = keep.shape[0] > 0, keep.shape[2]   # the output's width before the cut
     one, zero = out.dtype.type(1), out.dtype.type(0)
     acc = carray(block(xp.dtype), (P, B))
     for r in range(lo, hi):
@@ -111,7 +111,7 @@ def _forward_rows(xp, w_blocks, out, C, SH, SW, keep, floor, lo, hi):
                             for q in range(P):       # (an unsigned index: no negative-index check)
                                 acc[q, j] += row[np.uintp((ow0 + q) * SW * C + t)] * wv
                 for q in range(P):
-                    if masked and ow0 + q < KW_:         # (the columns cut afterwards are not)
+                    if masked and ow0 + q < kept_width:  # (the columns cut afterwards are not)
                         for j in range(B):
                             m = one if keep[n, oh, ow0 + q, ob * B + j] > floor else zero
                             out[n, oh, ow0 + q, ob * B + j] = acc[q, j] * m

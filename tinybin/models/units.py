@@ -19,8 +19,9 @@ class Unit(nn.Module):
 
 
 def unit_conv(unit, conv, x):
-    """conv(unit(x)). A Unit that is a lone ReLU or sReLU is folded into the conv (F.conv2d's floor:
-    the same numbers, one pass over memory fewer) unless hooks watch the unit, its activation or the conv."""
+    """conv(unit(x)). A Unit that is a lone ReLU or sReLU is folded into the conv (F.conv2d's floor: the
+    same numbers; where the direct kernels run the conv's input gradient, one pass over memory fewer)
+    unless hooks watch the unit, its activation or the conv."""
     act = unit.act if type(unit) is Unit and unit.bn is None else None
     if type(act) not in (nn.ReLU, nn.SReLU) or unit._hooks or act._hooks or conv._hooks:
         return conv(unit(x))
