@@ -17,8 +17,8 @@ P2's networks "use the post-activation architecture" (§III.A); tinybin's are pr
 authors' released code and weights (lesson 11). input_norm="bn" learns g, o and uses batch statistics (the
 authors' code), so it is a layer, not P2's pre-processing "provided that the shift and scale factors are not
 learned" (§III.A). A unit is BN → ReLU (baselines) or a lone sReLU / ELU (BN-free); the final layer is BN, ×1/T,
-or 1/T then mean-only BN. A variant is a row of VARIANTS naming both factories (models/units.py). Module names are stable
-(`stem`, `stage2.block0.conv_a`, `head.conv`, ...): probes and export find layers by them.
+or 1/T then mean-only BN. A variant is a row of VARIANTS naming both factories (models/units.py). Module
+names are stable (`stem`, `stage2.block0.conv_a`, `head.conv`, ...): probes and export find layers by them.
 """
 from __future__ import annotations
 

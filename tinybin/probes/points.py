@@ -24,10 +24,8 @@ def final_batch_norms(model) -> list:
 def unit_floor(unit):
     """The value below which a unit's output cannot go, and the tolerance for 'at the floor'."""
     act = getattr(unit, "act", unit)
-    if isinstance(act, nn.ReLU):
-        return 0.0, 0.0
-    if isinstance(act, nn.SReLU):
-        return -1.0, 0.0
+    if isinstance(act, (nn.ReLU, nn.SReLU)):
+        return act.floor, 0.0
     if isinstance(act, nn.ELU):
         return -act.alpha, 0.01 * act.alpha          # ELU only approaches −α: count ≤ −0.99α
     return None, None
